@@ -1,0 +1,29 @@
+"""Shared test fixtures."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def nnunet_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Point nnU-Net's three folders (and nnUNet_extTrainer) at fresh temporary folders for one test.
+
+    nnunetv2.paths reads the variables lazily in 2.8.1, so setting them here is enough for both in-process
+    calls and subprocesses started by the test (they inherit os.environ).
+    """
+    from nnunet_fracture.trainer_discovery import trainer_path
+
+    folders = {}
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        folder = tmp_path / name
+        folder.mkdir()
+        monkeypatch.setenv(name, str(folder))
+        folders[name] = folder
+    monkeypatch.setenv("nnUNet_extTrainer", str(trainer_path()))
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
+    monkeypatch.setenv("nnUNet_compile", "f")
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
+    return folders
