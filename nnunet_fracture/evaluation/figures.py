@@ -1,0 +1,67 @@
+"""PNG figures that show what a model predicted: probability heat maps on CT with the ground truth outlined."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a screen
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+BONE_WINDOW = (-250.0, 1250.0)  # HU range shown: soft tissue dark grey, cortical bone white
+
+
+def focus_point(gt: np.ndarray, probabilities: Optional[np.ndarray]) -> tuple[int, int, int]:
+    """The (z, y, x) voxel the figure is centred on: the ground truth's centre of mass, or else the most
+    probable voxel, or else the volume's centre."""
+    if gt.any():
+        return tuple(int(round(c)) for c in np.argwhere(gt).mean(axis=0))  # type: ignore[return-value]
+    if probabilities is not None and probabilities.max() > 0:
+        return tuple(int(i) for i in np.unravel_index(np.argmax(probabilities), probabilities.shape))  # type: ignore[return-value]
+    return tuple(s // 2 for s in gt.shape)  # type: ignore[return-value]
+
+
+def overlay_figure(ct: np.ndarray, gt: np.ndarray, probabilities: Optional[np.ndarray],
+                   spacing_zyx: tuple[float, float, float], title: str, out_file: Path) -> Path:
+    """Write axial and sagittal views through :func:`focus_point`.
+
+    Args:
+        ct: CT in HU, array order (z, y, x).
+        gt: ground-truth fracture mask, same shape.
+        probabilities: fracture probability in [0, 1], same shape, or None to show the mask only.
+        spacing_zyx: voxel spacing in mm in array order, so that the views have true proportions.
+        title: figure title (case id and metrics).
+        out_file: PNG path (parent folders are created).
+    """
+    if ct.shape != gt.shape or (probabilities is not None and probabilities.shape != ct.shape):
+        raise ValueError(f"CT {ct.shape}, ground truth {gt.shape} and probabilities "
+                         f"{None if probabilities is None else probabilities.shape} must have the same shape")
+    z, y, x = focus_point(gt, probabilities)
+    sz, sy, sx = spacing_zyx
+    views = [
+        ("axial", np.s_[z, :, :], sy / sx),
+        ("sagittal", np.s_[::-1, :, x], sz / sy),  # head up
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.5))
+    heat = None
+    for ax, (name, index, aspect) in zip(axes, views):
+        ax.imshow(ct[index], cmap="gray", vmin=BONE_WINDOW[0], vmax=BONE_WINDOW[1], aspect=aspect,
+                  interpolation="nearest")
+        if probabilities is not None:
+            p = probabilities[index]
+            heat = ax.imshow(np.ma.masked_less(p, 0.05), cmap="inferno", vmin=0.0, vmax=1.0, alpha=0.6,
+                             aspect=aspect, interpolation="nearest")
+        g = gt[index]
+        if g.any():
+            ax.contour(g.astype(float), levels=[0.5], colors=["lime"], linewidths=1.0)
+        ax.set_title(f"{name} (z={z})" if name == "axial" else f"{name} (x={x})")
+        ax.set_axis_off()
+    if heat is not None:
+        fig.colorbar(heat, ax=axes, fraction=0.025, label="fracture probability")
+    fig.suptitle(f"{title}\ngreen: ground-truth fracture outline", fontsize=10)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return out_file

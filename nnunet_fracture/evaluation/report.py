@@ -1,0 +1,133 @@
+"""``nnunet-fracture evaluate``: compare an nnU-Net prediction folder with ground-truth masks.
+
+For every ground-truth case ``<case>.nii.gz`` the prediction folder must hold ``<case>.nii.gz`` (the
+segmentation nnU-Net writes) and may hold ``<case>.npz`` (``--save_probabilities``). The report folder gets
+``metrics.csv`` (one row per case), ``summary.json`` (means and pooled numbers) and, when the CTs are given,
+``figures/<case>_overlay.png``. Empty-set conventions are those of
+:mod:`nnunet_fracture.evaluation.segmentation_metrics`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from tqdm import tqdm
+
+from nnunet_fracture.evaluation.figures import overlay_figure
+from nnunet_fracture.evaluation.segmentation_metrics import Confusion
+
+FRACTURE_LABEL = 1
+GEOMETRY_TOLERANCE = 1e-4
+
+
+def _check_same_geometry(reference: sitk.Image, other: sitk.Image, case: str, what: str, path: Path) -> None:
+    checks = {
+        "size": (reference.GetSize(), other.GetSize()),
+        "spacing": (reference.GetSpacing(), other.GetSpacing()),
+        "origin": (reference.GetOrigin(), other.GetOrigin()),
+        "direction": (reference.GetDirection(), other.GetDirection()),
+    }
+    for name, (a, b) in checks.items():
+        if not np.allclose(a, b, atol=GEOMETRY_TOLERANCE):
+            raise ValueError(f"case {case}: {what} {path} has {name} {tuple(b)} but the ground truth has "
+                             f"{tuple(a)}. Fix: predict from images with the ground truth's geometry.")
+
+
+def load_probabilities(npz_file: Path, case: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Fracture probability (class 1) from an nnU-Net ``.npz``, checked for shape and range."""
+    with np.load(npz_file) as data:
+        if "probabilities" not in data:
+            raise ValueError(f"case {case}: {npz_file} has no 'probabilities' array; it should come from "
+                             f"nnUNetv2_predict --save_probabilities")
+        probabilities = data["probabilities"]
+    if probabilities.ndim != len(shape) + 1 or probabilities.shape[1:] != shape:
+        raise ValueError(f"case {case}: probabilities in {npz_file} have shape {probabilities.shape}, expected "
+                         f"(classes, {', '.join(map(str, shape))})")
+    fracture = probabilities[FRACTURE_LABEL].astype(np.float32)
+    low, high = float(fracture.min()), float(fracture.max())
+    if low < -1e-6 or high > 1 + 1e-6 or not np.isfinite(fracture).all():
+        raise ValueError(f"case {case}: probabilities in {npz_file} span [{low}, {high}], outside [0, 1]")
+    return fracture
+
+
+def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = None) -> dict:
+    """Evaluate every case of ``gt`` against ``pred`` and write the report to ``out``.
+
+    Args:
+        pred: nnU-Net prediction folder.
+        gt: folder of ground-truth masks ``<case>.nii.gz`` (label 1 = fracture).
+        out: report folder, created if missing.
+        images: optional folder with ``<case>_0000.nii.gz`` CTs; when given, an overlay PNG per case.
+
+    Returns:
+        The summary dictionary also written to ``summary.json``.
+
+    Raises:
+        FileNotFoundError: a folder or a case's prediction is missing.
+        ValueError: geometry mismatch or probabilities outside [0, 1].
+    """
+    for folder, what in ((pred, "prediction folder"), (gt, "ground-truth folder")):
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{what} {folder} does not exist")
+    gt_files = sorted(Path(gt).glob("*.nii.gz"))
+    if not gt_files:
+        raise FileNotFoundError(f"no ground-truth masks (*.nii.gz) in {gt}")
+    cases = [f.name[: -len(".nii.gz")] for f in gt_files]
+    missing = [c for c in cases if not (Path(pred) / f"{c}.nii.gz").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} case(s) have no prediction in {pred}: {', '.join(missing[:10])}. "
+                                f"Fix: predict all ground-truth cases, or evaluate against a ground-truth folder "
+                                f"holding only the predicted cases.")
+    rows, pooled, pooled_probability = [], Confusion(0, 0, 0), Confusion(0, 0, 0)
+    for case, gt_file in tqdm(list(zip(cases, gt_files)), desc="evaluate", unit="case"):
+        gt_image = sitk.ReadImage(str(gt_file))
+        pred_file = Path(pred) / f"{case}.nii.gz"
+        pred_image = sitk.ReadImage(str(pred_file))
+        _check_same_geometry(gt_image, pred_image, case, "prediction", pred_file)
+        gt_mask = sitk.GetArrayFromImage(gt_image) == FRACTURE_LABEL
+        pred_mask = sitk.GetArrayFromImage(pred_image) == FRACTURE_LABEL
+        confusion = Confusion.from_masks(pred_mask, gt_mask)
+        pooled = pooled + confusion
+        row = {"case": case, "gt_voxels": int(gt_mask.sum()), "pred_voxels": int(pred_mask.sum()),
+               **confusion.as_dict()}
+        probabilities = None
+        npz = Path(pred) / f"{case}.npz"
+        if npz.is_file():
+            probabilities = load_probabilities(npz, case, gt_mask.shape)
+            row["max_probability"] = float(probabilities.max())
+            thresholded = Confusion.from_masks(probabilities >= 0.5, gt_mask)
+            pooled_probability = pooled_probability + thresholded
+            row["dice_at_0.5"] = thresholded.dice
+        if images is not None:
+            ct_file = Path(images) / f"{case}_0000.nii.gz"
+            if not ct_file.is_file():
+                raise FileNotFoundError(f"case {case}: no CT {ct_file} for the overlay figure")
+            ct_image = sitk.ReadImage(str(ct_file))
+            _check_same_geometry(gt_image, ct_image, case, "CT", ct_file)
+            overlay_figure(sitk.GetArrayFromImage(ct_image), gt_mask, probabilities,
+                           tuple(reversed(gt_image.GetSpacing())),
+                           f"{case}: Dice {confusion.dice:.3f}", Path(out) / "figures" / f"{case}_overlay.png")
+        rows.append(row)
+
+    table = pd.DataFrame(rows)
+    fractured = table[table["gt_voxels"] > 0]
+    summary = {
+        "n_cases": len(table),
+        "n_fractured_cases": len(fractured),
+        "mean_dice": float(table["dice"].mean()),
+        "mean_dice_fractured_cases": float(fractured["dice"].mean()) if len(fractured) else None,
+        "pooled": pooled.as_dict(),
+        "false_positive_cases": int(((table["gt_voxels"] == 0) & (table["pred_voxels"] > 0)).sum()),
+        "conventions": "Dice/IoU of empty prediction vs empty ground truth = 1; one empty = 0",
+    }
+    if "max_probability" in table:
+        summary["pooled_at_probability_0.5"] = pooled_probability.as_dict()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "metrics.csv", index=False)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,93 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+from matplotlib.image import imread
+
+from nnunet_fracture.cli import main
+from nnunet_fracture.evaluation.report import evaluate_folder
+
+SHAPE = (6, 10, 12)  # z, y, x
+
+
+def _write(array, path, spacing=(1.0, 1.0, 2.0)):
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin((-5.0, 3.0, 10.0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path))
+
+
+@pytest.fixture
+def folders(tmp_path):
+    gt_a = np.zeros(SHAPE, np.uint8)
+    gt_a[2:4, 3:6, 4:8] = 1  # 2*3*4 = 24 voxels
+    pred_a = np.zeros(SHAPE, np.uint8)
+    pred_a[2:4, 3:6, 6:10] = 1  # overlap x 6..7 -> 2*3*2 = 12 voxels; pred 24
+    gt_b = np.zeros(SHAPE, np.uint8)  # fracture-free case
+    pred_b = np.zeros(SHAPE, np.uint8)
+    pred_b[0, 0, 0] = 1  # one false-positive voxel
+    probs_a = np.zeros((2,) + SHAPE, np.float32)
+    probs_a[1] = 0.1
+    probs_a[1][pred_a == 1] = 0.9
+    probs_a[0] = 1 - probs_a[1]
+    for name, gt, pred in (("a", gt_a, pred_a), ("b", gt_b, pred_b)):
+        _write(gt, tmp_path / "gt" / f"{name}.nii.gz")
+        _write(pred, tmp_path / "pred" / f"{name}.nii.gz")
+        ct = np.full(SHAPE, 40, np.int16)
+        _write(ct, tmp_path / "images" / f"{name}_0000.nii.gz")
+    np.savez_compressed(tmp_path / "pred" / "a.npz", probabilities=probs_a)
+    return tmp_path
+
+
+def test_metrics_by_hand(folders):
+    summary = evaluate_folder(folders / "pred", folders / "gt", folders / "out")
+    table = pd.read_csv(folders / "out" / "metrics.csv").set_index("case")
+    assert table.loc["a", "tp"] == 12 and table.loc["a", "fp"] == 12 and table.loc["a", "fn"] == 12
+    assert table.loc["a", "dice"] == pytest.approx(0.5)
+    assert table.loc["a", "dice_at_0.5"] == pytest.approx(0.5)
+    assert table.loc["a", "max_probability"] == pytest.approx(0.9)
+    assert table.loc["b", "dice"] == 0.0  # empty ground truth, non-empty prediction
+    assert summary["mean_dice"] == pytest.approx(0.25)
+    assert summary["mean_dice_fractured_cases"] == pytest.approx(0.5)
+    assert summary["pooled"]["dice"] == pytest.approx(24 / (24 + 13 + 12))
+    assert summary["false_positive_cases"] == 1
+    assert json.loads((folders / "out" / "summary.json").read_text())["n_cases"] == 2
+
+
+def test_overlay_is_hot_where_probability_is_high(folders):
+    evaluate_folder(folders / "pred", folders / "gt", folders / "out", images=folders / "images")
+    png = imread(folders / "out" / "figures" / "a_overlay.png")
+    assert png.shape[0] > 100 and png[..., :3].std() > 0.05  # not blank
+    # the heat map (inferno) draws warm, saturated pixels: red clearly above blue somewhere
+    warm = (png[..., 0] - png[..., 2]) > 0.3
+    assert warm.sum() > 50
+    assert (folders / "out" / "figures" / "b_overlay.png").is_file()
+
+
+def test_missing_prediction_names_case(folders):
+    (folders / "pred" / "b.nii.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="b"):
+        evaluate_folder(folders / "pred", folders / "gt", folders / "out")
+
+
+def test_geometry_mismatch_names_case_and_file(folders):
+    _write(np.zeros(SHAPE, np.uint8), folders / "pred" / "a.nii.gz", spacing=(1.0, 1.0, 3.0))
+    with pytest.raises(ValueError, match=r"case a: prediction .*a\.nii\.gz has spacing"):
+        evaluate_folder(folders / "pred", folders / "gt", folders / "out")
+
+
+def test_probabilities_out_of_range(folders):
+    bad = np.zeros((2,) + SHAPE, np.float32)
+    bad[1, 0, 0, 0] = 1.5
+    np.savez_compressed(folders / "pred" / "a.npz", probabilities=bad)
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        evaluate_folder(folders / "pred", folders / "gt", folders / "out")
+
+
+def test_cli_reports_error_without_traceback(folders, capsys):
+    assert main(["evaluate", str(folders / "nope"), str(folders / "gt"), "--out", str(folders / "o")]) == 1
+    assert "prediction folder" in capsys.readouterr().err
+    assert main(["evaluate", str(folders / "pred"), str(folders / "gt"), "--out", str(folders / "o")]) == 0
