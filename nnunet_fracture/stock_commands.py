@@ -1,0 +1,59 @@
+"""Run nnU-Net's stock command-line tools (``nnUNetv2_*``) from Python, the way a user would in a shell.
+
+The demo and the end-to-end tests drive nnU-Net through its real entry points rather than its internals, so
+what they prove is what a user gets. Output goes to a log file; a failure raises with the log's tail.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+
+def find_command(name: str) -> str:
+    """Absolute path of a console script, preferring the running interpreter's environment."""
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.is_file():
+        return str(beside_python)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"command {name} not found next to {sys.executable} or on PATH; "
+                                f"is nnunetv2 installed in this environment?")
+    return found
+
+
+def run_stock(args: Sequence[str], log_file: Path, env: Optional[Mapping[str, str]] = None,
+              echo: bool = False) -> None:
+    """Run ``args`` (its first element a console-script name such as ``nnUNetv2_train``).
+
+    Args:
+        args: the command line.
+        log_file: stdout and stderr are appended here.
+        env: environment variables added to (and overriding) ``os.environ``.
+        echo: also stream the output to this process's stdout (progress bars of long steps).
+
+    Raises:
+        RuntimeError: the command failed; the message holds the command and the last lines of its output.
+    """
+    command = [find_command(args[0]), *map(str, args[1:])]
+    full_env = {**os.environ, **(env or {})}
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "a") as log:
+        log.write(f"\n$ {' '.join(map(str, args))}\n")
+        log.flush()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env,
+                                   text=True, bufsize=1)
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+        returncode = process.wait()
+    if returncode != 0:
+        tail = "".join(log_file.read_text().splitlines(keepends=True)[-40:])
+        raise RuntimeError(f"{' '.join(map(str, args))} failed with exit code {returncode}; "
+                           f"last lines of {log_file}:\n{tail}")
