@@ -1,0 +1,136 @@
+"""Validation of one :class:`CaseRecord` before it is written: every check raises with the case, file and fix.
+
+:func:`validate_case` is what :func:`~nnunet_fracture.dataset_conversion.raw_dataset.write_raw_dataset` runs on
+every case, whatever reader produced it; the smaller helpers are public so readers can fail early with the
+same messages.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from nnunet_fracture.dataset_conversion.box_geometry import box_problem
+from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN, CaseRecord
+
+SPACING_RTOL = 1e-4
+"""Relative tolerance on spacing when comparing a mask's or vertebra map's geometry with its image."""
+ORIGIN_ATOL_VOXELS = 1e-3
+"""Origin tolerance in units of the smallest voxel spacing."""
+DIRECTION_ATOL = 1e-4
+"""Absolute tolerance on direction-cosine entries."""
+
+
+def describe(case_id: str, source: str = "") -> str:
+    """``case 'x' (from /path)`` - the prefix of every error message about a case."""
+    return f"case {case_id!r}" + (f" (from {source})" if source else "")
+
+
+def check_case_id(case_id: object, source: str = "") -> str:
+    """Return ``case_id`` if it is a plain name (letters, digits, ``_``, ``-``), else raise ``ValueError``."""
+    if not isinstance(case_id, str) or not CASE_ID_PATTERN.match(case_id):
+        raise ValueError(
+            f"{describe(str(case_id), source)}: case id {case_id!r} is not a plain name. Case ids become file "
+            f"names, so they may contain only letters, digits, '_' and '-'. Fix: rename the case (its files "
+            f"and its rows in the box table)."
+        )
+    return case_id
+
+
+def check_image(image: sitk.Image, case_id: str, source: str = "") -> None:
+    """Raise ``ValueError`` unless ``image`` is a 3D scalar image without NaN or infinite voxels."""
+    where = describe(case_id, source)
+    if not isinstance(image, sitk.Image):
+        raise ValueError(f"{where}: image is a {type(image).__name__}, expected a SimpleITK image")
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError(
+            f"{where}: the CT must be a 3D single-channel image, got {image.GetDimension()}D with "
+            f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel. Fix: export one 3D volume per case."
+        )
+    if image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        array = sitk.GetArrayViewFromImage(image)
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            raise ValueError(
+                f"{where}: the CT has {bad} NaN or infinite voxel(s). nnU-Net cannot train on them. Fix: replace "
+                f"them with a real value (for example -1024 HU, air) before converting."
+            )
+
+
+def check_same_geometry(image: sitk.Image, other: sitk.Image, what: str, case_id: str,
+                        source: str = "") -> sitk.Image:
+    """Check that ``other`` (a mask or vertebra map) lies on ``image``'s voxel grid.
+
+    Size must match exactly; spacing, origin and direction within the module tolerances. ``other`` is
+    returned with ``image``'s geometry copied onto it, so tiny header rounding differences disappear.
+
+    Raises:
+        ValueError: naming the case, ``what`` and the mismatching property.
+    """
+    where = describe(case_id, source)
+    if not isinstance(other, sitk.Image) or other.GetDimension() != 3 or other.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError(f"{where}: the {what} must be a 3D single-channel SimpleITK image")
+    fix = (f"Fix: resample the {what} onto the CT grid (e.g. sitk.Resample({what.replace(' ', '_')}, ct, "
+           f"sitk.Transform(), sitk.sitkNearestNeighbor)) or supply the {what} that belongs to this CT.")
+    if tuple(other.GetSize()) != tuple(image.GetSize()):
+        raise ValueError(f"{where}: the {what} has size {other.GetSize()} but the CT has size {image.GetSize()}. "
+                         f"{fix}")
+    spacing_i, spacing_o = np.array(image.GetSpacing()), np.array(other.GetSpacing())
+    if not np.allclose(spacing_o, spacing_i, rtol=SPACING_RTOL, atol=0):
+        raise ValueError(f"{where}: the {what} has spacing {tuple(spacing_o)} but the CT has spacing "
+                         f"{tuple(spacing_i)}. {fix}")
+    atol = ORIGIN_ATOL_VOXELS * float(spacing_i.min())
+    if not np.allclose(other.GetOrigin(), image.GetOrigin(), rtol=0, atol=atol):
+        raise ValueError(f"{where}: the {what} has origin {other.GetOrigin()} but the CT has origin "
+                         f"{image.GetOrigin()}. {fix}")
+    if not np.allclose(other.GetDirection(), image.GetDirection(), rtol=0, atol=DIRECTION_ATOL):
+        raise ValueError(f"{where}: the {what} has direction {other.GetDirection()} but the CT has direction "
+                         f"{image.GetDirection()}. {fix}")
+    aligned = sitk.Image(other)
+    aligned.CopyInformation(image)
+    return aligned
+
+
+def label_array(image: sitk.Image, what: str, case_id: str, source: str = "") -> np.ndarray:
+    """Return a label map's voxels as a non-negative integer numpy array ``[k, j, i]``.
+
+    Raises:
+        ValueError: if a voxel is negative, not finite or not a whole number.
+    """
+    array = sitk.GetArrayFromImage(image)
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
+            raise ValueError(f"{describe(case_id, source)}: the {what} holds non-integer or NaN values; a label "
+                             f"map must hold whole numbers. Fix: save it with an integer pixel type.")
+        array = array.astype(np.int64)
+    if array.size and int(array.min()) < 0:
+        raise ValueError(f"{describe(case_id, source)}: the {what} holds negative labels. Fix: use labels >= 0.")
+    return array
+
+
+def validate_case(case: CaseRecord) -> CaseRecord:
+    """Run every check on one case and return it with its mask / vertebra map snapped to the CT geometry.
+
+    Checks: plain case id, 3D finite CT, every box valid and inside the image, mask and vertebra map on the
+    CT grid.
+
+    Raises:
+        ValueError: with the case id, its source and the fix.
+    """
+    if not isinstance(case, CaseRecord):
+        raise ValueError(f"expected a CaseRecord, got {type(case).__name__}")
+    check_case_id(case.case_id, case.source)
+    check_image(case.image, case.case_id, case.source)
+    for n, box in enumerate(case.boxes, start=1):
+        problem = box_problem(box, case.image.GetSize())
+        if problem:
+            raise ValueError(f"{describe(case.case_id, case.source)}: box {n} ({box.label or 'no label'}): "
+                             f"{problem}. Fix: correct or clip the box.")
+    mask: Optional[sitk.Image] = None
+    vertebrae: Optional[sitk.Image] = None
+    if case.mask is not None:
+        mask = check_same_geometry(case.image, case.mask, "mask", case.case_id, case.source)
+    if case.vertebrae is not None:
+        vertebrae = check_same_geometry(case.image, case.vertebrae, "vertebra map", case.case_id, case.source)
+    return CaseRecord(case.case_id, case.image, list(case.boxes), mask, vertebrae, case.source)
