@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -26,7 +27,7 @@ def find_command(name: str) -> str:
 
 
 def run_stock(args: Sequence[str], log_file: Path, env: Optional[Mapping[str, str]] = None,
-              echo: bool = False) -> None:
+              echo: bool = False) -> str:
     """Run ``args`` (its first element a console-script name such as ``nnUNetv2_train``).
 
     Args:
@@ -35,25 +36,33 @@ def run_stock(args: Sequence[str], log_file: Path, env: Optional[Mapping[str, st
         env: environment variables added to (and overriding) ``os.environ``.
         echo: also stream the output to this process's stdout (progress bars of long steps).
 
+    Returns:
+        The command's output (stdout and stderr).
+
     Raises:
         RuntimeError: the command failed; the message holds the command and the last lines of its output.
     """
     command = [find_command(args[0]), *map(str, args[1:])]
     full_env = {**os.environ, **(env or {})}
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "a") as log:
+    output = []
+    with open(log_file, "a", encoding="utf-8") as log:
         log.write(f"\n$ {' '.join(map(str, args))}\n")
         log.flush()
+        start = time.perf_counter()
+        # nnU-Net prints non-ASCII (progress bars); decode as UTF-8 whatever this machine's locale says
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env,
-                                   text=True, bufsize=1)
+                                   encoding="utf-8", errors="replace", bufsize=1)
         assert process.stdout is not None
         for line in process.stdout:
+            output.append(line)
             log.write(line)
             if echo:
                 sys.stdout.write(line)
                 sys.stdout.flush()
         returncode = process.wait()
+        log.write(f"[exit code {returncode} after {time.perf_counter() - start:.1f} s]\n")
     if returncode != 0:
-        tail = "".join(log_file.read_text().splitlines(keepends=True)[-40:])
         raise RuntimeError(f"{' '.join(map(str, args))} failed with exit code {returncode}; "
-                           f"last lines of {log_file}:\n{tail}")
+                           f"last lines of its output (all of it in {log_file}):\n{''.join(output[-40:])}")
+    return "".join(output)

@@ -27,3 +27,12 @@ def nnunet_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Pat
     monkeypatch.setenv("nnUNet_compile", "f")
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
     return folders
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny sphere dataset, planned and preprocessed by the stock command once per session
+    (see tests/nnunet_tiny_dataset.py); tests copy it into their own folders with ``install``."""
+    from nnunet_tiny_dataset import preprocessed_dataset
+
+    return preprocessed_dataset(tmp_path_factory.getbasetemp() / "nnunet_tiny_dataset")

@@ -3,33 +3,24 @@
 Five 24^3 int16 "CT" volumes with one bright sphere each (label 1). Independent of the plugin's converters and
 phantom generator on purpose: trainer and planning tests must not break when those change.
 
-Test modules import this helper (pytest puts ``tests/`` on ``sys.path`` because of ``tests/conftest.py``) and
-call ``preprocessed_dataset`` from a fixture; ``install`` copies the result into a test's own nnU-Net folders.
+Test modules get it through the session fixture ``tiny_dataset_cache`` (conftest.py); ``install`` copies it
+into a test's own nnU-Net folders. pytest puts ``tests/`` on ``sys.path`` because of ``tests/conftest.py``.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from nnunet_fracture.stock_commands import run_stock
 
 DATASET_ID = 987
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_FractureTiny"
 EDGE = 24
 N_CASES = 5
-
-
-def nnunet_command(name: str) -> str:
-    """Full path of an nnU-Net console script, preferring the running interpreter's environment."""
-    beside = Path(sys.executable).with_name(name)
-    found = str(beside) if beside.is_file() else shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} not found beside {sys.executable} or on PATH; is nnunetv2 installed?")
-    return found
 
 
 def quiet_env(**folders: Path | str) -> dict[str, str]:
@@ -38,16 +29,6 @@ def quiet_env(**folders: Path | str) -> dict[str, str]:
     env.update(nnUNet_n_proc_DA="0", nnUNet_compile="f", nnUNet_def_n_proc="1",
                OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     return env
-
-
-def run_checked(command: list[str], env: dict[str, str], timeout: float = 300) -> str:
-    """Run an nnU-Net console script; return its output, or fail with the end of it."""
-    result = subprocess.run([nnunet_command(command[0]), *command[1:]], env=env, capture_output=True, text=True,
-                            timeout=timeout)
-    output = result.stdout + result.stderr
-    if result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} exited with {result.returncode}:\n{output[-6000:]}")
-    return output
 
 
 def write_raw_dataset(raw_root: Path) -> Path:
@@ -86,8 +67,8 @@ def preprocessed_dataset(cache: Path) -> Path:
                     nnUNet_results=cache / "nnUNet_results")
     # the planner calls torch.set_num_threads(get_allowed_n_proc_DA()), which fails for nnUNet_n_proc_DA=0
     env["nnUNet_n_proc_DA"] = "1"
-    run_checked(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "3d_fullres", "-np", "1", "-npfp", "1",
-                 "--verify_dataset_integrity"], env)
+    run_stock(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "3d_fullres", "-np", "1", "-npfp", "1",
+               "--verify_dataset_integrity"], cache / "commands.log", env)
     done.touch()
     return cache
 

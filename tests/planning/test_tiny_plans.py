@@ -10,18 +10,13 @@ import torch
 
 from nnunet_fracture.environment import EnvironmentNotConfigured
 from nnunet_fracture.planning.tiny_plans import tiny_plans, write_tiny_plans
-from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, preprocessed_dataset
-
-
-@pytest.fixture(scope="session")
-def dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return preprocessed_dataset(tmp_path_factory.getbasetemp() / "nnunet_tiny_dataset")
+from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install
 
 
 @pytest.fixture
-def dataset(dataset_cache: Path, nnunet_env: dict[str, Path]) -> Path:
+def dataset(tiny_dataset_cache: Path, nnunet_env: dict[str, Path]) -> Path:
     """The preprocessed dataset folder inside this test's own nnUNet_preprocessed."""
-    install(dataset_cache, nnunet_env)
+    install(tiny_dataset_cache, nnunet_env)
     return nnunet_env["nnUNet_preprocessed"] / DATASET_NAME
 
 

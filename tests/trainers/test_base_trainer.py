@@ -17,7 +17,8 @@ from nnunet_fracture.trainers import nnUNetTrainerFracture
 from nnunet_fracture.training.checkpoint import CHECKPOINT_KEY
 from nnunet_fracture.training.settings import (ENV_VAR, SettingsError, declared_settings, parse_pairs, parse_value,
                                                resolve_settings)
-from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, preprocessed_dataset, quiet_env, run_checked
+from nnunet_fracture.stock_commands import run_stock
+from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, quiet_env
 
 
 class nnUNetTrainerFractureProbe(nnUNetTrainerFracture):
@@ -173,17 +174,12 @@ def test_the_environment_is_read_lazily(monkeypatch: pytest.MonkeyPatch):
 
 # ---------------------------------------------------------------------------------------------- trainers
 
-@pytest.fixture(scope="session")
-def dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return preprocessed_dataset(tmp_path_factory.getbasetemp() / "nnunet_tiny_dataset")
-
-
 @pytest.fixture
-def dataset(dataset_cache: Path, nnunet_env: dict[str, Path]) -> Path:
+def dataset(tiny_dataset_cache: Path, nnunet_env: dict[str, Path]) -> Path:
     """This test's preprocessed dataset folder, with tiny plans written beside the default ones."""
     from nnunet_fracture.planning.tiny_plans import write_tiny_plans
 
-    install(dataset_cache, nnunet_env)
+    install(tiny_dataset_cache, nnunet_env)
     write_tiny_plans(str(DATASET_ID), max_features=8, max_patch=16, batch_size=2)
     return nnunet_env["nnUNet_preprocessed"] / DATASET_NAME
 
@@ -278,13 +274,14 @@ def test_stock_commands_train_resume_and_predict(dataset: Path, nnunet_env: dict
     train = ["nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", "nnUNetTrainerFracture",
              "-p", "nnUNetPlansTiny", "-device", "cpu"]
     env[ENV_VAR] = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1"
-    first = run_checked(train, env)
+    log = tmp_path / "commands.log"
+    first = run_stock(train, log, env)
     assert "num_epochs=1 (env)" in first
     fold = nnunet_env["nnUNet_results"] / DATASET_NAME / "nnUNetTrainerFracture__nnUNetPlansTiny__3d_fullres" / "fold_0"
     assert (fold / "validation" / "summary.json").is_file()  # the spawn-pool validation ran on CPU
 
     env[ENV_VAR] = "num_epochs=2 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1"
-    second = run_checked(train + ["--c"], env)
+    second = run_stock(train + ["--c"], log, env)
     assert "settings changed since: num_epochs: 1 -> 2" in second
     checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     history = checkpoint["optimizer_state"][CHECKPOINT_KEY]["run_history"]
@@ -299,9 +296,9 @@ def test_stock_commands_train_resume_and_predict(dataset: Path, nnunet_env: dict
     for case in ("case0", "case3"):
         shutil.copy(raw_images / f"{case}_0000.nii.gz", images)
     out = tmp_path / "predictions"
-    run_checked(["nnUNetv2_predict", "-i", str(images), "-o", str(out), "-d", str(DATASET_ID), "-c", "3d_fullres",
-                 "-f", "0", "-tr", "nnUNetTrainerFracture", "-p", "nnUNetPlansTiny", "-device", "cpu",
-                 "--save_probabilities", "-npp", "1", "-nps", "1"], env)
+    run_stock(["nnUNetv2_predict", "-i", str(images), "-o", str(out), "-d", str(DATASET_ID), "-c", "3d_fullres",
+               "-f", "0", "-tr", "nnUNetTrainerFracture", "-p", "nnUNetPlansTiny", "-device", "cpu",
+               "--save_probabilities", "-npp", "1", "-nps", "1"], log, env)
     for case in ("case0", "case3"):
         image = sitk.GetArrayFromImage(sitk.ReadImage(str(images / f"{case}_0000.nii.gz")))
         segmentation = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{case}.nii.gz")))
