@@ -195,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# verbs after which the next step is usually nnUNetv2_train / nnUNetv2_predict with a plugin trainer
+_BEFORE_TRAINING = ("convert", "tiny-plans")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -202,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
         print(f"nnunet-fracture {args.verb}: error: {e}", file=sys.stderr)
         return 1
+    if args.verb in _BEFORE_TRAINING:
+        from nnunet_fracture.environment import ext_trainer_problem
+
+        problem = ext_trainer_problem()
+        if problem:
+            print(f"nnunet-fracture {args.verb}: note: {problem}", file=sys.stderr)
     return 0
 
 

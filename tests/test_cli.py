@@ -35,3 +35,30 @@ def test_console_script_prints_trainer_path():
     result = subprocess.run([find_command("nnunet-fracture"), "trainer-path"], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == str(trainer_path())
+
+
+def test_missing_ext_trainer_says_what_to_export(monkeypatch, capsys):
+    from nnunet_fracture.environment import ext_trainer_problem
+
+    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+    expected = f"export nnUNet_extTrainer=$(nnunet-fracture trainer-path)   # = {trainer_path()}"
+    assert expected in ext_trainer_problem()
+    monkeypatch.setenv("nnUNet_extTrainer", "/somewhere/else")
+    assert "does not list the plugin's trainer folder" in ext_trainer_problem()
+    monkeypatch.setenv("nnUNet_extTrainer", f"/somewhere/else:{trainer_path()}")
+    assert ext_trainer_problem() is None
+
+
+def test_commands_before_training_remind_about_ext_trainer(nnunet_env, monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("nnUNet_extTrainer")
+    # a failing tiny-plans still reports its own error first and no reminder
+    assert main(["tiny-plans", "999"]) == 1
+    assert "nnUNet_extTrainer" not in capsys.readouterr().err
+    images = tmp_path / "in" / "images"
+    images.mkdir(parents=True)
+    import SimpleITK as sitk
+
+    sitk.WriteImage(sitk.Image(8, 8, 8, sitk.sitkInt16), str(images / "case1.nii.gz"))
+    (tmp_path / "in" / "boxes.csv").write_text("case_id,x_min,y_min,z_min,x_max,y_max,z_max,space\n")
+    assert main(["convert", "generic", str(tmp_path / "in"), "--dataset-id", "42", "--name", "Tiny"]) == 0
+    assert "export nnUNet_extTrainer=$(nnunet-fracture trainer-path)" in capsys.readouterr().err
