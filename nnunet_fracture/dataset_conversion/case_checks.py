@@ -13,13 +13,8 @@ import SimpleITK as sitk
 
 from nnunet_fracture.dataset_conversion.box_geometry import box_problem
 from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN, CaseRecord
+from nnunet_fracture.image_geometry import geometry_mismatch
 
-SPACING_RTOL = 1e-4
-"""Relative tolerance on spacing when comparing a mask's or vertebra map's geometry with its image."""
-ORIGIN_ATOL_VOXELS = 1e-3
-"""Origin tolerance in units of the smallest voxel spacing."""
-DIRECTION_ATOL = 1e-4
-"""Absolute tolerance on direction-cosine entries."""
 
 
 def describe(case_id: str, source: str = "") -> str:
@@ -62,8 +57,9 @@ def check_same_geometry(image: sitk.Image, other: sitk.Image, what: str, case_id
                         source: str = "") -> sitk.Image:
     """Check that ``other`` (a mask or vertebra map) lies on ``image``'s voxel grid.
 
-    Size must match exactly; spacing, origin and direction within the module tolerances. ``other`` is
-    returned with ``image``'s geometry copied onto it, so tiny header rounding differences disappear.
+    Size must match exactly; spacing, origin and direction within the tolerances of
+    :mod:`nnunet_fracture.image_geometry`. ``other`` is returned with ``image``'s geometry copied onto it, so
+    tiny header rounding differences disappear.
 
     Raises:
         ValueError: naming the case, ``what`` and the mismatching property.
@@ -71,22 +67,13 @@ def check_same_geometry(image: sitk.Image, other: sitk.Image, what: str, case_id
     where = describe(case_id, source)
     if not isinstance(other, sitk.Image) or other.GetDimension() != 3 or other.GetNumberOfComponentsPerPixel() != 1:
         raise ValueError(f"{where}: the {what} must be a 3D single-channel SimpleITK image")
-    fix = (f"Fix: resample the {what} onto the CT grid (e.g. sitk.Resample({what.replace(' ', '_')}, ct, "
-           f"sitk.Transform(), sitk.sitkNearestNeighbor)) or supply the {what} that belongs to this CT.")
-    if tuple(other.GetSize()) != tuple(image.GetSize()):
-        raise ValueError(f"{where}: the {what} has size {other.GetSize()} but the CT has size {image.GetSize()}. "
-                         f"{fix}")
-    spacing_i, spacing_o = np.array(image.GetSpacing()), np.array(other.GetSpacing())
-    if not np.allclose(spacing_o, spacing_i, rtol=SPACING_RTOL, atol=0):
-        raise ValueError(f"{where}: the {what} has spacing {tuple(spacing_o)} but the CT has spacing "
-                         f"{tuple(spacing_i)}. {fix}")
-    atol = ORIGIN_ATOL_VOXELS * float(spacing_i.min())
-    if not np.allclose(other.GetOrigin(), image.GetOrigin(), rtol=0, atol=atol):
-        raise ValueError(f"{where}: the {what} has origin {other.GetOrigin()} but the CT has origin "
-                         f"{image.GetOrigin()}. {fix}")
-    if not np.allclose(other.GetDirection(), image.GetDirection(), rtol=0, atol=DIRECTION_ATOL):
-        raise ValueError(f"{where}: the {what} has direction {other.GetDirection()} but the CT has direction "
-                         f"{image.GetDirection()}. {fix}")
+    mismatch = geometry_mismatch(image, other)
+    if mismatch is not None:
+        name, theirs, ours = mismatch
+        raise ValueError(f"{where}: the {what} has {name} {theirs} but the CT has {name} {ours}. Fix: resample "
+                         f"the {what} onto the CT grid (e.g. sitk.Resample({what.replace(' ', '_')}, ct, "
+                         f"sitk.Transform(), sitk.sitkNearestNeighbor)) or supply the {what} that belongs to "
+                         f"this CT.")
     aligned = sitk.Image(other)
     aligned.CopyInformation(image)
     return aligned

@@ -19,22 +19,17 @@ from tqdm import tqdm
 
 from nnunet_fracture.evaluation.figures import overlay_figure
 from nnunet_fracture.evaluation.segmentation_metrics import Confusion
+from nnunet_fracture.image_geometry import geometry_mismatch
 
 FRACTURE_LABEL = 1
-GEOMETRY_TOLERANCE = 1e-4
 
 
 def _check_same_geometry(reference: sitk.Image, other: sitk.Image, case: str, what: str, path: Path) -> None:
-    checks = {
-        "size": (reference.GetSize(), other.GetSize()),
-        "spacing": (reference.GetSpacing(), other.GetSpacing()),
-        "origin": (reference.GetOrigin(), other.GetOrigin()),
-        "direction": (reference.GetDirection(), other.GetDirection()),
-    }
-    for name, (a, b) in checks.items():
-        if not np.allclose(a, b, atol=GEOMETRY_TOLERANCE):
-            raise ValueError(f"case {case}: {what} {path} has {name} {tuple(b)} but the ground truth has "
-                             f"{tuple(a)}. Fix: predict from images with the ground truth's geometry.")
+    mismatch = geometry_mismatch(reference, other)
+    if mismatch is not None:
+        name, theirs, ours = mismatch
+        raise ValueError(f"case {case}: {what} {path} has {name} {theirs} but the ground truth has {ours}. "
+                         f"Fix: predict from images with the ground truth's geometry.")
 
 
 def load_probabilities(npz_file: Path, case: str, shape: tuple[int, ...]) -> np.ndarray:
