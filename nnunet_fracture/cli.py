@@ -14,7 +14,7 @@ Vertebral fracture segmentation from bounding boxes, on top of nnU-Net v2.
 
 Typical flow:
   nnunet-fracture phantom /data/phantom --cases 10 --seed 0      # or your own CT + boxes.csv
-  nnunet-fracture convert generic /data/phantom --dataset-id 501 --name Phantom
+  nnunet-fracture convert generic /data/phantom --dataset-id 501 --name Phantom --weak mask
   nnUNetv2_plan_and_preprocess -d 501 -c 3d_fullres --verify_dataset_integrity
   export nnUNet_extTrainer=$(nnunet-fracture trainer-path)
   nnUNetv2_train 501 3d_fullres 0 -tr nnUNetTrainerFracture
