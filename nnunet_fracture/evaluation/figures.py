@@ -1,4 +1,5 @@
-"""PNG figures that show what a model predicted: probability heat maps on CT with the ground truth outlined."""
+"""PNG figures that show what a model predicted: probability heat maps on CT with the ground truth outlined,
+the pooled precision-recall curve and the voxel probability histogram."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a screen
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from nnunet_fracture.evaluation.threshold_curves import EDGES, ScoreHistogram  # noqa: E402
 
 BONE_WINDOW = (-250.0, 1250.0)  # HU range shown: soft tissue dark grey, cortical bone white
 
@@ -61,6 +64,51 @@ def overlay_figure(ct: np.ndarray, gt: np.ndarray, probabilities: Optional[np.nd
     if heat is not None:
         fig.colorbar(heat, ax=axes, fraction=0.025, label="fracture probability")
     fig.suptitle(f"{title}\ngreen: ground-truth fracture outline", fontsize=10)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return out_file
+
+
+def pr_curve_figure(histogram: ScoreHistogram, title: str, out_file: Path) -> Path:
+    """Write the precision-recall curve of a (pooled) :class:`ScoreHistogram`, best-F1 point marked."""
+    curves = histogram.curves()
+    best = histogram.best_threshold()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.step(curves.recall, curves.precision, where="post", color="tab:blue",
+            label=f"PR curve (PR-AUC {histogram.average_precision():.3f})")
+    if not np.isnan(best.threshold):
+        ax.plot([best.recall], [best.precision], "o", color="tab:red",
+                label=f"best F1 {best.f1:.3f} at p >= {best.threshold:.3g}")
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("recall (voxels)")
+    ax.set_ylabel("precision (voxels)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return out_file
+
+
+def probability_histogram_figure(histogram: ScoreHistogram, title: str, out_file: Path) -> Path:
+    """Write fracture vs non-fracture voxel counts per probability (log y) from a :class:`ScoreHistogram`.
+
+    The accumulator's bins are regrouped into 50 uniform bins of width 0.02 for display."""
+    display = np.linspace(0.0, 1.0, 51)
+    group = np.minimum(np.searchsorted(display, EDGES, side="right") - 1, len(display) - 2)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for counts, colour, name in ((histogram.negatives, "tab:gray", "non-fracture voxels"),
+                                 (histogram.positives, "tab:red", "fracture voxels")):
+        grouped = np.bincount(group, weights=counts, minlength=len(display) - 1)
+        ax.stairs(grouped, display, color=colour, fill=True, alpha=0.5, label=f"{name} ({int(counts.sum()):,})")
+    ax.set_yscale("log")
+    ax.set_xlabel("fracture probability")
+    ax.set_ylabel("voxels")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_file, dpi=100)
     plt.close(fig)

@@ -5,6 +5,11 @@ segmentation nnU-Net writes) and may hold ``<case>.npz`` (``--save_probabilities
 ``metrics.csv`` (one row per case), ``summary.json`` (means and pooled numbers) and, when the CTs are given,
 ``figures/<case>_overlay.png``. Empty-set conventions are those of
 :mod:`nnunet_fracture.evaluation.segmentation_metrics`.
+
+Cases with probabilities also get threshold-free voxel metrics
+(:mod:`nnunet_fracture.evaluation.threshold_curves`): per case ``pr_auc``, ``roc_auc``, ``best_threshold`` and
+the Dice (= F1), IoU, precision and recall there; pooled over those cases, ``pooled_threshold_free`` in
+``summary.json``, ``figures/pr_curve.png`` and ``figures/probability_histogram.png``.
 """
 from __future__ import annotations
 
@@ -17,8 +22,9 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from nnunet_fracture.evaluation.figures import overlay_figure
+from nnunet_fracture.evaluation.figures import overlay_figure, pr_curve_figure, probability_histogram_figure
 from nnunet_fracture.evaluation.segmentation_metrics import Confusion
+from nnunet_fracture.evaluation.threshold_curves import ScoreHistogram
 from nnunet_fracture.image_geometry import geometry_mismatch
 
 FRACTURE_LABEL = 1
@@ -33,7 +39,8 @@ def _check_same_geometry(reference: sitk.Image, other: sitk.Image, case: str, wh
 
 
 def load_probabilities(npz_file: Path, case: str, shape: tuple[int, ...]) -> np.ndarray:
-    """Fracture probability (class 1) from an nnU-Net ``.npz``, checked for shape and range."""
+    """Fracture probability (class 1) from an nnU-Net ``.npz``, checked for shape and range (a float32 overshoot
+    of up to 1e-6 is clipped to [0, 1])."""
     with np.load(npz_file) as data:
         if "probabilities" not in data:
             raise ValueError(f"case {case}: {npz_file} has no 'probabilities' array; it should come from "
@@ -46,7 +53,15 @@ def load_probabilities(npz_file: Path, case: str, shape: tuple[int, ...]) -> np.
     low, high = float(fracture.min()), float(fracture.max())
     if low < -1e-6 or high > 1 + 1e-6 or not np.isfinite(fracture).all():
         raise ValueError(f"case {case}: probabilities in {npz_file} span [{low}, {high}], outside [0, 1]")
-    return fracture
+    return np.clip(fracture, 0.0, 1.0)
+
+
+def threshold_free_columns(histogram: ScoreHistogram) -> dict:
+    """Per-case ``metrics.csv`` columns from one case's histogram (NaN where undefined, e.g. no fracture)."""
+    best = histogram.best_threshold()
+    return {"pr_auc": histogram.average_precision(), "roc_auc": histogram.roc_auc(),
+            "best_threshold": best.threshold, "dice_at_best": best.dice, "iou_at_best": best.iou,
+            "precision_at_best": best.precision, "recall_at_best": best.recall, "f1_at_best": best.f1}
 
 
 def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = None) -> dict:
@@ -78,6 +93,7 @@ def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = No
                                 f"Fix: predict all ground-truth cases, or evaluate against a ground-truth folder "
                                 f"holding only the predicted cases.")
     rows, pooled, pooled_probability = [], Confusion(0, 0, 0), Confusion(0, 0, 0)
+    pooled_histogram = ScoreHistogram()
     for case, gt_file in tqdm(list(zip(cases, gt_files)), desc="evaluate", unit="case"):
         gt_image = sitk.ReadImage(str(gt_file))
         pred_file = Path(pred) / f"{case}.nii.gz"
@@ -97,6 +113,9 @@ def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = No
             thresholded = Confusion.from_masks(probabilities >= 0.5, gt_mask)
             pooled_probability = pooled_probability + thresholded
             row["dice_at_0.5"] = thresholded.dice
+            histogram = ScoreHistogram().add(probabilities, gt_mask)
+            pooled_histogram = pooled_histogram + histogram
+            row.update(threshold_free_columns(histogram))
         if images is not None:
             ct_file = Path(images) / f"{case}_0000.nii.gz"
             if not ct_file.is_file():
@@ -119,10 +138,16 @@ def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = No
         "false_positive_cases": int(((table["gt_voxels"] == 0) & (table["pred_voxels"] > 0)).sum()),
         "conventions": "Dice/IoU of empty prediction vs empty ground truth = 1; one empty = 0",
     }
-    if "max_probability" in table:
-        summary["pooled_at_probability_0.5"] = pooled_probability.as_dict()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if "max_probability" in table:
+        summary["pooled_at_probability_0.5"] = pooled_probability.as_dict()
+        summary["pooled_threshold_free"] = pooled_histogram.summary()
+        n_prob = int(table["max_probability"].notna().sum())
+        pr_curve_figure(pooled_histogram, f"pooled over {n_prob} case(s) with probabilities",
+                        out / "figures" / "pr_curve.png")
+        probability_histogram_figure(pooled_histogram, f"voxel probabilities, {n_prob} case(s)",
+                                     out / "figures" / "probability_histogram.png")
     table.to_csv(out / "metrics.csv", index=False)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -91,3 +91,40 @@ def test_cli_reports_error_without_traceback(folders, capsys):
     assert main(["evaluate", str(folders / "nope"), str(folders / "gt"), "--out", str(folders / "o")]) == 1
     assert "prediction folder" in capsys.readouterr().err
     assert main(["evaluate", str(folders / "pred"), str(folders / "gt"), "--out", str(folders / "o")]) == 0
+
+
+def test_threshold_free_metrics_by_hand(folders):
+    # case a: 720 voxels, 24 fracture; p = 0.9 on the 24 predicted voxels (12 of them fracture), 0.1 elsewhere.
+    # threshold 0.9: TP 12, FP 12 (R 1/2, P 1/2); threshold 0.1: TP 24, FP 696 (R 1, P 24/720)
+    # AP = 1/2 * 1/2 + 1/2 * 24/720; ROC: (0,0) -> (12/696, 1/2) -> (1, 1), area 516/696
+    # best F1 at 0.9 (ties go to the highest threshold): F1 = Dice = 1/2, IoU 1/3
+    summary = evaluate_folder(folders / "pred", folders / "gt", folders / "out")
+    table = pd.read_csv(folders / "out" / "metrics.csv").set_index("case")
+    ap, auc = 0.25 + 0.5 * 24 / 720, 516 / 696
+    assert table.loc["a", "pr_auc"] == pytest.approx(ap)
+    assert table.loc["a", "roc_auc"] == pytest.approx(auc)
+    assert table.loc["a", "best_threshold"] == pytest.approx(0.9)
+    assert table.loc["a", "dice_at_best"] == pytest.approx(0.5) and table.loc["a", "f1_at_best"] == pytest.approx(0.5)
+    assert table.loc["a", "iou_at_best"] == pytest.approx(1 / 3)
+    assert table.loc["a", "precision_at_best"] == pytest.approx(0.5)
+    assert table.loc["a", "recall_at_best"] == pytest.approx(0.5)
+    assert np.isnan(table.loc["b", "pr_auc"]) and np.isnan(table.loc["b", "best_threshold"])  # no probabilities
+    pooled = json.loads((folders / "out" / "summary.json").read_text())["pooled_threshold_free"]
+    assert pooled == summary["pooled_threshold_free"]
+    assert pooled["pr_auc"] == pytest.approx(ap) and pooled["roc_auc"] == pytest.approx(auc)
+    best = pooled["best_threshold"]
+    assert best["threshold"] == pytest.approx(0.9) and best["dice"] == pytest.approx(0.5)
+    assert best["iou"] == pytest.approx(1 / 3) and best["precision"] == pytest.approx(0.5)
+    assert best["recall"] == pytest.approx(0.5) and best["f1"] == pytest.approx(0.5)
+    assert pooled["n_bins"] > 1000 and pooled["positive_voxels"] == 24 and pooled["negative_voxels"] == 696
+    for name in ("pr_curve.png", "probability_histogram.png"):
+        png = imread(folders / "out" / "figures" / name)
+        assert png.shape[0] > 100 and png[..., :3].std() > 0.05, name  # not blank
+
+
+def test_no_probabilities_no_threshold_free_block(folders):
+    (folders / "pred" / "a.npz").unlink()
+    summary = evaluate_folder(folders / "pred", folders / "gt", folders / "out")
+    assert "pooled_threshold_free" not in summary
+    assert "pr_auc" not in pd.read_csv(folders / "out" / "metrics.csv").columns
+    assert not (folders / "out" / "figures" / "pr_curve.png").exists()
