@@ -201,3 +201,14 @@ def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
     image = sitk.GetImageFromArray(array)
     image.CopyInformation(reference)
     return image
+
+
+def label_extents(labels: sitk.Image) -> dict[int, tuple[tuple[int, int, int], tuple[int, int, int]]]:
+    """Inclusive ITK-index (i, j, k) bounding box ``(lo, hi)`` of every non-zero label of an integer label map."""
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(labels)
+    extents = {}
+    for label in stats.GetLabels():
+        x, y, z, sx, sy, sz = stats.GetBoundingBox(label)
+        extents[int(label)] = ((x, y, z), (x + sx - 1, y + sy - 1, z + sz - 1))
+    return extents

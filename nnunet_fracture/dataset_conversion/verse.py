@@ -27,6 +27,7 @@ from typing import Iterator, Optional
 import numpy as np
 import SimpleITK as sitk
 
+from .box_geometry import label_extents
 from .case import CASE_ID_PATTERN, CaseRecord, VoxelBox
 from .vertebra_labels import LABEL_NAMES, parse_vertebra, vertebra_name
 
@@ -215,17 +216,6 @@ def _read_vertebra_mask(path: Path, ct: sitk.Image, case_id: str) -> sitk.Image:
     return labels
 
 
-def _label_boxes(labels: sitk.Image) -> dict[int, tuple[tuple[int, int, int], tuple[int, int, int]]]:
-    """Inclusive (lo, hi) index bounding box of every non-zero label."""
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(labels)
-    boxes = {}
-    for label in stats.GetLabels():
-        x, y, z, sx, sy, sz = stats.GetBoundingBox(label)
-        boxes[int(label)] = ((x, y, z), (x + sx - 1, y + sy - 1, z + sz - 1))
-    return boxes
-
-
 def read_verse(root: Path, grades_csv: Path, min_grade: int = 1) -> Iterator[CaseRecord]:
     """Yield one CaseRecord per VerSe CT, one case at a time.
 
@@ -263,7 +253,7 @@ def read_verse(root: Path, grades_csv: Path, min_grade: int = 1) -> Iterator[Cas
     for case_id, ct_path, mask_path in pairs:
         image = sitk.ReadImage(str(ct_path))
         vertebrae = _read_vertebra_mask(mask_path, image, case_id)
-        extents = _label_boxes(vertebrae)
+        extents = label_extents(vertebrae)
         boxes: dict[int, VoxelBox] = {}
         for row in rows_by_case.get(case_id, []):
             if row.label in extents:

@@ -15,7 +15,7 @@ from typing import Iterator, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_fracture.dataset_conversion.box_geometry import clip_box
+from nnunet_fracture.dataset_conversion.box_geometry import clip_box, label_extents
 from nnunet_fracture.dataset_conversion.case import CaseRecord
 from nnunet_fracture.dataset_conversion.case_checks import describe, label_array
 from nnunet_fracture.dataset_conversion.vertebra_labels import LABEL_NAMES
@@ -31,19 +31,6 @@ def anatomical_order(label: int) -> float:
     return 19.5 if int(label) == 28 else float(label)
 
 
-def label_bounding_boxes(vertebrae: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Inclusive ITK-order (i, j, k) bounding boxes of every non-zero label of a ``[k, j, i]`` array."""
-    boxes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for label in np.unique(vertebrae):
-        if label == 0:
-            continue
-        where = np.nonzero(vertebrae == label)
-        kji_lo = np.array([w.min() for w in where])
-        kji_hi = np.array([w.max() for w in where])
-        boxes[int(label)] = (kji_lo[::-1].copy(), kji_hi[::-1].copy())
-    return boxes
-
-
 def crop_regions(vertebrae: np.ndarray, context: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """One ``(label, lo, hi)`` crop per vertebra: the bounding box of it and ``context`` neighbours per side.
 
@@ -56,7 +43,8 @@ def crop_regions(vertebrae: np.ndarray, context: int) -> list[tuple[int, np.ndar
     """
     if context < 0:
         raise ValueError(f"context must be >= 0, got {context}")
-    boxes = label_bounding_boxes(vertebrae)
+    boxes = {label: (np.array(lo), np.array(hi)) for label, (lo, hi)
+             in label_extents(sitk.GetImageFromArray(vertebrae.astype(np.uint32))).items()}
     order = sorted(boxes, key=anatomical_order)
     regions = []
     for pos, label in enumerate(order):
