@@ -53,7 +53,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
         "convert",
         help="turn CT + fracture boxes into an nnU-Net raw dataset",
         description="Write $nnUNet_raw/DatasetID_NAME (imagesTr, labelsTr, dataset.json) from one of the "
-        "supported input formats. Box identities go to instancesTr/ and boxes.json, ground-truth masks "
+        "supported input formats. Box numbers go to labelsTr/ (label n = box n) and boxes.json, ground-truth masks "
         "(evaluation only, never training) to groundTruthTr/, vertebra maps to vertebraeTr/.",
     )
     fmt = p.add_subparsers(dest="format", required=True, metavar="FORMAT")

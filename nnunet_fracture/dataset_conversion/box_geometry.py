@@ -157,9 +157,12 @@ def clip_box(box: VoxelBox, size: Sequence[int], offset: Sequence[int] = (0, 0, 
     return VoxelBox(tuple(int(v) for v in lo), tuple(int(v) for v in hi), box.label, box.grade)
 
 
-def rasterise_boxes(boxes: Iterable[VoxelBox], size: Sequence[int],
-                    mode: str = "box") -> tuple[np.ndarray, np.ndarray]:
-    """Paint boxes into a binary label array and a box-id (instance) array.
+#: Box numbers are stored as uint8 label values (nnU-Net keeps segmentations as int8/int16).
+MAX_BOXES_PER_CASE = 255
+
+
+def rasterise_boxes(boxes: Iterable[VoxelBox], size: Sequence[int], mode: str = "box") -> np.ndarray:
+    """Paint boxes into a box-number map: 0 outside every box, ``n`` inside the ``n``-th box (1-based).
 
     Args:
         boxes: valid boxes (see :func:`box_problem`) on a grid of ``size``.
@@ -168,21 +171,20 @@ def rasterise_boxes(boxes: Iterable[VoxelBox], size: Sequence[int],
             ``[lo_k, hi_k]`` (whole axial slices for an axially acquired CT).
 
     Returns:
-        ``(label, instances)``, numpy arrays in SimpleITK's array order ``[k, j, i]``: ``label`` uint8 with 1
-        on painted voxels, ``instances`` uint16 holding the 1-based position of the box in ``boxes`` (a later
-        box overwrites an earlier one where they overlap).
+        uint8 array in SimpleITK's array order ``[k, j, i]``; where boxes overlap, the later box wins.
 
     Raises:
-        ValueError: for an unknown mode, an invalid box or more than 65535 boxes.
+        ValueError: for an unknown mode, an invalid box or more than :data:`MAX_BOXES_PER_CASE` boxes.
     """
     if mode not in ("box", "slice"):
         raise ValueError(f"unknown rasterisation mode {mode!r}; expected 'box' or 'slice'")
+    boxes = list(boxes)
+    if len(boxes) > MAX_BOXES_PER_CASE:
+        raise ValueError(f"{len(boxes)} boxes in one case; at most {MAX_BOXES_PER_CASE} fit a uint8 box-number "
+                         f"map. Fix: merge overlapping boxes or split the case.")
     shape = tuple(int(s) for s in size)[::-1]
-    label = np.zeros(shape, dtype=np.uint8)
-    instances = np.zeros(shape, dtype=np.uint16)
+    numbers = np.zeros(shape, dtype=np.uint8)
     for box_id, box in enumerate(boxes, start=1):
-        if box_id > np.iinfo(np.uint16).max:
-            raise ValueError("more than 65535 boxes in one case cannot be stored in a uint16 instance map")
         problem = box_problem(box, size)
         if problem:
             raise ValueError(problem)
@@ -191,9 +193,8 @@ def rasterise_boxes(boxes: Iterable[VoxelBox], size: Sequence[int],
             region = (slice(k0, k1 + 1), slice(j0, j1 + 1), slice(i0, i1 + 1))
         else:
             region = (slice(k0, k1 + 1), slice(None), slice(None))
-        label[region] = 1
-        instances[region] = box_id
-    return label, instances
+        numbers[region] = box_id
+    return numbers
 
 
 def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:

@@ -6,18 +6,27 @@ weak-label modes, per-vertebra crops and atomic writing exist once. Layout writt
 
     DatasetXXX_NAME/
       imagesTr/{case}_0000.nii.gz   CT (HU), pixel type preserved (int16 typical)
-      labelsTr/{case}.nii.gz        uint8: box mode 1 inside any box; slice mode 1 on every voxel of the slices
-                                    k in [lo_k, hi_k] of each box; mask mode the GT mask (> 0 -> 1)
-      instancesTr/{case}.nii.gz     uint16 box id (1..K in boxes.json order; a later box wins on overlap), on
-                                    the same voxels as the label; box and slice modes only
+      labelsTr/{case}.nii.gz        uint8. box mode: the box number n (1..K, boxes.json order; a later box wins
+                                    where boxes overlap) inside box n, 0 outside every box; slice mode: n on
+                                    every voxel of the slices k in [lo_k, hi_k] of box n; mask mode: the GT
+                                    mask (> 0 -> 1)
       groundTruthTr/{case}.nii.gz   uint8 GT fracture masks, only for cases that have one (evaluation only,
                                     never read by nnU-Net training)
       vertebraeTr/{case}.nii.gz     uint16 vertebra label maps, where present
       boxes.json                    {case: [{box_id, lo, hi, world_min, world_max, label, grade}]}; lo/hi are
                                     inclusive ITK indices (i, j, k), world_* the mm bounding box of the box's
                                     corner voxel centres (LPS)
-      dataset.json                  channel_names {"0": "CT"}, labels {background: 0, fracture: 1},
-                                    numTraining, file_ending ".nii.gz", plus "nnunet_fracture": provenance
+      dataset.json                  channel_names {"0": "CT"}, numTraining, file_ending ".nii.gz",
+                                    "nnunet_fracture": provenance, and labels: mask mode {background: 0,
+                                    fracture: 1}; box and slice modes {background: 0, fracture: [1, ..., K_max]}
+                                    with regions_class_order [1]
+
+Box and slice modes keep each box's identity in the label itself, so that it survives nnU-Net's
+preprocessing, patch sampling, augmentation and deep-supervision downsampling (all nearest-neighbour or
+per-label for segmentations): the weak-box trainers see every box as its own bag. To stock nnU-Net the
+dataset is region-based with one region, "fracture" = every box number, so it trains one sigmoid output and
+``nnUNetv2_predict`` writes one fracture probability channel. ``K_max`` is the largest number of boxes in one
+case, at least 2 (nnU-Net treats a one-element list as a plain label).
 
 Atomicity: the dataset is built in a hidden folder ``.DatasetXXX_NAME.partial-*`` next to the target (same
 file system) and renamed into place only when complete. On any error - bad input found half-way, a reader
@@ -46,8 +55,9 @@ from nnunet_fracture.dataset_conversion.vertebra_crops import crop_case
 WEAK_MODES = ("box", "slice", "mask")
 FILE_ENDING = ".nii.gz"
 LABEL_MEANING = {
-    "box": "1 = inside at least one fracture box (a MIL bag), 0 = outside every box (certain background)",
-    "slice": "1 = on a slice k within some box's k-range (whole slices), 0 = on no such slice",
+    "box": "n = inside box n of boxes.json (a MIL bag; the later box where boxes overlap), 0 = outside every box "
+           "(certain background)",
+    "slice": "n = on a slice k within the k-range of box n (whole slices), 0 = on no such slice",
     "mask": "ground-truth fracture mask (fully supervised)",
 }
 
@@ -81,8 +91,8 @@ def _write(image: sitk.Image, path: Path) -> None:
     sitk.WriteImage(image, str(path), True)
 
 
-def _label_images(case: CaseRecord, weak: str) -> tuple[sitk.Image, Optional[sitk.Image]]:
-    """The ``labelsTr`` image and (box/slice modes) the ``instancesTr`` image of one validated case."""
+def _label_image(case: CaseRecord, weak: str) -> sitk.Image:
+    """The ``labelsTr`` image of one validated case."""
     if weak == "mask":
         if case.mask is None:
             if case.boxes:
@@ -91,21 +101,17 @@ def _label_images(case: CaseRecord, weak: str) -> tuple[sitk.Image, Optional[sit
                     f"but this case has {len(case.boxes)} box(es) and no mask. Fix: add masks/{case.case_id}.nii.gz "
                     f"or use --weak box.")
             shape = tuple(case.image.GetSize())[::-1]
-            return array_to_image(np.zeros(shape, dtype=np.uint8), case.image), None
+            return array_to_image(np.zeros(shape, dtype=np.uint8), case.image)
         mask = label_array(case.mask, "mask", case.case_id, case.source)
-        return array_to_image((mask > 0).astype(np.uint8), case.image), None
-    label, instances = rasterise_boxes(case.boxes, case.image.GetSize(), mode=weak)
-    return array_to_image(label, case.image), array_to_image(instances, case.image)
+        return array_to_image((mask > 0).astype(np.uint8), case.image)
+    return array_to_image(rasterise_boxes(case.boxes, case.image.GetSize(), mode=weak), case.image)
 
 
 def _write_case(folder: Path, case: CaseRecord, weak: str) -> list[dict]:
     """Write every file of one validated case; return its ``boxes.json`` entries."""
     cid = case.case_id
-    label, instances = _label_images(case, weak)
     _write(case.image, folder / "imagesTr" / f"{cid}_0000{FILE_ENDING}")
-    _write(label, folder / "labelsTr" / f"{cid}{FILE_ENDING}")
-    if instances is not None:
-        _write(instances, folder / "instancesTr" / f"{cid}{FILE_ENDING}")
+    _write(_label_image(case, weak), folder / "labelsTr" / f"{cid}{FILE_ENDING}")
     if case.mask is not None:
         mask = label_array(case.mask, "mask", cid, case.source)
         gt = array_to_image((mask > 0).astype(np.uint8), case.image)
@@ -143,8 +149,7 @@ class _CaseIds:
 def _write_cases(folder: Path, cases: Iterable[CaseRecord], weak: str, crop_vertebrae: bool,
                  context: int, desc: str) -> dict:
     """Validate and write every case into ``folder``; return the boxes table and counts."""
-    sub = ["imagesTr", "labelsTr"] + ([] if weak == "mask" else ["instancesTr"])
-    for name in sub:
+    for name in ("imagesTr", "labelsTr"):
         (folder / name).mkdir()
     boxes: dict[str, list[dict]] = {}
     source_ids, output_ids = _CaseIds(), _CaseIds()
@@ -165,6 +170,14 @@ def _write_cases(folder: Path, cases: Iterable[CaseRecord], weak: str, crop_vert
     return {"boxes": boxes, "num_source_cases": n_source}
 
 
+def _labels(weak: str, boxes: dict[str, list[dict]]) -> dict:
+    """``labels`` (and ``regions_class_order``) of dataset.json; see the module docstring."""
+    if weak == "mask":
+        return {"labels": {"background": 0, "fracture": 1}}
+    k_max = max([len(v) for v in boxes.values()] + [2])
+    return {"labels": {"background": 0, "fracture": list(range(1, k_max + 1))}, "regions_class_order": [1]}
+
+
 def _dataset_json(folder_name: str, weak: str, crop_vertebrae: bool, context: int, source_format: str,
                   written: dict) -> dict:
     from nnunet_fracture import __version__
@@ -174,7 +187,7 @@ def _dataset_json(folder_name: str, weak: str, crop_vertebrae: bool, context: in
         "name": folder_name,
         "description": f"Vertebral fracture segmentation, weak labels '{weak}', written by nnunet_fracture",
         "channel_names": {"0": "CT"},
-        "labels": {"background": 0, "fracture": 1},
+        **_labels(weak, boxes),
         "numTraining": len(boxes),
         "file_ending": FILE_ENDING,
         "nnunet_fracture": {
@@ -188,7 +201,7 @@ def _dataset_json(folder_name: str, weak: str, crop_vertebrae: bool, context: in
             "num_source_cases": written["num_source_cases"],
             "num_cases_with_boxes": sum(1 for v in boxes.values() if v),
             "num_boxes": sum(len(v) for v in boxes.values()),
-            "instances": None if weak == "mask" else "instancesTr",
+            "box_numbers": None if weak == "mask" else "labelsTr (label value n = box n of boxes.json)",
             "ground_truth": "groundTruthTr (evaluation only; never used for training)",
             "vertebrae": "vertebraeTr",
         },

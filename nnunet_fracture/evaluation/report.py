@@ -26,6 +26,7 @@ from nnunet_fracture.evaluation.figures import overlay_figure, pr_curve_figure, 
 from nnunet_fracture.evaluation.segmentation_metrics import Confusion
 from nnunet_fracture.evaluation.threshold_curves import ScoreHistogram
 from nnunet_fracture.image_geometry import geometry_mismatch
+from nnunet_fracture.inference.probability_files import load_fracture_probability
 
 FRACTURE_LABEL = 1
 
@@ -36,24 +37,6 @@ def _check_same_geometry(reference: sitk.Image, other: sitk.Image, case: str, wh
         name, theirs, ours = mismatch
         raise ValueError(f"case {case}: {what} {path} has {name} {theirs} but the ground truth has {ours}. "
                          f"Fix: predict from images with the ground truth's geometry.")
-
-
-def load_probabilities(npz_file: Path, case: str, shape: tuple[int, ...]) -> np.ndarray:
-    """Fracture probability (class 1) from an nnU-Net ``.npz``, checked for shape and range (a float32 overshoot
-    of up to 1e-6 is clipped to [0, 1])."""
-    with np.load(npz_file) as data:
-        if "probabilities" not in data:
-            raise ValueError(f"case {case}: {npz_file} has no 'probabilities' array; it should come from "
-                             f"nnUNetv2_predict --save_probabilities")
-        probabilities = data["probabilities"]
-    if probabilities.ndim != len(shape) + 1 or probabilities.shape[1:] != shape:
-        raise ValueError(f"case {case}: probabilities in {npz_file} have shape {probabilities.shape}, expected "
-                         f"(classes, {', '.join(map(str, shape))})")
-    fracture = probabilities[FRACTURE_LABEL].astype(np.float32)
-    low, high = float(fracture.min()), float(fracture.max())
-    if low < -1e-6 or high > 1 + 1e-6 or not np.isfinite(fracture).all():
-        raise ValueError(f"case {case}: probabilities in {npz_file} span [{low}, {high}], outside [0, 1]")
-    return np.clip(fracture, 0.0, 1.0)
 
 
 def threshold_free_columns(histogram: ScoreHistogram) -> dict:
@@ -108,7 +91,7 @@ def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = No
         probabilities = None
         npz = Path(pred) / f"{case}.npz"
         if npz.is_file():
-            probabilities = load_probabilities(npz, case, gt_mask.shape)
+            probabilities = load_fracture_probability(npz, case, gt_mask.shape)
             row["max_probability"] = float(probabilities.max())
             thresholded = Confusion.from_masks(probabilities >= 0.5, gt_mask)
             pooled_probability = pooled_probability + thresholded

@@ -118,17 +118,18 @@ def test_clip_box_with_offset_and_outside():
 def test_rasterise_box_and_slice_modes_with_overlap():
     size = (6, 5, 4)  # i, j, k -> array shape (4, 5, 6)
     boxes = [VoxelBox((0, 0, 0), (2, 2, 1)), VoxelBox((2, 2, 1), (3, 3, 2))]
-    label, inst = rasterise_boxes(boxes, size, "box")
-    assert label.shape == (4, 5, 6) and label.dtype == np.uint8 and inst.dtype == np.uint16
-    assert label.sum() == 3 * 3 * 2 + 2 * 2 * 2 - 1  # one shared voxel (2, 2, 1)
-    assert inst[1, 2, 2] == 2 and inst[0, 0, 0] == 1 and (inst == 1).sum() == 17 and (inst == 2).sum() == 8
-    label, inst = rasterise_boxes(boxes, size, "slice")
-    assert label[:3].all() and not label[3].any()
-    assert (inst[0] == 1).all() and (inst[1:3] == 2).all()
+    numbers = rasterise_boxes(boxes, size, "box")
+    assert numbers.shape == (4, 5, 6) and numbers.dtype == np.uint8
+    assert (numbers > 0).sum() == 3 * 3 * 2 + 2 * 2 * 2 - 1  # one shared voxel (2, 2, 1), won by the later box
+    assert numbers[1, 2, 2] == 2 and numbers[0, 0, 0] == 1 and (numbers == 1).sum() == 17 and (numbers == 2).sum() == 8
+    numbers = rasterise_boxes(boxes, size, "slice")
+    assert (numbers[0] == 1).all() and (numbers[1:3] == 2).all() and not numbers[3].any()
     with pytest.raises(ValueError):
         rasterise_boxes(boxes, size, "blob")
     with pytest.raises(ValueError):
         rasterise_boxes([VoxelBox((0, 0, 0), (6, 0, 0))], size)
+    with pytest.raises(ValueError, match="at most 255"):
+        rasterise_boxes([VoxelBox((0, 0, 0), (0, 0, 0))] * 256, size)
 
 
 # ---------------------------------------------------------------------------------------------------------------

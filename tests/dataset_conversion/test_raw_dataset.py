@@ -68,16 +68,16 @@ def test_box_mode_layout_and_metadata(nnunet_env):
     for img in (ct, label):
         assert np.allclose(img.GetOrigin(), image().GetOrigin()) and np.allclose(img.GetSpacing(), (0.8, 0.8, 2.5))
         assert np.allclose(img.GetDirection(), image().GetDirection())
-    lab = sitk.GetArrayFromImage(label)
-    assert lab.sum() == 18 + 4 and lab[0:2, 0:3, 0:3].all() and lab[3, 3:5, 4:6].all()
-    inst = read(out / "instancesTr" / "frac.nii.gz")
-    assert inst.dtype == np.uint16 and (inst == 1).sum() == 18 and (inst == 2).sum() == 4
+    lab = sitk.GetArrayFromImage(label)  # box numbers: 1 in the first box, 2 in the second
+    assert (lab == 1).sum() == 18 and (lab == 2).sum() == 4 and (lab[0:2, 0:3, 0:3] == 1).all()
+    assert (lab[3, 3:5, 4:6] == 2).all() and not (out / "instancesTr").exists()
     assert read(out / "labelsTr" / "normal.nii.gz").sum() == 0
     assert read(out / "groundTruthTr" / "frac.nii.gz").sum() == 7
     assert set(np.unique(read(out / "vertebraeTr" / "frac.nii.gz"))) == {20, 21}
 
     meta = json.loads((out / "dataset.json").read_text())
-    assert meta["channel_names"] == {"0": "CT"} and meta["labels"] == {"background": 0, "fracture": 1}
+    assert meta["channel_names"] == {"0": "CT"} and meta["labels"] == {"background": 0, "fracture": [1, 2]}
+    assert meta["regions_class_order"] == [1]
     assert meta["numTraining"] == 2 and meta["file_ending"] == ".nii.gz"
     prov = meta["nnunet_fracture"]
     assert prov["plugin_version"] == __version__ and prov["weak"] == "box" and prov["source_format"] == "generic"
@@ -95,9 +95,7 @@ def test_box_mode_layout_and_metadata(nnunet_env):
 def test_slice_mode_fills_whole_slices(nnunet_env):
     out = write_raw_dataset(cases(), 502, "Slices", weak="slice")
     lab = read(out / "labelsTr" / "frac.nii.gz")
-    assert lab.sum() == 3 * 30 and lab[[0, 1, 3]].all() and not lab[2].any()
-    inst = read(out / "instancesTr" / "frac.nii.gz")
-    assert (inst[:2] == 1).all() and (inst[3] == 2).all() and (inst[2] == 0).all()
+    assert (lab[:2] == 1).all() and (lab[3] == 2).all() and (lab[2] == 0).all()
 
 
 def test_mask_mode_uses_gt_and_needs_masks(nnunet_env):
@@ -105,7 +103,7 @@ def test_mask_mode_uses_gt_and_needs_masks(nnunet_env):
     lab = read(out / "labelsTr" / "frac.nii.gz")
     assert lab.sum() == 7 and set(np.unique(lab)) == {0, 1}
     assert read(out / "labelsTr" / "normal.nii.gz").sum() == 0
-    assert not (out / "instancesTr").exists()
+    assert json.loads((out / "dataset.json").read_text())["labels"] == {"background": 0, "fracture": 1}
     bad = [CaseRecord("nomask", image(), [BOX1])]
     with pytest.raises(ValueError, match="case 'nomask'.*no mask"):
         write_raw_dataset(bad, 504, "Full", weak="mask")
