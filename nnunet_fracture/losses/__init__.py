@@ -1,1 +1,20 @@
+"""Weak-box losses (one concept per file); data contract in :mod:`nnunet_fracture.losses.bag_aggregation`."""
+from nnunet_fracture.losses.bag_aggregation import AGGREGATIONS, BoxBags, aggregate_bags, find_bags
+from nnunet_fracture.losses.box_contrast import BoxContrastLoss
+from nnunet_fracture.losses.box_mil import BoxMILLoss
+from nnunet_fracture.losses.outside_background import OutsideBackgroundLoss
+from nnunet_fracture.losses.vae_consistency import ConsistencyLoss
+from nnunet_fracture.losses.weak_box import WeakBoxLoss, deep_supervision_weights
 
+__all__ = [
+    "AGGREGATIONS",
+    "BoxBags",
+    "BoxContrastLoss",
+    "BoxMILLoss",
+    "ConsistencyLoss",
+    "OutsideBackgroundLoss",
+    "WeakBoxLoss",
+    "aggregate_bags",
+    "deep_supervision_weights",
+    "find_bags",
+]
