@@ -36,3 +36,19 @@ def tiny_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from nnunet_tiny_dataset import preprocessed_dataset
 
     return preprocessed_dataset(tmp_path_factory.getbasetemp() / "nnunet_tiny_dataset")
+
+
+@pytest.fixture(scope="session")
+def weak_dataset_cache(tmp_path_factory: pytest.TempPathFactory):
+    """``weak_dataset_cache("box" | "slice")``: tiny weak-label datasets, preprocessed once per session
+    (see tests/weak_box_tiny_dataset.py)."""
+    from weak_box_tiny_dataset import preprocessed_weak_dataset
+
+    built: dict[str, Path] = {}
+
+    def get(weak: str) -> Path:
+        if weak not in built:
+            built[weak] = preprocessed_weak_dataset(tmp_path_factory.getbasetemp() / f"weak_{weak}_dataset", weak)
+        return built[weak]
+
+    return get

@@ -1,5 +1,6 @@
 """The foundation's promise, end to end on CPU: phantom -> convert -> stock plan/preprocess -> tiny plans ->
-stock nnUNetv2_train with a plugin trainer on a short schedule -> stock nnUNetv2_predict --save_probabilities.
+stock nnUNetv2_train with a plugin trainer on a short schedule -> stock nnUNetv2_predict --save_probabilities,
+fully supervised (--weak mask); the weak-box path is tested in tests/trainers/test_weak_box_trainer.py.
 """
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ def test_phantom_to_probabilities_through_stock_commands(nnunet_env, tmp_path):
     assert main(["phantom", str(tmp_path / "phantom"), "--cases", "5", "--seed", "7",
                  "--spacing", "2.0", "2.0", "3.0"]) == 0
     assert main(["convert", "generic", str(tmp_path / "phantom"), "--dataset-id", DATASET_ID,
-                 "--name", "EndToEnd", "--weak", "box"]) == 0
+                 "--name", "EndToEnd", "--weak", "mask"]) == 0
     raw = nnunet_env["nnUNet_raw"] / "Dataset501_EndToEnd"
 
     run_stock(["nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c", "3d_fullres", "-np", "1",

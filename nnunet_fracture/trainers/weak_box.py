@@ -1,0 +1,166 @@
+"""Weak-box trainers: learn a voxel fracture map from boxes (or slice ranges) alone.
+
+Datasets come from ``nnunet-fracture convert --weak box`` (or ``--weak slice``): ``labelsTr`` holds the box
+number n inside box n and 0 outside every box, declared to nnU-Net as one region ("fracture" = all box
+numbers), so the network has one sigmoid output. These trainers
+
+- keep the box numbers through augmentation and deep-supervision downsampling (nnU-Net would merge them into
+  the region), so every box is its own bag;
+- train with :class:`~nnunet_fracture.losses.WeakBoxLoss`: outside voxels are background (L1), each box must
+  contain fracture (L2, multiple-instance learning, one bag per box and patch), the best inside voxel must beat
+  the best outside voxel by a margin (L3); the VAE consistency term L4 comes with the VAE prior;
+- sample half of the patches centred in boxes and the rest as negatives kept ``negative_margin`` voxels away
+  from every box (:mod:`nnunet_fracture.training.box_sampling`);
+- validate with box-aware numbers instead of a pseudo Dice against boxes
+  (:mod:`nnunet_fracture.training.box_validation`).
+
+Prediction is stock: ``nnUNetv2_predict`` writes the fracture probability (one channel) and several folds
+ensemble as usual. Turn probabilities into box-constrained masks with ``nnunet-fracture pseudo-masks``.
+
+To combine with a network from another plugin trainer, inherit from both, e.g.
+``class nnUNetTrainerWeakBBoxAttention(nnUNetTrainerWeakBBox, nnUNetTrainerAttentionUNet): pass``; the weak-box
+trainer overrides only the loss, the transforms, the data loader and validation.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import List
+
+import numpy as np
+import torch
+from nnunetv2.utilities.helpers import dummy_context
+from torch import distributed as dist
+
+from nnunet_fracture.losses import WeakBoxLoss
+from nnunet_fracture.trainers.base import nnUNetTrainerFracture
+from nnunet_fracture.training.box_sampling import BoxAwareDataLoader, use_data_loader
+from nnunet_fracture.training.box_validation import (LOG_KEYS, batch_counts, box_score, ensure_log_keys,
+                                                     stats_from_counts)
+
+
+class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
+    """Box-level weak supervision: every 3D box is a bag aggregated by its mean probability (settable)."""
+
+    settings = ("lambda_outside", "lambda_mil", "lambda_contrast", "lambda_consistency", "bag_aggregation",
+                "smooth_max_alpha", "contrast_margin", "contrast_mode", "negative_margin",
+                "validation_threshold")
+    lambda_outside = 1.0
+    lambda_mil = 1.0
+    lambda_contrast = 0.1
+    lambda_consistency = 0.0
+    bag_aggregation = "mean"
+    smooth_max_alpha = 4.0
+    contrast_margin = 0.3
+    contrast_mode = "max"
+    negative_margin = 8
+    validation_threshold = 0.5
+    oversample_foreground_percent = 0.5  # half of every batch centred in a box
+
+    #: ``--weak`` modes of ``nnunet-fracture convert`` this trainer is meant for
+    weak_modes = ("box",)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self._check_dataset(dataset_json)
+
+    def _check_dataset(self, dataset_json: dict) -> None:
+        """Refuse datasets whose labels are not box numbers under one fracture region."""
+        name = type(self).__name__
+        lm = self.label_manager
+        if not lm.has_regions or len(lm.foreground_regions) != 1:
+            raise RuntimeError(
+                f"{name} needs a weak-box dataset: labels {{background: 0, fracture: [1, 2, ...]}} (one region "
+                f"whose label values are box numbers), but dataset.json declares {dataset_json.get('labels')}. "
+                f"Fix: write the dataset with `nnunet-fracture convert ... --weak {self.weak_modes[0]}`.")
+        weak = (dataset_json.get("nnunet_fracture") or {}).get("weak")
+        if weak is None:
+            self.print_to_log_file(f"{name}: dataset.json has no nnunet_fracture provenance; treating its label "
+                                   f"values as box numbers")
+        elif weak not in self.weak_modes:
+            raise RuntimeError(
+                f"{name} is meant for datasets written with --weak {' or '.join(self.weak_modes)}, but this one "
+                f"was written with --weak {weak}. Fix: use "
+                f"{'nnUNetTrainerWeakSlice' if weak == 'slice' else 'nnUNetTrainerWeakBBox'} or convert again.")
+
+    # --- loss ------------------------------------------------------------------------------------------------
+    def _build_loss(self):
+        weights = None
+        if self.enable_deep_supervision:
+            weights = np.array([1 / (2 ** i) for i in range(len(self._get_deep_supervision_scales()))])
+            # nnU-Net drops the lowest resolution; under DDP a zero weight leaves parameters unused
+            weights[-1] = 1e-6 if (self.is_ddp and not self._do_i_compile()) else 0
+            weights = (weights / weights.sum()).tolist()
+        return WeakBoxLoss(lambda_outside=self.lambda_outside, lambda_mil=self.lambda_mil,
+                           lambda_contrast=self.lambda_contrast, lambda_consistency=self.lambda_consistency,
+                           aggregation=self.bag_aggregation, alpha=self.smooth_max_alpha,
+                           margin=self.contrast_margin, contrast_mode=self.contrast_mode, scale_weights=weights)
+
+    # --- keep box numbers (nnU-Net would merge them into the region) -------------------------------------------
+    @staticmethod
+    def get_training_transforms(*args, **kwargs):
+        kwargs["regions"] = None
+        return nnUNetTrainerFracture.get_training_transforms(*args, **kwargs)
+
+    @staticmethod
+    def get_validation_transforms(*args, **kwargs):
+        kwargs["regions"] = None
+        return nnUNetTrainerFracture.get_validation_transforms(*args, **kwargs)
+
+    # --- sampling -------------------------------------------------------------------------------------------
+    def get_dataloaders(self):
+        with use_data_loader(partial(BoxAwareDataLoader, negative_margin=self.negative_margin)):
+            return super().get_dataloaders()
+
+    # --- box-aware online validation --------------------------------------------------------------------------
+    def on_train_start(self):
+        super().on_train_start()
+        self.print_to_log_file(
+            f"{type(self).__name__}: online validation reports mass inside boxes, box hit rate and outside "
+            f"false-positive rate at P >= {self.validation_threshold}; the 'Pseudo dice' lines show the box score "
+            f"(harmonic mean of mass inside and hit rate), which also selects checkpoint_best")
+
+    def validation_step(self, batch: dict) -> dict:
+        data = batch['data'].to(self.device, non_blocking=True)
+        target = batch['target']
+        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
+            else target.to(self.device, non_blocking=True)
+        with torch.no_grad(), (torch.autocast(self.device.type, enabled=True) if self.device.type == 'cuda'
+                               else dummy_context()):
+            output = self.network(data)
+            loss = self.loss(output, target)
+        if isinstance(output, (list, tuple)):
+            output, target = output[0], target[0]
+        counts = batch_counts(torch.sigmoid(output.float()), target, self.validation_threshold)
+        return {'loss': loss.detach().cpu().numpy(), 'box_counts': counts}
+
+    def on_validation_epoch_end(self, val_outputs: List[dict]):
+        losses = np.array([o['loss'] for o in val_outputs], dtype=np.float64)
+        counts = np.stack([o['box_counts'] for o in val_outputs]).sum(axis=0)
+        if self.is_ddp:
+            gathered = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, (losses, counts))
+            losses = np.concatenate([g[0] for g in gathered])
+            counts = np.stack([g[1] for g in gathered]).sum(axis=0)
+        stats = stats_from_counts(counts)
+        score = box_score(stats)
+        epoch = self.current_epoch
+        logging = self.logger.local_logger.my_fantastic_logging
+        ensure_log_keys(logging, epoch)
+        self.logger.log('mean_fg_dice', score, epoch)
+        self.logger.log('dice_per_class_or_region', [score], epoch)
+        self.logger.log('val_losses', float(losses.mean()), epoch)
+        for key, value in zip(LOG_KEYS, (stats.mass_inside_fraction, stats.hit_rate, stats.outside_fp_rate)):
+            self.logger.log(key, value, epoch)
+        self.print_to_log_file(
+            f"box-aware validation: mass inside boxes {stats.mass_inside_fraction:.4f}, box hit rate "
+            f"{stats.hit_rate:.4f} ({int(stats.boxes_hit)}/{int(stats.boxes_total)}), outside FP rate "
+            f"{stats.outside_fp_rate:.2e}, box score {score:.4f}")
+
+
+class nnUNetTrainerWeakSlice(nnUNetTrainerWeakBBox):
+    """Slice-level weak supervision: each box's range of whole axial slices is a bag, aggregated by its maximum
+    (most of such a bag is not fracture, so a mean would be pushed up everywhere)."""
+
+    bag_aggregation = "max"
+    weak_modes = ("slice",)

@@ -1,0 +1,60 @@
+"""Box-aware online validation for weak-box trainers.
+
+nnU-Net's online validation reports a "pseudo dice" of the thresholded prediction against the training labels.
+Against boxes that number rewards painting boxes, so weak-box trainers report, per validation epoch and pooled
+over all validation patches (:class:`~nnunet_fracture.evaluation.box_metrics.BoxStats`):
+
+- ``box_mass_inside``: the fraction of predicted probability mass inside boxes;
+- ``box_hit_rate``: the share of boxes (per patch: the part of a box the patch holds) whose maximum P reaches
+  the threshold;
+- ``outside_fp_rate``: the share of voxels outside every box with P at or above the threshold.
+
+nnU-Net picks ``checkpoint_best.pth`` by an exponential moving average of ``mean_fg_dice``; weak-box trainers
+log the :func:`box_score` there (and say so in the log): the harmonic mean of mass inside and hit rate, 0 when
+either is undefined.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from nnunet_fracture.evaluation.box_metrics import BoxStats
+
+#: keys added to nnU-Net's logger, one value per epoch
+LOG_KEYS = ("box_mass_inside", "box_hit_rate", "outside_fp_rate")
+_COUNT_FIELDS = ("mass_inside", "mass_total", "boxes_hit", "boxes_total", "outside_positive", "outside_total")
+
+
+def batch_counts(probabilities: torch.Tensor, box_numbers: torch.Tensor, threshold: float) -> np.ndarray:
+    """Summable counts (see :data:`_COUNT_FIELDS`) of one validation batch: ``probabilities`` and
+    ``box_numbers`` are (B, 1, *spatial); each sample's boxes count separately."""
+    p = probabilities.detach().float().cpu().numpy()
+    ids = box_numbers.detach().cpu().numpy()
+    total = BoxStats()
+    for b in range(p.shape[0]):
+        total = total + BoxStats.from_arrays(p[b, 0], ids[b, 0], threshold)
+    return np.array([getattr(total, f) for f in _COUNT_FIELDS], dtype=np.float64)
+
+
+def stats_from_counts(counts: np.ndarray) -> BoxStats:
+    """Pool counts stacked as (n, 6) (or one row) back into a :class:`BoxStats`."""
+    summed = np.asarray(counts, dtype=np.float64).reshape(-1, len(_COUNT_FIELDS)).sum(axis=0)
+    return BoxStats(**dict(zip(_COUNT_FIELDS, summed.tolist())))
+
+
+def box_score(stats: BoxStats) -> float:
+    """Harmonic mean of mass inside boxes and box hit rate; 0 where either is undefined or both are 0."""
+    mass, hit = stats.mass_inside_fraction, stats.hit_rate
+    if math.isnan(mass) or math.isnan(hit) or mass + hit == 0:
+        return 0.0
+    return 2 * mass * hit / (mass + hit)
+
+
+def ensure_log_keys(logging: dict, epoch: int) -> None:
+    """Add :data:`LOG_KEYS` to nnU-Net's logger dict (e.g. after resuming from a stock checkpoint), padded with
+    NaN up to ``epoch`` so that all lists keep nnU-Net's one-value-per-epoch length."""
+    for key in LOG_KEYS:
+        values = logging.setdefault(key, [])
+        values.extend([math.nan] * max(0, epoch - len(values)))

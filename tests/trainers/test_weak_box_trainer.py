@@ -1,0 +1,143 @@
+"""nnUNetTrainerWeakBBox / nnUNetTrainerWeakSlice in-process on tiny weak datasets, and through the stock
+nnUNetv2_train / nnUNetv2_predict (two folds, ensembled)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nnunet_fracture.losses import WeakBoxLoss
+from nnunet_fracture.stock_commands import run_stock
+from nnunet_fracture.trainers import nnUNetTrainerFracture, nnUNetTrainerWeakBBox, nnUNetTrainerWeakSlice
+from nnunet_fracture.training.box_sampling import BoxAwareDataLoader
+from nnunet_fracture.training.box_validation import LOG_KEYS
+from nnunet_fracture.training.settings import ENV_VAR
+from nnunet_tiny_dataset import quiet_env
+from weak_box_tiny_dataset import DATASETS, cases, install_weak
+
+
+def prepared(weak_dataset_cache, nnunet_env, weak: str) -> Path:
+    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
+
+    name = install_weak(weak_dataset_cache(weak), weak, nnunet_env)
+    write_tiny_plans(str(DATASETS[weak][0]), max_features=8, max_patch=16, batch_size=2)
+    return nnunet_env["nnUNet_preprocessed"] / name
+
+
+def make_trainer(cls: type, dataset: Path):
+    plans = json.loads((dataset / "nnUNetPlansTiny.json").read_text())
+    plans["continue_training"] = False
+    dataset_json = json.loads((dataset / "dataset.json").read_text())
+    return cls(plans=plans, configuration="3d_fullres", fold=0, dataset_json=dataset_json,
+               device=torch.device("cpu"))
+
+
+@pytest.fixture
+def box_dataset(weak_dataset_cache, nnunet_env) -> Path:
+    return prepared(weak_dataset_cache, nnunet_env, "box")
+
+
+def test_batches_keep_box_numbers_at_every_scale(box_dataset: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    trainer = make_trainer(nnUNetTrainerWeakBBox, box_dataset)
+    trainer.initialize()
+    assert isinstance(trainer.loss, WeakBoxLoss)
+    assert trainer.oversample_foreground_percent == 0.5 and trainer.bag_aggregation == "mean"
+    train_gen, val_gen = trainer.get_dataloaders()
+    assert isinstance(train_gen.data_loader, BoxAwareDataLoader)
+    seen = set()
+    for _ in range(6):
+        batch = next(train_gen)
+        target = batch["target"]
+        assert isinstance(target, list) and len(target) == len(trainer._get_deep_supervision_scales())
+        for scale in target:
+            assert scale.shape[1] == 1 and not scale.dtype.is_floating_point
+            values = set(torch.unique(scale).tolist())
+            assert values <= {0, 1, 2}  # box numbers, not a one-hot region
+            seen |= values
+        # the largest box number of a batch survives at full resolution
+        assert set(torch.unique(target[1]).tolist()) <= set(torch.unique(target[0]).tolist()) | {0}
+    assert {1} <= seen  # half of every batch is centred in a box
+    output = trainer.network(batch["data"])
+    loss = trainer.loss(output, batch["target"])
+    assert torch.isfinite(loss) and loss.item() > 0
+
+
+def test_validation_logs_box_aware_numbers(box_dataset: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(ENV_VAR, "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=2")
+    trainer = make_trainer(nnUNetTrainerWeakBBox, box_dataset)
+    trainer.run_training()
+    logged = trainer.logger.local_logger.my_fantastic_logging
+    for key in LOG_KEYS:
+        assert len(logged[key]) == 1
+    mass, hit = logged["box_mass_inside"][0], logged["box_hit_rate"][0]
+    expected = 0.0 if (math.isnan(mass) or math.isnan(hit) or mass + hit == 0) else 2 * mass * hit / (mass + hit)
+    assert logged["mean_fg_dice"][0] == pytest.approx(expected)
+    log = Path(trainer.log_file).read_text()
+    assert "box-aware validation: mass inside boxes" in log and "selects checkpoint_best" in log
+    assert (Path(trainer.output_folder) / "checkpoint_final.pth").is_file()
+
+
+def test_refuses_datasets_that_are_not_box_numbers(weak_dataset_cache, nnunet_env, tiny_dataset_cache):
+    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
+    from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install
+
+    install(tiny_dataset_cache, nnunet_env)
+    write_tiny_plans(str(DATASET_ID), max_features=8, max_patch=16)
+    with pytest.raises(RuntimeError, match=r"needs a weak-box dataset.*--weak box"):
+        make_trainer(nnUNetTrainerWeakBBox, nnunet_env["nnUNet_preprocessed"] / DATASET_NAME)
+    box = prepared(weak_dataset_cache, nnunet_env, "box")
+    with pytest.raises(RuntimeError, match="written with --weak box.*nnUNetTrainerWeakBBox"):
+        make_trainer(nnUNetTrainerWeakSlice, box)
+
+
+def test_slice_trainer_aggregates_by_max(weak_dataset_cache, nnunet_env, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(ENV_VAR, "num_epochs=1 num_iterations_per_epoch=1 num_val_iterations_per_epoch=1")
+    trainer = make_trainer(nnUNetTrainerWeakSlice, prepared(weak_dataset_cache, nnunet_env, "slice"))
+    assert trainer.bag_aggregation == "max"
+    trainer.run_training()
+    assert (Path(trainer.output_folder) / "checkpoint_final.pth").is_file()
+
+
+def test_composes_with_other_plugin_trainers(box_dataset: Path):
+    class nnUNetTrainerNetworkProbe(nnUNetTrainerFracture):
+        settings = ("probe_width",)
+        probe_width = 3
+
+    class nnUNetTrainerWeakBBoxProbe(nnUNetTrainerWeakBBox, nnUNetTrainerNetworkProbe):
+        pass
+
+    trainer = make_trainer(nnUNetTrainerWeakBBoxProbe, box_dataset)
+    assert trainer.probe_width == 3 and trainer.lambda_mil == 1.0
+    assert {"probe_width", "lambda_mil", "num_epochs"} <= set(trainer.settings_in_effect)
+
+
+@pytest.mark.slow
+def test_stock_train_two_folds_and_ensemble_predict(box_dataset: Path, nnunet_env, tmp_path: Path):
+    dataset_id, name = DATASETS["box"]
+    env = quiet_env()
+    env[ENV_VAR] = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1"
+    log = tmp_path / "commands.log"
+    for fold in ("0", "1"):
+        out = run_stock(["nnUNetv2_train", str(dataset_id), "3d_fullres", fold, "-tr", "nnUNetTrainerWeakBBox",
+                         "-p", "nnUNetPlansTiny", "-device", "cpu"], log, env)
+        assert "box-aware validation" in out
+    model = nnunet_env["nnUNet_results"] / name / "nnUNetTrainerWeakBBox__nnUNetPlansTiny__3d_fullres"
+    assert all((model / f"fold_{f}" / "checkpoint_final.pth").is_file() for f in (0, 1))
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for case in ("case0", "case4"):
+        (images / f"{case}_0000.nii.gz").symlink_to(nnunet_env["nnUNet_raw"] / name / "imagesTr" / f"{case}_0000.nii.gz")
+    out = tmp_path / "ensemble"
+    run_stock(["nnUNetv2_predict", "-i", images, "-o", out, "-d", str(dataset_id), "-c", "3d_fullres",
+               "-f", "0", "1", "-tr", "nnUNetTrainerWeakBBox", "-p", "nnUNetPlansTiny", "-device", "cpu",
+               "--save_probabilities", "--disable_tta", "-npp", "1", "-nps", "1"], log, env)
+    for case in ("case0", "case4"):
+        probabilities = np.load(out / f"{case}.npz")["probabilities"]
+        assert probabilities.shape == (1, 24, 24, 24)  # one sigmoid channel: the fracture region
+        assert 0 <= probabilities.min() and probabilities.max() <= 1
