@@ -1,0 +1,333 @@
+"""``nnunet-fracture pseudo-masks``: box-constrained pseudo-masks and uncertainty maps from nnU-Net predictions.
+
+Input: one or more ``nnUNetv2_predict --save_probabilities`` output folders (one per fold, or one; fusion and
+uncertainty in :mod:`~nnunet_fracture.inference.prediction_folders`) and the raw dataset they were predicted from
+(:mod:`~nnunet_fracture.inference.source_dataset`; its ``boxes.json`` and ``imagesTr``). The cases processed are
+those the folders hold - the whole dataset or a subset, e.g. held-out cases - and every folder must hold the same
+ones; a case that ``boxes.json`` does not list is an error.
+
+**Rules**, applied to each box on its own with P the fused fracture probability inside the box:
+
+- ``fixed``: keep ``P >= threshold``.
+- ``otsu``: keep ``P > t`` with ``t = max(threshold_otsu(P in box), min_threshold)`` (scikit-image's Otsu
+  threshold, whose convention is that the foreground lies strictly above it). A box with constant P has no
+  Otsu threshold; it is kept whole if ``P >= max(0.5, min_threshold)`` and left empty otherwise.
+- ``fraction``: keep the ``ceil(fraction x voxels in box)`` voxels with the highest P, among those with
+  ``P >= min_threshold`` (so a box the model missed stays empty instead of being filled with noise). Ties are
+  broken by array order inside the box (k, then j, then i, smallest first), so results are deterministic. The
+  threshold reported is the smallest kept P.
+
+**Boxes and overlaps.** Each box's rule sees exactly that box's own voxels, so a threshold is never distorted by
+a neighbouring box. The case mask is the union of the per-box selections: a voxel inside several boxes is
+fracture if any of them keeps it. Every voxel outside all boxes is 0. A box where nothing is kept is not filled
+in: it is flagged ``empty`` in ``pseudo_masks.csv``, which tells the human corrector where the model missed.
+
+**Outputs** (in ``out``; built in a hidden ``.<out>.partial-*`` folder next to it and renamed into place when
+complete, so an error leaves nothing behind)::
+
+    masks/<case>.nii.gz           uint8 0/1 pseudo-mask on the case image's grid
+    probabilities/<case>.nii.gz   float32 fused fracture probability
+    uncertainty/<case>.nii.gz     float32 uncertainty (fold std, or binary entropy in bits for one folder)
+    pseudo_masks.csv              one row per box (see :data:`CSV_COLUMNS`)
+    pseudo_masks.json             provenance: inputs, model info, rule, parameters, thresholds, uncertainty kind
+
+With ``export_dataset`` the masks also become the labels of a new nnU-Net raw dataset
+(:mod:`~nnunet_fracture.inference.dataset_export`).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from skimage.filters import threshold_otsu
+from tqdm import tqdm
+
+from nnunet_fracture.dataset_conversion.box_geometry import array_to_image
+from nnunet_fracture.inference.dataset_export import DatasetExport
+from nnunet_fracture.inference.prediction_folders import (UNCERTAINTY_KINDS, PredictionFolder, select_cases,
+                                                          fused_probability, model_info, open_prediction_folders,
+                                                          read_grid)
+from nnunet_fracture.inference.source_dataset import BoxEntry, SourceDataset
+
+RULES = ("fixed", "otsu", "fraction")
+#: A box with constant probability has no Otsu threshold; it is kept whole only at or above this value.
+CONSTANT_BOX_THRESHOLD = 0.5
+CSV_COLUMNS = ("case", "box_id", "label", "rule", "threshold", "comparison", "voxels_in_box", "voxels_kept",
+               "max_probability", "mean_probability", "mean_uncertainty", "empty")
+OUTPUT_FILE_ENDING = ".nii.gz"
+OVERLAP_POLICY = ("each box's rule sees that box's own voxels; the case mask is the union of the per-box "
+                  "selections (a voxel in several boxes is kept if any of them keeps it); 0 outside every box")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How voxels inside a box become pseudo-mask voxels (module docstring).
+
+    Raises:
+        ValueError: unknown rule name or a parameter out of range.
+    """
+
+    name: str = "fixed"
+    threshold: float = 0.5
+    fraction: float = 0.3
+    min_threshold: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.name not in RULES:
+            raise ValueError(f"unknown rule {self.name!r}; expected one of {', '.join(RULES)}")
+        checks = (("threshold", self.threshold, 0.0, 1.0, False), ("fraction", self.fraction, 0.0, 1.0, False),
+                  ("min-threshold", self.min_threshold, 0.0, 1.0, True))
+        for label, value, low, high, low_closed in checks:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
+                (low <= value if low_closed else low < value) and (value < high if low_closed else value <= high))
+            if not ok:
+                interval = "[0, 1)" if low_closed else "(0, 1]"
+                raise ValueError(f"--{label} must be a number in {interval}, got {value!r}")
+
+    def parameters(self) -> dict:
+        """The parameters that this rule uses (recorded in the provenance)."""
+        if self.name == "fixed":
+            return {"threshold": self.threshold}
+        if self.name == "otsu":
+            return {"min_threshold": self.min_threshold, "constant_box_threshold": CONSTANT_BOX_THRESHOLD}
+        return {"fraction": self.fraction, "min_threshold": self.min_threshold}
+
+
+@dataclass(frozen=True)
+class BoxSelection:
+    """The voxels a rule keeps in one box, and the threshold it used.
+
+    ``comparison`` says how ``threshold`` was applied: ``">="`` or ``">"`` against P, or ``"rank"`` for the
+    fraction rule (``threshold`` is then the smallest kept P, NaN when nothing is kept).
+    """
+
+    keep: np.ndarray
+    threshold: float
+    comparison: str
+
+
+def select_in_box(probability: np.ndarray, rule: Rule) -> BoxSelection:
+    """Apply ``rule`` to the fracture probabilities of one box (any shape; a boolean mask of that shape back)."""
+    p = np.asarray(probability, dtype=np.float32)
+    if p.size == 0:
+        raise ValueError("a box holds no voxel")
+    if rule.name == "fixed":
+        return BoxSelection(p >= rule.threshold, float(rule.threshold), ">=")
+    if rule.name == "otsu":
+        if float(p.min()) == float(p.max()):
+            cut = max(CONSTANT_BOX_THRESHOLD, rule.min_threshold)
+            return BoxSelection(p >= cut, float(cut), ">=")
+        cut = max(float(threshold_otsu(p.ravel())), rule.min_threshold)
+        return BoxSelection(p > cut, cut, ">")
+    flat = p.ravel()
+    wanted = math.ceil(round(rule.fraction * flat.size, 6))
+    eligible = int(np.count_nonzero(flat >= rule.min_threshold))
+    n_keep = min(wanted, eligible)
+    order = np.argsort(-flat, kind="stable")[:n_keep]
+    keep = np.zeros(flat.size, dtype=bool)
+    keep[order] = True
+    threshold = float(flat[order[-1]]) if n_keep else math.nan
+    return BoxSelection(keep.reshape(p.shape), threshold, "rank")
+
+
+def box_region(entry: BoxEntry) -> tuple[slice, slice, slice]:
+    """Numpy index (k, j, i) of a box's voxels."""
+    (i0, j0, k0), (i1, j1, k1) = entry.box.lo, entry.box.hi
+    return slice(k0, k1 + 1), slice(j0, j1 + 1), slice(i0, i1 + 1)
+
+
+def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray, boxes: Sequence[BoxEntry],
+                     rule: Rule) -> tuple[np.ndarray, list[dict]]:
+    """Pseudo-mask of one case (uint8 0/1, zero outside every box) and one table row per box.
+
+    Args:
+        case: case id (for the rows).
+        probability: fused fracture probability, (k, j, i).
+        uncertainty: uncertainty map of the same shape.
+        boxes: the case's boxes, inside the image.
+        rule: the selection rule.
+    """
+    mask = np.zeros(probability.shape, dtype=np.uint8)
+    rows = []
+    for entry in boxes:
+        region = box_region(entry)
+        p = probability[region]
+        selection = select_in_box(p, rule)
+        mask[region] |= selection.keep.astype(np.uint8)
+        kept = int(np.count_nonzero(selection.keep))
+        rows.append({"case": case, "box_id": entry.box_id, "label": entry.label, "rule": rule.name,
+                     "threshold": selection.threshold, "comparison": selection.comparison,
+                     "voxels_in_box": int(p.size), "voxels_kept": kept, "max_probability": float(p.max()),
+                     "mean_probability": float(p.mean(dtype=np.float64)),
+                     "mean_uncertainty": float(uncertainty[region].mean(dtype=np.float64)), "empty": kept == 0})
+    return mask, rows
+
+
+def _threshold_summary(rows: list[dict]) -> dict:
+    values = np.array([r["threshold"] for r in rows if math.isfinite(r["threshold"])], dtype=np.float64)
+    if values.size == 0:
+        return {"num_boxes": len(rows), "min": None, "median": None, "max": None}
+    return {"num_boxes": len(rows), "min": float(values.min()), "median": float(np.median(values)),
+            "max": float(values.max())}
+
+
+def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule: Rule, kind: str,
+                rows: list[dict], cases: list[str], export: Optional[DatasetExport]) -> dict:
+    from nnunet_fracture import __version__
+
+    empty = [{"case": r["case"], "box_id": r["box_id"]} for r in rows if r["empty"]]
+    return {
+        "plugin_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source_dataset": str(source.folder),
+        "source_dataset_name": source.meta.get("name", source.folder.name),
+        "prediction_folders": [str(f.path) for f in folders],
+        "models": [model_info(f) for f in folders],
+        "fusion": "mean over the prediction folders (one per fold)" if len(folders) > 1 else "single folder",
+        "uncertainty": {"kind": kind, "description": UNCERTAINTY_KINDS[kind]},
+        "rule": rule.name,
+        "parameters": rule.parameters(),
+        "box_regions": OVERLAP_POLICY,
+        "thresholds": _threshold_summary(rows),
+        "num_cases": len(cases),
+        "num_boxes": len(rows),
+        "num_empty_boxes": len(empty),
+        "empty_boxes": empty,
+        "export_dataset": str(export.target) if export is not None else None,
+        "outputs": {"masks": "masks/<case>.nii.gz (uint8 0/1)", "probabilities": "probabilities/<case>.nii.gz "
+                    "(float32 fused fracture probability)", "uncertainty": "uncertainty/<case>.nii.gz (float32)",
+                    "table": "pseudo_masks.csv (one row per box)"},
+    }
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file. Fix: name a folder.")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"--out {out} exists and is not empty. Fix: pass --overwrite to replace it, or choose "
+                              f"another folder.")
+
+
+def _check_out_is_not_an_input(out: Path, inputs: Sequence[Path]) -> None:
+    resolved = out.resolve()
+    for path in inputs:
+        path = path.resolve()
+        if resolved == path or resolved in path.parents:
+            raise ValueError(f"--out {out} is or contains the input {path}; replacing it would destroy the input. "
+                             f"Fix: choose a separate output folder.")
+
+
+def _swap_in(tmp: Path, target: Path) -> Optional[Path]:
+    """Rename ``tmp`` to ``target``; an existing ``target`` is first moved to a hidden folder, returned."""
+    trash = None
+    if target.exists():
+        trash = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(target, trash)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if trash is not None:
+            os.replace(trash, target)
+        raise
+    return trash
+
+
+def _write(image: sitk.Image, path: Path) -> None:
+    sitk.WriteImage(image, str(path), True)
+
+
+def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | Path, out: Path | str,
+                       rule: str = "fixed", threshold: float = 0.5, fraction: float = 0.3,
+                       min_threshold: float = 0.05, export_dataset: Optional[int] = None,
+                       export_name: Optional[str] = None, overwrite: bool = False) -> dict:
+    """Write pseudo-masks, probabilities, uncertainty maps, the box table and provenance to ``out``.
+
+    Args:
+        predictions: nnUNetv2_predict output folders made with ``--save_probabilities``; several = one per fold.
+        dataset: the raw dataset predicted from: ID, ``DatasetXXX_NAME`` or folder (must hold ``boxes.json``).
+        out: output folder; must not exist or be empty unless ``overwrite``.
+        rule: ``"fixed"``, ``"otsu"`` or ``"fraction"`` (module docstring).
+        threshold: P threshold of the fixed rule.
+        fraction: share of each box's voxels kept by the fraction rule.
+        min_threshold: lowest P the otsu and fraction rules ever keep.
+        export_dataset: also write ``$nnUNet_raw/DatasetXXX_<export_name>`` with the masks as labels.
+        export_name: name of the exported dataset (required with ``export_dataset``).
+        overwrite: replace an existing ``out`` and an existing dataset with the export ID.
+
+    Returns:
+        The provenance dictionary written to ``pseudo_masks.json``.
+
+    Raises:
+        ValueError, FileNotFoundError, FileExistsError: bad input, with the file, case and fix named. Nothing is
+            written then.
+    """
+    selection_rule = Rule(rule, threshold, fraction, min_threshold)
+    if (export_dataset is None) != (export_name is None):
+        raise ValueError("--export-dataset and --name go together. Fix: pass both (e.g. --export-dataset 502 "
+                         "--name PhantomPseudo) or neither.")
+    out = Path(out).absolute()
+    _check_out(out, overwrite)
+    source = SourceDataset.open(dataset)
+    folders = open_prediction_folders(predictions, source.file_ending)
+    cases = select_cases(folders, source.cases, source.boxes_file)
+    _check_out_is_not_an_input(out, [f.path for f in folders] + [source.folder])
+    export = DatasetExport(export_dataset, export_name, source, overwrite) if export_dataset is not None else None
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        for sub in ("masks", "probabilities", "uncertainty"):
+            (tmp / sub).mkdir(parents=True)
+        if export is not None:
+            export.start()
+        rows: list[dict] = []
+        kinds = set()
+        for case in tqdm(cases, desc="pseudo-masks", unit="case"):
+            image_file = source.image_file(case)
+            grid = read_grid(image_file, f"case {case}: image", f"restore {source.folder / 'imagesTr'}")
+            boxes = source.case_boxes(case, tuple(grid.GetSize()))
+            probability, uncertainty, kind = fused_probability(folders, case, grid, image_file)
+            kinds.add(kind)
+            mask, case_rows = case_pseudo_mask(case, probability, uncertainty, boxes, selection_rule)
+            rows.extend(case_rows)
+            mask_image = array_to_image(mask, grid)
+            _write(mask_image, tmp / "masks" / f"{case}{OUTPUT_FILE_ENDING}")
+            _write(array_to_image(probability, grid), tmp / "probabilities" / f"{case}{OUTPUT_FILE_ENDING}")
+            _write(array_to_image(uncertainty, grid), tmp / "uncertainty" / f"{case}{OUTPUT_FILE_ENDING}")
+            if export is not None:
+                export.add_case(case, mask_image)
+            del probability, uncertainty, mask, mask_image
+        (kind,) = kinds
+        provenance = _provenance(folders, source, selection_rule, kind, rows, cases, export)
+        pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(tmp / "pseudo_masks.csv", index=False)
+        (tmp / "pseudo_masks.json").write_text(json.dumps(provenance, indent=2))
+        if export is not None:
+            export.finish(provenance)
+        _check_out(out, overwrite)
+        trash = _swap_in(tmp, out)
+        if export is not None:
+            try:
+                export.install()
+            except BaseException:
+                os.replace(out, tmp)
+                if trash is not None:
+                    os.replace(trash, out)
+                raise
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if export is not None:
+            export.discard()
+        raise
+    return provenance
