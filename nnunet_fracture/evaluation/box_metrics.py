@@ -18,6 +18,11 @@ import math
 from dataclasses import dataclass, fields
 
 import numpy as np
+from scipy import ndimage
+
+
+MAX_SLICED_NUMBER = 65535
+"""Up to this box number, per-box maxima are taken inside each box's bounding slices (``find_objects``)."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,8 @@ class BoxStats:
         """Counts for one probability map and its box-number map (0 outside, n inside box n).
 
         Raises:
-            ValueError: different shapes (both are quoted), or a threshold outside (0, 1].
+            ValueError: different shapes (both are quoted), a threshold outside (0, 1], or box numbers with
+                fractions.
         """
         probability = np.asarray(probability)
         box_numbers = np.asarray(box_numbers)
@@ -45,22 +51,40 @@ class BoxStats:
                              f"{box_numbers.shape}; they must match")
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-        p = probability.astype(np.float64, copy=False).ravel()
-        ids = box_numbers.ravel()
-        inside = ids > 0
-        outside_p = p[~inside]
+        if box_numbers.dtype == bool:
+            box_numbers = box_numbers.view(np.uint8)
+        elif box_numbers.dtype.kind not in "iu":
+            if not np.array_equal(box_numbers, np.round(box_numbers)):
+                raise ValueError(f"box numbers must be whole numbers, got {box_numbers.dtype} values with fractions")
+            box_numbers = box_numbers.astype(np.int64)
+        # Memory: at most a few byte-per-voxel masks and the inside voxels are allocated, never a float64 copy
+        # of the volume (a 512 x 512 x 300 case would need 630 MB per copy). Sums are taken in float64 and
+        # comparisons made against the threshold as a float64 number, whatever the input precision.
+        limit = np.float64(threshold)
+        inside = box_numbers > 0
+        n_inside = int(np.count_nonzero(inside))
+        positive = probability >= limit
+        outside_positive = int(np.count_nonzero(positive)) - int(np.count_nonzero(positive[inside]))
+        del positive
         boxes_total = boxes_hit = 0
-        if inside.any():
-            present = np.unique(ids[inside])
-            # per-box maximum in one pass: sort by box number, reduce each run
-            order = np.argsort(ids[inside], kind="stable")
-            sorted_ids, sorted_p = ids[inside][order], p[inside][order]
-            starts = np.searchsorted(sorted_ids, present)
-            box_max = np.maximum.reduceat(sorted_p, starts)
-            boxes_total, boxes_hit = int(present.size), int((box_max >= threshold).sum())
-        return cls(mass_inside=float(p[inside].sum()), mass_total=float(p.sum()), boxes_hit=boxes_hit,
-                   boxes_total=boxes_total, outside_positive=int((outside_p >= threshold).sum()),
-                   outside_total=int(outside_p.size))
+        if n_inside and int(box_numbers.max()) <= MAX_SLICED_NUMBER:
+            # per-box maximum inside each box's bounding slices only (find_objects ignores numbers <= 0)
+            for number, region in enumerate(ndimage.find_objects(box_numbers), start=1):
+                if region is None:
+                    continue
+                boxes_total += 1
+                boxes_hit += bool(probability[region][box_numbers[region] == number].max() >= limit)
+        elif n_inside:  # huge box numbers: sort the inside voxels by number and reduce each run
+            ids = box_numbers[inside]
+            order = np.argsort(ids, kind="stable")
+            sorted_ids = ids[order]
+            starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+            box_max = np.maximum.reduceat(probability[inside][order], starts)
+            boxes_total, boxes_hit = int(starts.size), int((box_max >= limit).sum())
+        return cls(mass_inside=float(np.sum(probability[inside], dtype=np.float64)),
+                   mass_total=float(np.sum(probability, dtype=np.float64)), boxes_hit=boxes_hit,
+                   boxes_total=boxes_total, outside_positive=outside_positive,
+                   outside_total=int(inside.size) - n_inside)
 
     def __add__(self, other: "BoxStats") -> "BoxStats":
         if not isinstance(other, BoxStats):

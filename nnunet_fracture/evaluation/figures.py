@@ -1,15 +1,16 @@
 """PNG figures that show what a model predicted: probability heat maps on CT with the ground truth outlined,
-the pooled precision-recall curve and the voxel probability histogram."""
+the pooled precision-recall curve, the voxel probability histogram and the detection ROC curves."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a screen
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from nnunet_fracture.evaluation.threshold_curves import EDGES, ScoreHistogram  # noqa: E402
 
@@ -109,6 +110,45 @@ def probability_histogram_figure(histogram: ScoreHistogram, title: str, out_file
     ax.set_ylabel("voxels")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return out_file
+
+
+def detection_roc_figure(items: dict[str, tuple[Sequence[float], Sequence[bool]]], title: str,
+                         out_file: Path) -> Optional[Path]:
+    """Write one ROC curve (scikit-learn ``roc_curve``) per detection level, e.g. case, vertebra, axial slice.
+
+    Args:
+        items: level name -> (scores, labels) of its items.
+        title: figure title.
+        out_file: PNG path (parent folders are created).
+
+    Returns:
+        ``out_file``, or None (nothing written) when no level has both fractured and fracture-free items.
+    """
+    drawable = {name: (np.asarray(s, float), np.asarray(y, bool)) for name, (s, y) in items.items()
+                if 0 < int(np.sum(y)) < len(y)}
+    if not drawable:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, (scores, labels) in drawable.items():
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr,
+                label=f"{name}: AUC {roc_auc_score(labels, scores):.3f} ({labels.sum()}+ / {(~labels).sum()}-)")
+    ax.plot([0, 1], [0, 1], ":", color="gray", linewidth=1)
+    skipped = [name for name in items if name not in drawable]
+    if skipped:
+        ax.text(0.98, 0.02, "one class only: " + ", ".join(skipped), ha="right", va="bottom", fontsize=7,
+                transform=ax.transAxes)
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false-positive rate (fracture-free items called fracture)")
+    ax.set_ylabel("sensitivity (fractured items found)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right" if not skipped else "center right", fontsize=7)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_file, dpi=100)
     plt.close(fig)

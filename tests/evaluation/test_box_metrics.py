@@ -33,3 +33,31 @@ def test_errors_quote_shapes_and_threshold():
         BoxStats.from_arrays(np.zeros(2), np.zeros(3))
     with pytest.raises(ValueError, match="threshold"):
         BoxStats.from_arrays(np.zeros(2), np.zeros(2), threshold=0)
+
+
+def _naive(p, ids, threshold):
+    inside = ids > 0
+    numbers = np.unique(ids[inside])
+    box_max = [p[ids == n].max() for n in numbers]
+    return (p[inside].sum(), p.sum(), sum(m >= threshold for m in box_max), len(numbers),
+            int((p[~inside] >= threshold).sum()), int((~inside).sum()))
+
+
+@pytest.mark.parametrize("scale", [1, 100_000])  # small box numbers (sliced per box) and huge ones (sorted)
+def test_random_maps_match_a_naive_count(scale):
+    rng = np.random.default_rng(scale)
+    for _ in range(50):
+        shape = tuple(rng.integers(1, 6, size=3))
+        p = rng.random(shape).round(1).astype(np.float32)
+        ids = rng.integers(-1, 4, size=shape).astype(np.int64) * scale
+        s = BoxStats.from_arrays(p, ids, 0.5)
+        got = (s.mass_inside, s.mass_total, s.boxes_hit, s.boxes_total, s.outside_positive, s.outside_total)
+        assert got == pytest.approx(_naive(p.astype(np.float64), ids, 0.5))
+
+
+def test_box_number_types():
+    p = np.array([0.6, 0.2, 0.7])
+    assert BoxStats.from_arrays(p, np.array([True, False, False])).boxes_hit == 1
+    assert BoxStats.from_arrays(p, np.array([2.0, 0.0, 1.0])).boxes_total == 2
+    with pytest.raises(ValueError, match="whole numbers"):
+        BoxStats.from_arrays(p, np.array([1.5, 0.0, 0.0]))
