@@ -35,13 +35,14 @@ failing, Ctrl-C - the partial folder is removed and an existing dataset is left 
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -208,12 +209,27 @@ def _dataset_json(folder_name: str, weak: str, crop_vertebrae: bool, context: in
     }
 
 
-def _install(tmp: Path, target: Path, raw_root: Path, dataset_id: int, overwrite: bool) -> None:
-    """Rename the finished ``tmp`` to ``target``, replacing older datasets with this ID only if allowed."""
+def check_dataset_id_free(raw_root: Path, dataset_id: int, overwrite: bool, flag: str = "--overwrite") -> None:
+    """Raise ``FileExistsError`` (with the fix) when ``dataset_id`` is taken under ``raw_root`` and
+    ``overwrite`` is false."""
     old = existing_datasets(raw_root, dataset_id)
     if old and not overwrite:
         raise FileExistsError(f"dataset ID {dataset_id} is already used by {', '.join(str(p) for p in old)}. "
-                              f"Fix: pass --overwrite (overwrite=True) to replace it, or choose another ID.")
+                              f"Fix: pass {flag} (overwrite=True) to replace it, or choose another ID.")
+
+
+def staging_folder(raw_root: Path, folder_name: str) -> Path:
+    """Create the hidden work folder ``raw_root/.{folder_name}.partial-*`` (same file system as the target)."""
+    raw_root.mkdir(parents=True, exist_ok=True)
+    tmp = raw_root / f".{folder_name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    return tmp
+
+
+def install_dataset(tmp: Path, target: Path, raw_root: Path, dataset_id: int, overwrite: bool) -> None:
+    """Rename the finished ``tmp`` to ``target``, replacing older datasets with this ID only if allowed."""
+    check_dataset_id_free(raw_root, dataset_id, overwrite)
+    old = existing_datasets(raw_root, dataset_id)
     moved: list[tuple[Path, Path]] = []
     try:
         for path in old:
@@ -227,6 +243,21 @@ def _install(tmp: Path, target: Path, raw_root: Path, dataset_id: int, overwrite
         raise
     for _, trash in moved:
         shutil.rmtree(trash, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_dataset(raw_root: Path, dataset_id: int, name: str, overwrite: bool) -> Iterator[Path]:
+    """Yield a hidden work folder for dataset ``dataset_id``; install it as ``raw_root/DatasetXXX_NAME`` when the
+    block succeeds, remove it when the block fails. A taken ID without ``overwrite`` fails before any write."""
+    folder_name = dataset_folder_name(dataset_id, name)
+    check_dataset_id_free(raw_root, dataset_id, overwrite)
+    tmp = staging_folder(raw_root, folder_name)
+    try:
+        yield tmp
+        install_dataset(tmp, raw_root / folder_name, raw_root, dataset_id, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_raw_dataset(cases: Iterable[CaseRecord], dataset_id: int, name: str, weak: str = "box",
@@ -264,20 +295,9 @@ def write_raw_dataset(cases: Iterable[CaseRecord], dataset_id: int, name: str, w
         raw_root = nnunet_folder("nnUNet_raw")
     raw_root = Path(raw_root)
     folder_name = dataset_folder_name(dataset_id, name)
-    old = existing_datasets(raw_root, dataset_id)
-    if old and not overwrite:
-        raise FileExistsError(f"dataset ID {dataset_id} is already used by {', '.join(str(p) for p in old)}. "
-                              f"Fix: pass --overwrite (overwrite=True) to replace it, or choose another ID.")
-    raw_root.mkdir(parents=True, exist_ok=True)
-    tmp = raw_root / f".{folder_name}.partial-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with staged_dataset(raw_root, dataset_id, name, overwrite) as tmp:
         written = _write_cases(tmp, cases, weak, crop_vertebrae, context, desc=f"writing {folder_name}")
         (tmp / "boxes.json").write_text(json.dumps(written["boxes"], indent=1))
         meta = _dataset_json(folder_name, weak, crop_vertebrae, context, source_format, written)
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2))
-        _install(tmp, raw_root / folder_name, raw_root, dataset_id, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return raw_root / folder_name

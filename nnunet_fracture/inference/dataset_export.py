@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import shutil
-import uuid
 from pathlib import Path
 from typing import Optional
 
@@ -28,7 +27,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN
-from nnunet_fracture.dataset_conversion.raw_dataset import _install, dataset_folder_name, existing_datasets
+from nnunet_fracture.dataset_conversion.raw_dataset import (check_dataset_id_free, dataset_folder_name,
+                                                             install_dataset, staging_folder)
 from nnunet_fracture.inference.source_dataset import SourceDataset
 
 LABEL_MEANING = ("1 = pseudo-mask (model probability selected inside a box, see pseudo_masks.json), 0 = elsewhere; "
@@ -67,10 +67,7 @@ class DatasetExport:
         if source.dataset_id == self.dataset_id and source.folder.parent.resolve() == self.raw_root.resolve():
             raise ValueError(f"--export-dataset {dataset_id} is the ID of the source dataset {source.folder}; "
                              f"exporting would replace the boxes the pseudo-masks come from. Fix: choose a free ID.")
-        old = existing_datasets(self.raw_root, self.dataset_id)
-        if old and not overwrite:
-            raise FileExistsError(f"dataset ID {dataset_id} is already used by {', '.join(str(p) for p in old)}. "
-                                  f"Fix: pass --overwrite to replace it, or choose another --export-dataset ID.")
+        check_dataset_id_free(self.raw_root, self.dataset_id, overwrite)
         self.source = source
         self.overwrite = overwrite
         self.folder_name = dataset_folder_name(self.dataset_id, name)
@@ -80,10 +77,9 @@ class DatasetExport:
 
     def start(self) -> None:
         """Create the hidden work folder."""
-        self.raw_root.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.raw_root / f".{self.folder_name}.partial-{uuid.uuid4().hex[:8]}"
+        self.tmp = staging_folder(self.raw_root, self.folder_name)
         for sub in ("imagesTr", "labelsTr"):
-            (self.tmp / sub).mkdir(parents=True)
+            (self.tmp / sub).mkdir()
 
     def add_case(self, case: str, mask: sitk.Image) -> None:
         """Copy the case's images (and ground truth / vertebra map where present) and write its label."""
@@ -143,9 +139,9 @@ class DatasetExport:
         (self.tmp / "pseudo_masks.json").write_text(json.dumps(provenance, indent=2))
 
     def install(self) -> Path:
-        """Rename the finished work folder into place (see :func:`raw_dataset._install`)."""
+        """Rename the finished work folder into place (see :func:`raw_dataset.install_dataset`)."""
         assert self.tmp is not None, "start() first"
-        _install(self.tmp, self.target, self.raw_root, self.dataset_id, self.overwrite)
+        install_dataset(self.tmp, self.target, self.raw_root, self.dataset_id, self.overwrite)
         self.tmp = None
         return self.target
 
