@@ -12,14 +12,17 @@ from pathlib import Path
 DESCRIPTION = """\
 Vertebral fracture segmentation from bounding boxes, on top of nnU-Net v2.
 
-Typical flow:
+Typical flow (boxes -> weak model -> pseudo-masks -> strong model):
   nnunet-fracture phantom /data/phantom --cases 10 --seed 0      # or your own CT + boxes.csv
-  nnunet-fracture convert generic /data/phantom --dataset-id 501 --name Phantom --weak mask
+  nnunet-fracture convert generic /data/phantom --dataset-id 501 --name Phantom --weak box
   nnUNetv2_plan_and_preprocess -d 501 -c 3d_fullres --verify_dataset_integrity
   export nnUNet_extTrainer=$(nnunet-fracture trainer-path)
-  nnUNetv2_train 501 3d_fullres 0 -tr nnUNetTrainerFracture
-  nnUNetv2_predict -i IN -o OUT -d 501 -c 3d_fullres -f 0 -tr nnUNetTrainerFracture --save_probabilities
-  nnunet-fracture evaluate OUT $nnUNet_raw/Dataset501_Phantom/groundTruthTr --out report/
+  nnUNetv2_train 501 3d_fullres 0 -tr nnUNetTrainerWeakBBox      # and folds 1-4
+  nnUNetv2_predict -i $nnUNet_raw/Dataset501_Phantom/imagesTr -o pred_f0 -d 501 -c 3d_fullres -f 0 \
+      -tr nnUNetTrainerWeakBBox --save_probabilities             # one folder per fold
+  nnunet-fracture pseudo-masks pred_f0 pred_f1 --dataset 501 --out pseudo/ \
+      --export-dataset 502 --name PhantomPseudo                  # correct the masks, then train 502 stock
+  nnunet-fracture evaluate pred_f0 $nnUNet_raw/Dataset501_Phantom/groundTruthTr --out report/
 """
 
 
@@ -54,7 +57,9 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
         help="turn CT + fracture boxes into an nnU-Net raw dataset",
         description="Write $nnUNet_raw/DatasetID_NAME (imagesTr, labelsTr, dataset.json) from one of the "
         "supported input formats. Box numbers go to labelsTr/ (label n = box n) and boxes.json, ground-truth masks "
-        "(evaluation only, never training) to groundTruthTr/, vertebra maps to vertebraeTr/.",
+        "(evaluation only, never training) to groundTruthTr/, vertebra maps to vertebraeTr/. For 2D models on "
+        "coronal or sagittal slices (tri-planar fusion), write a reoriented copy afterwards with "
+        "`nnunet-fracture reorient DATASET --plane coronal|sagittal --dataset-id NEW_ID`.",
     )
     fmt = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
 
@@ -164,23 +169,359 @@ def _run_tiny_plans(args: argparse.Namespace) -> None:
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="Dice against ground-truth masks, metrics.csv, summary.json and overlay PNGs",
+        help="voxel, slice, case/vertebra detection and box metrics against ground-truth masks, with figures",
         description="Compare an nnU-Net prediction folder (masks, and probabilities from "
-        "--save_probabilities) with a folder of ground-truth masks of the same geometry.",
+        "--save_probabilities) with a folder of ground-truth masks of the same geometry. Writes metrics.csv "
+        "(one row per case), summary.json (pooled numbers: 3D voxel Dice/IoU/precision/recall, voxel PR-AUC/ROC-AUC "
+        "and best threshold, per-slice metrics along each axis, case- and vertebra-level detection AUC, box-aware "
+        "numbers), vertebrae.csv (with --vertebrae) and figures/*.png. Detection scores are the maximum "
+        "probability per slice/case/vertebra when every case has probabilities, else 'predicted mask non-empty'.",
     )
     p.add_argument("pred", type=Path, help="nnU-Net prediction folder")
     p.add_argument("gt", type=Path, help="folder of ground-truth masks (<case>.nii.gz)")
     p.add_argument("--out", type=Path, required=True, help="report folder (created)")
     p.add_argument("--images", type=Path, default=None,
                    help="folder with the CTs (<case>_0000.nii.gz) for overlay figures")
+    p.add_argument("--boxes", type=Path, default=None,
+                   help="a raw dataset's boxes.json, or its labelsTr folder of box-number maps (label n = box n): "
+                   "adds mass inside boxes, box hit rate and outside false-positive rate")
+    p.add_argument("--vertebrae", type=Path, default=None,
+                   help="folder of vertebra label maps <case>.nii.gz (VerSe numbering, e.g. vertebraeTr/): adds "
+                   "vertebra-level detection and vertebrae.csv")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="operating point in (0, 1]: fracture where probability >= threshold (default 0.5)")
+    p.add_argument("--vertebra-min-voxels", type=int, default=1,
+                   help="ground-truth fracture voxels a vertebra needs to count as fractured (default 1)")
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from nnunet_fracture.evaluation.report import evaluate_folder
 
-    summary = evaluate_folder(args.pred, args.gt, args.out, images=args.images)
-    print(f"mean Dice {summary['mean_dice']:.4f} over {summary['n_cases']} cases; report in {args.out}")
+    summary = evaluate_folder(args.pred, args.gt, args.out, images=args.images, boxes=args.boxes,
+                              vertebrae=args.vertebrae, threshold=args.threshold,
+                              vertebra_min_voxels=args.vertebra_min_voxels)
+    case_auc = summary["detection"]["case"]["roc_auc"]
+    print(f"mean Dice {summary['mean_dice']:.4f} over {summary['n_cases']} cases; case-level AUC "
+          f"{'n/a' if case_auc is None else f'{case_auc:.3f}'}; report in {args.out}")
+
+
+PSEUDO_MASKS_DESCRIPTION = """\
+Turn nnU-Net fracture probabilities into pseudo-masks kept inside the boxes, with an uncertainty map, ready to
+check and correct in 3D Slicer or ITK-SNAP, and optionally into a new dataset for fully supervised training.
+
+In:
+  PRED       nnUNetv2_predict output folder(s) made with --save_probabilities (<case>.nii.gz + <case>.npz).
+             Several folders = one per fold (e.g. -f 0 -o pred_f0, -f 1 -o pred_f1, ...): P is their mean and the
+             uncertainty their per-voxel standard deviation. One folder (one fold, or a multi-fold run, which
+             saves only the mean): the uncertainty is the binary entropy of P in bits.
+  --dataset  the raw dataset the predictions were made from (ID, DatasetXXX_NAME or folder), written by
+             `nnunet-fracture convert`: its boxes.json gives the boxes, imagesTr the geometry. The cases are
+             those predicted (all, or e.g. held-out ones); every PRED folder must hold the same cases.
+
+Out (--out DIR):
+  masks/<case>.nii.gz          0/1 pseudo-mask (uint8) on the CT's grid; 0 outside every box
+  probabilities/<case>.nii.gz  fused fracture probability P (float32)
+  uncertainty/<case>.nii.gz    uncertainty (float32)
+  pseudo_masks.csv             one row per box: threshold used, voxels kept, max P, mean uncertainty; boxes where
+                               nothing was kept are marked empty - look at those first
+  pseudo_masks.json            provenance: predictions, model info, rule, parameters, date, plugin version
+
+Rules (applied to each box on its own):
+  fixed     keep P >= --threshold. Predictable; use when the model's probabilities are well calibrated.
+  otsu      keep P above the box's own Otsu threshold (never below --min-threshold). Adapts to boxes where
+            the model is over- or under-confident.
+  fraction  keep the top --fraction of each box's voxels by P (only P >= --min-threshold). Use when you know
+            roughly how much of a box the fracture fills.
+Where boxes overlap, each box is thresholded on its own voxels and the mask is the union.
+"""
+
+PSEUDO_MASKS_EPILOG = """\
+Example (data flywheel):
+  for f in 0 1 2 3 4; do nnUNetv2_predict -i $nnUNet_raw/Dataset501_Phantom/imagesTr -o pred_f$f -d 501 \\
+      -c 3d_fullres -f $f -tr nnUNetTrainerWeakBBox --save_probabilities; done
+  nnunet-fracture pseudo-masks pred_f0 pred_f1 pred_f2 pred_f3 pred_f4 --dataset 501 --out pseudo/ \\
+      --rule otsu --export-dataset 502 --name PhantomPseudo
+  # correct pseudo/masks in 3D Slicer, copy them to labelsTr of Dataset502, then train the stock trainer:
+  nnUNetv2_plan_and_preprocess -d 502 -c 3d_fullres && nnUNetv2_train 502 3d_fullres 0
+"""
+
+
+def _add_pseudo_masks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pseudo-masks",
+        help="box-constrained pseudo-masks + uncertainty maps from nnUNetv2_predict probabilities",
+        description=PSEUDO_MASKS_DESCRIPTION, epilog=PSEUDO_MASKS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("pred", type=Path, nargs="+", metavar="PRED",
+                   help="nnUNetv2_predict output folder(s) with --save_probabilities; several = one per fold")
+    p.add_argument("--dataset", required=True,
+                   help="raw dataset predicted from: ID (e.g. 501, looked up in $nnUNet_raw), DatasetXXX_NAME or "
+                        "folder; must hold boxes.json")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created; see Out above)")
+    p.add_argument("--rule", choices=("fixed", "otsu", "fraction"), default="fixed",
+                   help="how voxels in a box are selected (see Rules above; default fixed)")
+    p.add_argument("--threshold", type=float, default=0.5, help="fixed rule: keep P >= this (default 0.5)")
+    p.add_argument("--fraction", type=float, default=0.3,
+                   help="fraction rule: share of each box's voxels kept (default 0.3)")
+    p.add_argument("--min-threshold", type=float, default=0.05,
+                   help="otsu and fraction rules: never keep a voxel with P below this (default 0.05)")
+    p.add_argument("--export-dataset", type=int, default=None, metavar="ID",
+                   help="also write $nnUNet_raw/DatasetID_NAME: the CTs with the pseudo-masks as labels "
+                        "{background: 0, fracture: 1}, trainable by the stock nnUNetTrainer")
+    p.add_argument("--name", default=None, help="name of the exported dataset (with --export-dataset)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --out and an existing dataset with the --export-dataset ID")
+    p.set_defaults(func=_run_pseudo_masks)
+
+
+def _run_pseudo_masks(args: argparse.Namespace) -> None:
+    from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
+
+    prov = write_pseudo_masks(args.pred, args.dataset, args.out, rule=args.rule, threshold=args.threshold,
+                              fraction=args.fraction, min_threshold=args.min_threshold,
+                              export_dataset=args.export_dataset, export_name=args.name, overwrite=args.overwrite)
+    print(f"wrote pseudo-masks of {prov['num_cases']} cases ({prov['num_boxes']} boxes, {prov['num_empty_boxes']} "
+          f"empty) to {args.out}; uncertainty: {prov['uncertainty']['kind']}")
+    if prov["export_dataset"]:
+        print(f"wrote {prov['export_dataset']}")
+
+
+VISUALIZE_DESCRIPTION = """\
+Figures that show what a model predicted and what it was trained on, tied together in OUT/index.html.
+
+Predictions (--probabilities PRED with --images DIR, or --raw-dataset DATASET):
+  OUT/cases/<case>/<case>_box<n>.png   axial, coronal, sagittal heat map of the fracture probability on the CT
+                                       through the centre of box n (box outlines cyan, ground truth lime)
+  OUT/cases/<case>/<case>_max.png      the same through the most probable voxel
+  OUT/cases/<case>/<case>_mip.png      probability MIP over the CT projection along each axis
+  OUT/cases/<case>/<case>_3d.png       probability >= --threshold in red inside the bone (vertebra label map, or
+                                       CT >= --bone-threshold HU), front and left views, world mm
+  OUT/cases/<case>/<case>_fracture.stl and <case>_bone.stl (or .ply): surfaces in world mm, LPS (tagged
+                                       SPACE=LPS, as 3D Slicer expects): drag them into Slicer with the CT
+  OUT/cases/<case>/case.json           the numbers behind the figures
+  PRED is an nnUNetv2_predict folder: <case>.npz (--save_probabilities) gives the heat map; without it the
+  segmentation <case>.nii.gz is shown as 0/1.
+
+Training batches (--training-batch DATASET):
+  OUT/training_batches/batch_<n>.png   augmented batches from the trainer exactly as nnUNetv2_train builds it
+                                       (on the CPU), image with the full-resolution target in colour per label
+                                       value (box numbers of a weak-box dataset differ in colour)
+
+Report: OUT/index.html links every PNG and mesh in OUT, grouped by case; with --metrics EVAL (the --out folder of
+`nnunet-fracture evaluate`) it adds summary.json, metrics.csv and the evaluation figures.
+"""
+
+
+def _add_visualize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "visualize",
+        help="heat-map views, MIPs, 3D renderings, Slicer meshes, training-batch pictures and an HTML report",
+        description=VISUALIZE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  nnunet-fracture visualize --probabilities pred/ --raw-dataset 501 --out figs/ --metrics report/\n"
+               "  nnunet-fracture visualize --probabilities pred/ --images imagesTs/ --out figs/ --cases c01 c07\n"
+               "  nnunet-fracture visualize --training-batch 501 --configuration 3d_fullres \\\n"
+               "      --trainer nnUNetTrainerFracture --plans nnUNetPlansTiny --fold 0 --out figs/ --batches 3",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder (created; index.html is rebuilt)")
+    pred = p.add_argument_group("predictions")
+    pred.add_argument("--probabilities", type=Path, default=None, metavar="PRED",
+                      help="nnUNetv2_predict output folder (<case>.npz from --save_probabilities, <case>.nii.gz)")
+    pred.add_argument("--raw-dataset", default=None, metavar="DATASET",
+                      help="a dataset written by `nnunet-fracture convert` (folder, ID or DatasetXXX_NAME): its "
+                           "imagesTr, boxes.json, vertebraeTr and groundTruthTr are used unless given below")
+    pred.add_argument("--images", type=Path, default=None, help="folder of CTs <case>_0000.nii.gz")
+    pred.add_argument("--boxes", type=Path, default=None, help="boxes.json of the converted dataset")
+    pred.add_argument("--vertebrae", type=Path, default=None,
+                      help="folder of vertebra label maps <case>.nii.gz (bone for the 3D view)")
+    pred.add_argument("--ground-truth", type=Path, default=None,
+                      help="folder of ground-truth fracture masks <case>.nii.gz (outlined in lime)")
+    pred.add_argument("--cases", nargs="+", default=None, help="only these cases (default: every predicted case)")
+    pred.add_argument("--threshold", type=float, default=0.5,
+                      help="fracture where probability >= threshold, for the 3D view and meshes (default 0.5)")
+    pred.add_argument("--window", type=float, nargs=2, metavar=("LEVEL", "WIDTH"), default=(400.0, 1800.0),
+                      help="CT window in HU (default 400 1800, bone)")
+    pred.add_argument("--ct-projection", choices=("max", "mean"), default="max",
+                      help="CT behind the probability MIP: max (bone, default) or mean (radiograph-like)")
+    pred.add_argument("--mesh-format", choices=("stl", "ply"), default="stl",
+                      help="surface files: binary STL (default) or ASCII PLY")
+    pred.add_argument("--bone-threshold", type=float, default=200.0,
+                      help="HU level of the bone surface for cases without a vertebra label map (default 200)")
+    pred.add_argument("--no-3d", action="store_true", help="skip the 3D rendering and the meshes (faster)")
+    batch = p.add_argument_group("training batches")
+    batch.add_argument("--training-batch", default=None, metavar="DATASET",
+                       help="dataset ID or name: save augmented training batches of this dataset")
+    batch.add_argument("--configuration", default="3d_fullres", help="nnU-Net configuration (default 3d_fullres)")
+    batch.add_argument("--trainer", default="nnUNetTrainer",
+                       help="trainer class, found like nnUNetv2_train -tr does (default nnUNetTrainer)")
+    batch.add_argument("--plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    batch.add_argument("--fold", default="0", help="fold (0-4 or all; default 0)")
+    batch.add_argument("--batches", type=int, default=3, help="number of batches (default 3)")
+    p.add_argument("--metrics", type=Path, default=None, metavar="EVAL",
+                   help="output folder of `nnunet-fracture evaluate`: metrics and figures go into the report")
+    p.set_defaults(func=_run_visualize)
+
+
+def _run_visualize(args: argparse.Namespace) -> None:
+    from nnunet_fracture.visualization.html_report import read_metrics, write_report
+
+    if args.probabilities is None and args.training_batch is None and args.metrics is None:
+        raise ValueError("nothing to show. Fix: give --probabilities PRED (with --images or --raw-dataset), "
+                         "--training-batch DATASET, and/or --metrics EVAL")
+    if args.metrics is not None:
+        read_metrics(args.metrics)  # a wrong folder fails before any drawing
+    if args.probabilities is not None:
+        from nnunet_fracture.visualization.overlay_layers import CTWindow
+        from nnunet_fracture.visualization.prediction_figures import raw_dataset_inputs, visualize_predictions
+
+        inputs = raw_dataset_inputs(args.raw_dataset) if args.raw_dataset is not None else {}
+        for key in ("images", "boxes", "vertebrae", "ground_truth"):
+            if getattr(args, key) is not None:
+                inputs[key] = getattr(args, key)
+        if inputs.get("images") is None:
+            raise ValueError("--probabilities needs the CTs. Fix: add --images DIR or --raw-dataset DATASET")
+        results = visualize_predictions(args.probabilities, out=args.out, cases=args.cases, threshold=args.threshold,
+                                        window=CTWindow(*args.window), ct_projection=args.ct_projection,
+                                        mesh_format=args.mesh_format, bone_threshold=args.bone_threshold,
+                                        render_3d=not args.no_3d, **inputs)
+        print(f"wrote figures of {len(results)} case(s) to {args.out / 'cases'}")
+    if args.training_batch is not None:
+        from nnunet_fracture.visualization.training_batch import visualize_training_batches
+
+        written = visualize_training_batches(args.training_batch, args.configuration, args.trainer, args.plans,
+                                             args.fold, args.out, n_batches=args.batches)
+        print(f"wrote {len(written)} training batch figure(s) to {args.out / 'training_batches'}")
+    print(f"report: {write_report(args.out, metrics=args.metrics)}")
+
+
+REORIENT_DESCRIPTION = """\
+Write a copy of a raw dataset whose arrays are permuted so that nnU-Net's 2d configuration trains on coronal or
+sagittal slices (tri-planar fusion: one 2D model per plane, fused with `nnunet-fracture fuse`).
+
+Every image file (imagesTr, all channels; labelsTr; groundTruthTr; vertebraeTr; ...) gets the same permutation of
+its index axes, chosen per case so that the new slowest axis k (nnU-Net's first array axis) is the index axis most
+aligned with the plane's normal (coronal: y, sagittal: x, axial: z). Spacing and direction columns are permuted
+with the axes and the origin is kept, so every voxel keeps its physical position (the direction may become
+left-handed; ITK, NIfTI and nnU-Net handle it). boxes.json lo/hi are permuted, world coordinates kept;
+dataset.json records {reoriented_from, plane, axis_order}. Predictions made on the copy map back exactly.
+
+nnU-Net's transpose: its planner puts the axis with the LARGEST target spacing first and slices 2d along it. For
+thick-slice CT (e.g. 0.8 x 0.8 x 2.5 mm) that is the axial axis in any array order, so planned the default way a
+coronal copy still trains AXIAL slices (transpose_forward [1, 0, 2]). What works: plan the copy with the printed
+command, whose -overwrite_target_spacing gives the first array axis the largest target spacing
+(transpose_forward [0, 1, 2]; the 2d spacing stays the plane's native in-plane spacing). It also coarsens
+3d_fullres of that plans file, hence its own plans name and -c 2d only.
+"""
+
+REORIENT_EPILOG = """\
+Example (tri-planar, source dataset 501 with thick axial slices):
+  nnunet-fracture reorient 501 --plane coronal --dataset-id 502
+  nnunet-fracture reorient 501 --plane sagittal --dataset-id 503
+  nnUNetv2_plan_and_preprocess -d 501 -c 2d --verify_dataset_integrity      # axial model: stock planning
+  nnUNetv2_plan_and_preprocess -d 502 -c 2d --verify_dataset_integrity \\
+      -overwrite_target_spacing 2.5 2.5 0.8 -overwrite_plans_name nnUNetPlans_coronal   # as printed
+  nnUNetv2_train 502 2d 0 -p nnUNetPlans_coronal                            # likewise 503, sagittal
+"""
+
+
+def _add_reorient(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reorient",
+        help="copy a raw dataset with permuted axes so nnU-Net's 2d trains on coronal or sagittal slices",
+        description=REORIENT_DESCRIPTION, epilog=REORIENT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("source", help="source raw dataset: ID (e.g. 501), DatasetXXX_NAME or folder")
+    p.add_argument("--plane", choices=("coronal", "sagittal", "axial"), required=True,
+                   help="slices the 2d model should see (axial: for datasets whose slice axis is not the thickest)")
+    p.add_argument("--dataset-id", type=int, required=True, help="nnU-Net dataset number of the copy (1-999)")
+    p.add_argument("--name", default=None, help="dataset name of the copy (default <source name>_<plane>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this ID")
+    p.set_defaults(func=_run_reorient)
+
+
+def _run_reorient(args: argparse.Namespace) -> None:
+    import json
+
+    from nnunet_fracture.dataset_conversion.reorient import write_reoriented_dataset
+
+    out = write_reoriented_dataset(args.source, args.plane, args.dataset_id, name=args.name, overwrite=args.overwrite)
+    info = json.loads((out / "dataset.json").read_text())["nnunet_fracture"]["reorientation"]
+    order = info["axis_order"] if info["axis_order"] is not None else "per case (see dataset.json)"
+    print(f"wrote {out} (axis order {order})")
+    print(f"plan it for {args.plane} 2D slices with:\n  {info['nnunet_2d_planning']}\n"
+          f"then train with: nnUNetv2_train {args.dataset_id} 2d FOLD -p {info['nnunet_2d_plans_name']}")
+
+
+FUSE_DESCRIPTION = """\
+Fuse the fracture probabilities of 2D models trained on axial, coronal and sagittal slices (tri-planar fusion),
+and/or multiply in a classification head's probability.
+
+In:
+  --axial DIR, --coronal DIR, --sagittal DIR
+              nnUNetv2_predict output folders made with --save_probabilities (<case>.npz + <case>.nii.gz); the
+              coronal and sagittal ones predicted on copies written by `nnunet-fracture reorient`. The <case>.nii.gz
+              next to each .npz carries the grid its probabilities lie on; every folder must hold the same cases.
+  --dataset   the source raw dataset (ID, DatasetXXX_NAME or folder): the result goes on its imagesTr grids.
+              Default: the grids of the axial folder's segmentations.
+  Predictions on reoriented copies map back exactly (an index permutation, no interpolation); other grids are an
+  error unless --resample allows interpolation.
+
+Fusion (voxel by voxel):
+  product   P = P_ax * P_co * P_sa: high only where every plane agrees (not calibrated: three 0.8s give 0.51)
+  mean      P = (P_ax + P_co + P_sa) / 3, the baseline
+  --class-probability: P = P_class * P, with per-case maps <case>.nii.gz or a CSV case,probability.
+
+Out (--out DIR), readable by `nnunet-fracture evaluate`, `pseudo-masks` and `visualize`:
+  <case>.npz     probabilities (1, z, y, x) float32, the fused fracture probability
+  <case>.nii.gz  uint8 segmentation, P >= --threshold, on the target grid
+  fusion.json    provenance: inputs, each model's 2D slicing plane (from its plans.json), method, mapping
+"""
+
+
+def _add_fuse(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fuse",
+        help="tri-planar product/mean fusion of axial, coronal and sagittal predictions; class-head fusion",
+        description=FUSE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example (coronal copy 502 and sagittal copy 503 of dataset 501, see `nnunet-fracture reorient`):\n"
+               "  nnUNetv2_predict -d 501 -c 2d -f 0 -i $nnUNet_raw/Dataset501_Phantom/imagesTr -o pred_ax "
+               "--save_probabilities\n"
+               "  nnUNetv2_predict -d 502 -c 2d -f 0 -p nnUNetPlans_coronal -i $nnUNet_raw/Dataset502_Phantom_coronal/"
+               "imagesTr -o pred_co --save_probabilities\n"
+               "  nnUNetv2_predict -d 503 -c 2d -f 0 -p nnUNetPlans_sagittal -i "
+               "$nnUNet_raw/Dataset503_Phantom_sagittal/imagesTr -o pred_sa --save_probabilities\n"
+               "  nnunet-fracture fuse --axial pred_ax --coronal pred_co --sagittal pred_sa --dataset 501 "
+               "--out fused/\n"
+               "  nnunet-fracture evaluate fused/ $nnUNet_raw/Dataset501_Phantom/groundTruthTr --out report/",
+    )
+    for plane in ("axial", "coronal", "sagittal"):
+        p.add_argument(f"--{plane}", type=Path, default=None, metavar="DIR",
+                       help=f"nnUNetv2_predict --save_probabilities folder of the {plane} model")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created; see Out above)")
+    p.add_argument("--method", choices=("product", "mean"), default="product", help="fusion rule (default product)")
+    p.add_argument("--dataset", default=None,
+                   help="source raw dataset whose imagesTr grids the result gets (default: the axial folder's)")
+    p.add_argument("--class-probability", type=Path, default=None, metavar="DIR_OR_CSV",
+                   help="per-case class-probability maps <case>.nii.gz, or a CSV case,probability: P = P_class * P")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="segmentation written as P >= threshold, in (0, 1] (default 0.5)")
+    p.add_argument("--resample", choices=("linear", "nearest"), default=None,
+                   help="interpolate grids that are not an axis permutation of the target (default: refuse them)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=_run_fuse)
+
+
+def _run_fuse(args: argparse.Namespace) -> None:
+    from nnunet_fracture.inference.fusion import fuse_predictions
+
+    prov = fuse_predictions(args.out, axial=args.axial, coronal=args.coronal, sagittal=args.sagittal,
+                            method=args.method, dataset=args.dataset, class_probability=args.class_probability,
+                            threshold=args.threshold, resample=args.resample, overwrite=args.overwrite)
+    for warning in prov["warnings"]:
+        print(f"nnunet-fracture fuse: warning: {warning}", file=sys.stderr)
+    print(f"fused {prov['num_cases']} case(s) ({prov['formula']}) into {args.out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,11 +533,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for add in (_add_phantom, _add_convert, _add_trainer_path, _add_tiny_plans, _add_evaluate):
         add(sub)
+    _add_pseudo_masks(sub)
+    _add_visualize(sub)
+    _add_reorient(sub)
+    _add_fuse(sub)
     return parser
 
 
 # verbs after which the next step is usually nnUNetv2_train / nnUNetv2_predict with a plugin trainer
-_BEFORE_TRAINING = ("convert", "tiny-plans")
+_BEFORE_TRAINING = ("convert", "tiny-plans", "reorient")
 
 
 def main(argv: list[str] | None = None) -> int:

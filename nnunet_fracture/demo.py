@@ -1,4 +1,8 @@
-"""The demo: phantom -> convert -> plan -> train (short) -> predict -> report, through the stock commands.
+"""The demo: boxes -> weak model -> pseudo-masks -> report, through the stock nnU-Net commands.
+
+phantom -> convert --weak box -> nnUNetv2_plan_and_preprocess -> tiny plans -> nnUNetv2_train
+-tr nnUNetTrainerWeakBBox (short) -> nnUNetv2_predict on held-out cases -> nnunet-fracture pseudo-masks ->
+nnunet-fracture evaluate (the model's probabilities, and the pseudo-masks, against the phantom ground truth).
 
 Run it with ``bash scripts/demo.sh`` (sets up the environment first) or ``python -m nnunet_fracture.demo``.
 Everything lives under ``--out`` (default ``demo_output/``), which gets its own nnUNet_raw,
@@ -19,7 +23,7 @@ from pathlib import Path
 from nnunet_fracture.stock_commands import run_stock
 
 TRAIN_ID, TEST_ID = 990, 991
-TRAINER = "nnUNetTrainerFracture"
+TRAINER = "nnUNetTrainerWeakBBox"
 PLANS = "nnUNetPlansTiny"
 
 
@@ -32,8 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=50, help="training epochs (default 50)")
     p.add_argument("--iterations", type=int, default=40, help="training iterations per epoch (default 40)")
     p.add_argument("--foreground", type=float, default=0.66,
-                   help="share of patches centred on fracture voxels (default 0.66; nnU-Net's 0.33 learns "
-                        "nothing in a schedule this short)")
+                   help="share of patches centred in boxes (default 0.66; nnU-Net's 0.33 learns nothing in a "
+                        "schedule this short)")
+    p.add_argument("--rule", choices=("fixed", "otsu", "fraction"), default="fixed",
+                   help="pseudo-mask rule (default fixed: P >= 0.5 inside each box)")
     p.add_argument("--seed", type=int, default=0, help="phantom seed of the training set (default 0)")
     return p
 
@@ -55,12 +61,13 @@ class _Steps:
 
 
 def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int = 50, iterations: int = 40,
-             foreground: float = 0.66, seed: int = 0) -> dict:
+             foreground: float = 0.66, seed: int = 0, rule: str = "fixed") -> dict:
     """Run the whole demo in ``out`` (replaced if it exists) and return its summary."""
     from nnunet_fracture.dataset_conversion.generic import read_generic
     from nnunet_fracture.dataset_conversion.phantom import write_phantom
     from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
     from nnunet_fracture.evaluation.report import evaluate_folder
+    from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
     from nnunet_fracture.planning.tiny_plans import write_tiny_plans
     from nnunet_fracture.trainer_discovery import trainer_path
 
@@ -77,13 +84,14 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
     os.environ.update(env)  # the in-process steps (convert, tiny-plans) read the same folders
     log = out / "demo_log.txt"
     raw = Path(env["nnUNet_raw"])
-    steps = _Steps(7)
+    steps = _Steps(9)
     steps.run(f"phantom: {train_cases} training + {test_cases} test cases", lambda: (
         write_phantom(out / "phantom_train", n_cases=train_cases, seed=seed),
         write_phantom(out / "phantom_test", n_cases=test_cases, seed=seed + 1000)))
-    train_raw, test_raw = steps.run("convert generic (--weak mask: the fully supervised baseline)", lambda: (
-        write_raw_dataset(read_generic(out / "phantom_train"), TRAIN_ID, "DemoTrain", weak="mask", raw_root=raw),
-        write_raw_dataset(read_generic(out / "phantom_test"), TEST_ID, "DemoTest", weak="mask", raw_root=raw)))
+    train_raw, test_raw = steps.run("convert generic --weak box (labels: box numbers; masks kept for scoring)",
+                                    lambda: (
+        write_raw_dataset(read_generic(out / "phantom_train"), TRAIN_ID, "DemoTrain", weak="box", raw_root=raw),
+        write_raw_dataset(read_generic(out / "phantom_test"), TEST_ID, "DemoTest", weak="box", raw_root=raw)))
     steps.run("nnUNetv2_plan_and_preprocess (stock)", run_stock,
               ["nnUNetv2_plan_and_preprocess", "-d", TRAIN_ID, "-c", "3d_fullres", "-np", "2",
                "--verify_dataset_integrity"], log)
@@ -96,24 +104,34 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
               ["nnUNetv2_predict", "-i", test_raw / "imagesTr", "-o", predictions, "-d", TRAIN_ID,
                "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu",
                "--save_probabilities", "-npp", "1", "-nps", "1"], log)
-    summary = steps.run("evaluate: Dice against the phantom ground truth + overlay PNGs", evaluate_folder,
-                        predictions, test_raw / "groundTruthTr", out / "report", images=test_raw / "imagesTr")
-    result = {"summary": summary, "step_seconds": steps.timings,
+    pseudo = out / "pseudo_masks"
+    steps.run(f"nnunet-fracture pseudo-masks (rule {rule}) inside the test cases' boxes", write_pseudo_masks,
+              [predictions], test_raw, pseudo, rule=rule)
+    model = steps.run("evaluate: the model's probabilities vs ground truth (+ overlay PNGs)", evaluate_folder,
+                      predictions, test_raw / "groundTruthTr", out / "report" / "model",
+                      images=test_raw / "imagesTr")
+    summary = steps.run("evaluate: the pseudo-masks vs ground truth", evaluate_folder, pseudo / "masks",
+                        test_raw / "groundTruthTr", out / "report" / "pseudo_masks", images=test_raw / "imagesTr")
+    result = {"summary": summary, "model_summary": model, "step_seconds": steps.timings,
               "total_seconds": round(sum(steps.timings.values()), 1),
               "settings": {"train_cases": train_cases, "test_cases": test_cases, "epochs": epochs,
-                           "iterations": iterations, "foreground": foreground, "seed": seed, "trainer": TRAINER, "plans": PLANS}}
+                           "iterations": iterations, "foreground": foreground, "seed": seed, "trainer": TRAINER, "plans": PLANS,
+                           "rule": rule}}
     (out / "demo_summary.json").write_text(json.dumps(result, indent=2) + "\n")
-    figures = sorted((out / "report" / "figures").glob("*.png"))
-    print(f"\nHeld-out Dice (mean over {summary['n_cases']} test cases): {summary['mean_dice']:.3f}; "
-          f"pooled Dice {summary['pooled']['dice']:.3f}")
-    print(f"Total {result['total_seconds']:.0f} s. Report: {out / 'report'} (metrics.csv, summary.json); "
-          f"overlay: {figures[0] if figures else 'none'}")
+    threshold_free = model.get("pooled_threshold_free") or {}
+    pr_auc = threshold_free.get("pr_auc")
+    print(f"\nHeld-out pseudo-mask Dice (mean over {summary['n_cases']} test cases): {summary['mean_dice']:.3f}; "
+          f"pooled {summary['pooled']['dice']:.3f}. Model probabilities: pooled voxel PR-AUC "
+          f"{'n/a' if pr_auc is None else f'{pr_auc:.3f}'}")
+    print(f"Total {result['total_seconds']:.0f} s. Reports: {out / 'report'} (model/, pseudo_masks/: metrics.csv, "
+          f"summary.json, figures/); pseudo-masks and uncertainty maps: {pseudo}")
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    run_demo(args.out, args.train_cases, args.test_cases, args.epochs, args.iterations, args.foreground, args.seed)
+    run_demo(args.out, args.train_cases, args.test_cases, args.epochs, args.iterations, args.foreground, args.seed,
+             args.rule)
     return 0
 
 

@@ -5,7 +5,8 @@ import pytest
 from nnunet_fracture.cli import build_parser, main
 from nnunet_fracture.trainer_discovery import trainer_path
 
-VERBS = ["phantom", "convert", "trainer-path", "tiny-plans", "evaluate"]
+VERBS = ["phantom", "convert", "trainer-path", "tiny-plans", "evaluate", "pseudo-masks", "visualize", "reorient",
+         "fuse"]
 
 
 @pytest.mark.parametrize("verb", VERBS)
