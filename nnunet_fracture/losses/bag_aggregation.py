@@ -98,6 +98,13 @@ def check_weak_box_shapes(logits: torch.Tensor, box_numbers: BoxNumbers) -> None
                          f"{tuple(logits.shape)}; both must be (B, 1, *spatial)")
 
 
+def checked_bags(logits: torch.Tensor, box_numbers: BoxNumbers) -> "BoxBags":
+    """:func:`check_weak_box_shapes`, then the bags of ``box_numbers`` (found once, or passed through when they
+    already are a :class:`BoxBags`)."""
+    check_weak_box_shapes(logits, box_numbers)
+    return box_numbers if isinstance(box_numbers, BoxBags) else find_bags(box_numbers)
+
+
 def check_aggregation(mode: object, alpha: object) -> None:
     """Check a bag pool name and its smooth-max sharpness.
 
@@ -171,8 +178,7 @@ def aggregate_bags(logits: torch.Tensor, box_numbers: BoxNumbers, mode: str = "m
         ValueError: on an unknown ``mode``, a non-positive ``alpha`` or mismatching shapes.
     """
     check_aggregation(mode, alpha)
-    check_weak_box_shapes(logits, box_numbers)
-    bags = box_numbers if isinstance(box_numbers, BoxBags) else find_bags(box_numbers)
+    bags = checked_bags(logits, box_numbers)
     x = logits.float().reshape(logits.shape[0], -1)[bags.inside]
     k, segment = bags.count, bags.voxel_bag
     if mode == "max":

@@ -7,8 +7,7 @@ from numbers import Real
 import torch
 from torch import nn
 
-from nnunet_fracture.losses.bag_aggregation import (BoxBags, BoxNumbers, aggregate_bags, check_weak_box_shapes,
-                                                    find_bags)
+from nnunet_fracture.losses.bag_aggregation import BoxNumbers, aggregate_bags, checked_bags
 
 CONTRAST_MODES = ("max", "mean")
 
@@ -54,8 +53,7 @@ class BoxContrastLoss(nn.Module):
         Raises:
             ValueError: if ``logits`` has more than one channel or the shapes differ.
         """
-        check_weak_box_shapes(logits, box_numbers)
-        bags = box_numbers if isinstance(box_numbers, BoxBags) else find_bags(box_numbers)
+        bags = checked_bags(logits, box_numbers)
         x = logits.float()
         if bags.count == 0:
             return x.sum() * 0.0

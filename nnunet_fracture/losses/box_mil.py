@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nnunet_fracture.losses.bag_aggregation import (BoxBags, BoxNumbers, aggregate_bags, check_aggregation,
-                                                    check_weak_box_shapes, find_bags)
+from nnunet_fracture.losses.bag_aggregation import (BoxNumbers, aggregate_bags, check_aggregation,
+                                                    checked_bags)
 
 
 class BoxMILLoss(nn.Module):
@@ -48,8 +48,7 @@ class BoxMILLoss(nn.Module):
         Raises:
             ValueError: if ``logits`` has more than one channel or the shapes differ.
         """
-        check_weak_box_shapes(logits, box_numbers)
-        bags = box_numbers if isinstance(box_numbers, BoxBags) else find_bags(box_numbers)
+        bags = checked_bags(logits, box_numbers)
         if bags.count == 0:
             return logits.float().sum() * 0.0
         log_pool = aggregate_bags(logits, bags, self.aggregation, self.alpha, log=True)
