@@ -44,19 +44,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-class _Steps:
-    """Numbered progress lines with the time each step took."""
+class Steps:
+    """Numbered progress lines (``[n/total]`` when the total is known) with the time each step took."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int | None = None):
         self.total, self.number, self.timings = total, 0, {}
 
     def run(self, name: str, function, *args, **kwargs):
         self.number += 1
-        print(f"[{self.number}/{self.total}] {name} ...", flush=True)
+        label = f"[{self.number}/{self.total}]" if self.total else f"[{self.number}]"
+        print(f"{label} {name} ...", flush=True)
         start = time.perf_counter()
         result = function(*args, **kwargs)
         self.timings[name] = round(time.perf_counter() - start, 1)
-        print(f"[{self.number}/{self.total}] {name}: done in {self.timings[name]:.1f} s", flush=True)
+        print(f"{label} {name}: done in {self.timings[name]:.1f} s", flush=True)
         return result
 
 
@@ -84,7 +85,7 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
     os.environ.update(env)  # the in-process steps (convert, tiny-plans) read the same folders
     log = out / "demo_log.txt"
     raw = Path(env["nnUNet_raw"])
-    steps = _Steps(9)
+    steps = Steps(9)
     steps.run(f"phantom: {train_cases} training + {test_cases} test cases", lambda: (
         write_phantom(out / "phantom_train", n_cases=train_cases, seed=seed),
         write_phantom(out / "phantom_test", n_cases=test_cases, seed=seed + 1000)))
