@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 from pathlib import Path
 
@@ -122,22 +121,12 @@ def _train(dataset_id: int, trainer: str, cfg: dict, log: Path, extra_settings: 
 def run(out: Path, cfg: dict, foreground: float, flywheel_rule: str, seed: int, weak_settings: str = "") -> dict:
     from nnunet_fracture.dataset_conversion.generic import read_generic
     from nnunet_fracture.dataset_conversion.phantom import write_phantom
-    from nnunet_fracture.demo import Steps
+    from nnunet_fracture.demo import Steps, fresh_workspace
     from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
     from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
-    from nnunet_fracture.trainer_discovery import trainer_path
 
     out = out.resolve()
-    if out.exists():
-        shutil.rmtree(out)
-    env = {name: str(out / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    for folder in env.values():
-        Path(folder).mkdir(parents=True)
-    env.update(nnUNet_extTrainer=str(trainer_path()), nnUNet_compile="f", nnUNet_n_proc_DA="2",
-               NNUNET_FRACTURE_SETTINGS=f"num_epochs={cfg['epochs']} num_iterations_per_epoch={cfg['iterations']} "
-                                        f"num_val_iterations_per_epoch={max(2, cfg['iterations'] // 8)} "
-                                        f"oversample_foreground_percent={foreground}")
-    os.environ.update(env)
+    env = fresh_workspace(out, cfg["epochs"], cfg["iterations"], foreground)  # the demo's set-up
     raw, log, steps = Path(env["nnUNet_raw"]), out / "commands.log", Steps()  # the demo's progress lines
 
     steps.run("phantoms", lambda: (

@@ -62,18 +62,11 @@ class Steps:
         return result
 
 
-def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int = 50, iterations: int = 40,
-             foreground: float = 0.66, seed: int = 0, rule: str = "fraction") -> dict:
-    """Run the whole demo in ``out`` (replaced if it exists) and return its summary."""
-    from nnunet_fracture.dataset_conversion.generic import read_generic
-    from nnunet_fracture.dataset_conversion.phantom import write_phantom
-    from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
-    from nnunet_fracture.evaluation.report import evaluate_folder
-    from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
-    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
+def fresh_workspace(out: Path, epochs: int, iterations: int, foreground: float) -> dict[str, str]:
+    """Replace ``out`` by empty nnUNet_raw / _preprocessed / _results folders and point this process (and the
+    stock commands it starts) at them, with a short CPU schedule in ``NNUNET_FRACTURE_SETTINGS``."""
     from nnunet_fracture.trainer_discovery import trainer_path
 
-    out = out.resolve()
     if out.exists():
         shutil.rmtree(out)
     env = {name: str(out / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
@@ -84,6 +77,21 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
                                         f"num_val_iterations_per_epoch={max(2, iterations // 8)} "
                                         f"oversample_foreground_percent={foreground}")
     os.environ.update(env)  # the in-process steps (convert, tiny-plans) read the same folders
+    return env
+
+
+def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int = 50, iterations: int = 40,
+             foreground: float = 0.66, seed: int = 0, rule: str = "fraction") -> dict:
+    """Run the whole demo in ``out`` (replaced if it exists) and return its summary."""
+    from nnunet_fracture.dataset_conversion.generic import read_generic
+    from nnunet_fracture.dataset_conversion.phantom import write_phantom
+    from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
+    from nnunet_fracture.evaluation.report import evaluate_folder
+    from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
+    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
+
+    out = out.resolve()
+    env = fresh_workspace(out, epochs, iterations, foreground)
     log = out / "demo_log.txt"
     raw = Path(env["nnUNet_raw"])
     steps = Steps(9)
