@@ -75,6 +75,33 @@ def existing_datasets(raw_root: Path, dataset_id: int) -> list[Path]:
     return sorted(p for p in raw_root.glob(f"Dataset{dataset_id:03d}_*") if p.is_dir())
 
 
+def read_boxes_json(path: Path | str) -> dict[str, list[dict]]:
+    """Read a ``boxes.json`` written by :func:`write_raw_dataset`: ``{case: [box entry, ...]}`` (``[]`` for a
+    fracture-free case). Entries are returned as stored; callers check the fields they use.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: naming the file (and case), when it is not JSON, not a mapping, or a case's value is not a list.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"boxes file {path} does not exist. Fix: pass the boxes.json that `nnunet-fracture "
+                                f"convert` wrote next to imagesTr.")
+    try:
+        table = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"boxes file {path} is not valid JSON ({e}). Fix: pass the boxes.json written by "
+                         f"`nnunet-fracture convert`.") from None
+    if not isinstance(table, dict):
+        raise ValueError(f"boxes file {path} must map case ids to lists of boxes, got {type(table).__name__}, e.g. "
+                         f'{{"case_1": [{{"lo": [i, j, k], "hi": [i, j, k]}}]}}')
+    for case, entries in table.items():
+        if not isinstance(entries, list):
+            raise ValueError(f"case {case}: boxes in {path} must be a list of boxes ([] for a fracture-free case), "
+                             f"got {entries!r}")
+    return table
+
+
 def _check_arguments(dataset_id: object, name: object, weak: object, context: object) -> None:
     if isinstance(dataset_id, bool) or not isinstance(dataset_id, (int, np.integer)) or not 1 <= dataset_id <= 999:
         raise ValueError(f"dataset id must be an integer from 1 to 999 (nnU-Net's DatasetXXX numbering), got "

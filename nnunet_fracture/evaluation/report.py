@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from nnunet_fracture.dataset_conversion.box_geometry import rasterise_boxes
 from nnunet_fracture.dataset_conversion.case import VoxelBox
+from nnunet_fracture.dataset_conversion.raw_dataset import read_boxes_json
 from nnunet_fracture.evaluation.box_metrics import BoxStats
 from nnunet_fracture.evaluation.detection_metrics import (
     SCORE_DESCRIPTIONS,
@@ -105,14 +106,7 @@ class BoxNumbers:
         self.source = Path(source)
         self.boxes: Optional[dict] = None
         if self.source.is_file():
-            try:
-                table = json.loads(self.source.read_text())
-            except json.JSONDecodeError as e:
-                raise ValueError(f"boxes file {self.source} is not valid JSON ({e}). Fix: pass a raw dataset's "
-                                 f"boxes.json or a folder of box-number maps (labelsTr).") from None
-            if not isinstance(table, dict):
-                raise ValueError(f"boxes file {self.source} must map case ids to lists of boxes, e.g. "
-                                 f'{{"case_1": [{{"lo": [i, j, k], "hi": [i, j, k]}}]}}')
+            table = read_boxes_json(self.source)
             missing = [c for c in cases if c not in table]
             self.boxes = table
         elif self.source.is_dir():
@@ -130,12 +124,8 @@ class BoxNumbers:
     def load(self, case: str, reference: sitk.Image) -> np.ndarray:
         """The case's box-number map in array order (z, y, x), on ``reference``'s grid."""
         if self.boxes is not None:
-            entries = self.boxes[case]
-            if not isinstance(entries, list):
-                raise ValueError(f"case {case}: {self.source} gives {entries!r}; expected a list of boxes "
-                                 f"([] for a fracture-free case)")
             boxes = []
-            for n, entry in enumerate(entries, start=1):
+            for n, entry in enumerate(self.boxes[case], start=1):
                 try:
                     boxes.append(VoxelBox(tuple(int(v) for v in entry["lo"]), tuple(int(v) for v in entry["hi"])))
                 except (TypeError, KeyError, ValueError):

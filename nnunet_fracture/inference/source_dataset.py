@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nnunet_fracture.dataset_conversion.box_geometry import check_box
 from nnunet_fracture.dataset_conversion.case import VoxelBox
+from nnunet_fracture.dataset_conversion.raw_dataset import read_boxes_json
 
 _DATASET_FOLDER = re.compile(r"^Dataset(\d{3})_")
 
@@ -75,14 +76,11 @@ class SourceDataset:
                                     f"boxes with `nnunet-fracture convert` and predict from that dataset.")
         if not meta_file.is_file():
             raise FileNotFoundError(f"{meta_file} does not exist. Fix: pass a complete nnU-Net raw dataset.")
-        meta, boxes = _read_object(meta_file), _read_object(boxes_file)
+        meta, boxes = _read_object(meta_file), read_boxes_json(boxes_file)
         for key in ("channel_names", "file_ending"):
             if key not in meta:
                 raise ValueError(f"{meta_file} has no '{key}'. Fix: pass a dataset written by `nnunet-fracture "
                                  f"convert`.")
-        for case, entries in boxes.items():
-            if not isinstance(entries, list):
-                raise ValueError(f"{boxes_file}: case {case} should map to a list of boxes, got {entries!r}")
         if not boxes:
             raise ValueError(f"{boxes_file} lists no case. Fix: convert a dataset with at least one case.")
         return cls(folder, meta, boxes)

@@ -18,7 +18,6 @@ Where the files come from (nnU-Net and ``nnunet-fracture convert`` layouts):
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -28,6 +27,7 @@ import SimpleITK as sitk
 
 from nnunet_fracture.dataset_conversion.box_geometry import box_problem, voxel_to_world_box, world_to_voxel_box
 from nnunet_fracture.dataset_conversion.case import VoxelBox
+from nnunet_fracture.dataset_conversion.raw_dataset import read_boxes_json as read_boxes_table
 from nnunet_fracture.image_geometry import geometry_mismatch
 from nnunet_fracture.inference.probability_files import load_fracture_probability
 
@@ -116,18 +116,8 @@ def read_boxes_json(path: Path) -> dict[str, list[dict]]:
         ValueError: naming the file (and case), when it is not JSON or an entry lacks integer ``lo``/``hi``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"boxes file {path} does not exist. Fix: pass the boxes.json of the converted "
-                                f"dataset (next to imagesTr), or leave --boxes out.")
-    try:
-        boxes = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"boxes file {path} is not valid JSON: {e}") from e
-    if not isinstance(boxes, dict):
-        raise ValueError(f"boxes file {path} must map case ids to lists of boxes, got {type(boxes).__name__}")
+    boxes = read_boxes_table(path)
     for case, entries in boxes.items():
-        if not isinstance(entries, list):
-            raise ValueError(f"case {case}: boxes in {path} must be a list, got {type(entries).__name__}")
         for n, entry in enumerate(entries, start=1):
             ok = isinstance(entry, dict) and all(
                 isinstance(entry.get(k), list) and len(entry[k]) == 3 and all(isinstance(v, int) for v in entry[k])
