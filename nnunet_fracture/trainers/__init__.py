@@ -1,5 +1,11 @@
 """The plugin's nnU-Net trainers (trainer modules only: nnU-Net imports this package through nnUNet_extTrainer)."""
+from nnunet_fracture.trainers.attention_unet import nnUNetTrainerAttentionUNet
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
+from nnunet_fracture.trainers.slice_lstm import nnUNetTrainerSliceLSTM
 from nnunet_fracture.trainers.weak_box import nnUNetTrainerWeakBBox, nnUNetTrainerWeakSlice
+from nnunet_fracture.trainers.weak_box_networks import nnUNetTrainerWeakBBoxAttention
+from nnunet_fracture.trainers.weak_box_networks import nnUNetTrainerWeakBBoxSliceLSTM
 
-__all__ = ["nnUNetTrainerFracture", "nnUNetTrainerWeakBBox", "nnUNetTrainerWeakSlice"]
+__all__ = ["nnUNetTrainerAttentionUNet", "nnUNetTrainerFracture", "nnUNetTrainerWeakBBox",
+           "nnUNetTrainerWeakBBoxAttention", "nnUNetTrainerWeakSlice",
+           "nnUNetTrainerSliceLSTM", "nnUNetTrainerWeakBBoxSliceLSTM"]
