@@ -2,7 +2,11 @@
 from nnunet_fracture.losses.bag_aggregation import AGGREGATIONS, BoxBags, aggregate_bags, find_bags
 from nnunet_fracture.losses.box_contrast import BoxContrastLoss
 from nnunet_fracture.losses.box_mil import BoxMILLoss
+from nnunet_fracture.losses.compound import RegionAndPixelLoss
+from nnunet_fracture.losses.focal import FocalLoss
+from nnunet_fracture.losses.focal_tversky import FocalTverskyLoss
 from nnunet_fracture.losses.outside_background import OutsideBackgroundLoss
+from nnunet_fracture.losses.polydice import PolyDice1Loss
 from nnunet_fracture.losses.vae_consistency import ConsistencyLoss
 from nnunet_fracture.losses.weak_box import WeakBoxLoss, deep_supervision_weights
 
@@ -12,7 +16,11 @@ __all__ = [
     "BoxContrastLoss",
     "BoxMILLoss",
     "ConsistencyLoss",
+    "FocalLoss",
+    "FocalTverskyLoss",
     "OutsideBackgroundLoss",
+    "PolyDice1Loss",
+    "RegionAndPixelLoss",
     "WeakBoxLoss",
     "aggregate_bags",
     "deep_supervision_weights",

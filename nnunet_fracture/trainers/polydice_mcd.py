@@ -1,0 +1,215 @@
+"""``nnUNetTrainerPolyDiceMCD``: PolyDice-1 + cross entropy with a per-image ``eps1`` from MC-Dropout difficulty.
+
+- Loss: nnU-Net's Dice + CE combination with Dice replaced by PolyDice-1
+  (:class:`~nnunet_fracture.losses.PolyDice1Loss` in :class:`~nnunet_fracture.losses.RegionAndPixelLoss`, same
+  ignore-label and region handling), deep-supervised with nnU-Net's scale weights; every image of a batch gets
+  its own ``eps1``, looked up by the batch's case keys, at every scale.
+- Dropout: element-wise dropout after every convolution, placed through the plans' ``dropout_op``
+  (``build_network_architecture``). Training runs it at ``dropout_p_train`` (default 0.1); the MC passes raise
+  it to ``mc_dropout_p`` (default 0.5, the research plan's p) for their duration only. Why not train at 0.5 as
+  the plan does: nnU-Net's U-Net has no dropout, and p = 0.5 after every one of its convolutions costs
+  segmentation quality; the difficulty is used only by rank, so it needs a consistent ordering of cases, not a
+  calibrated posterior, and the instance norm that follows each dropout renormalises the activations' scale.
+  ``dropout_p_train=0.5`` reproduces the plan exactly.
+- Every ``mc_every`` epochs (M) a round of ``mc_passes`` (N) stochastic passes over fixed patches of the training
+  cases (budget: ``mc_cases_per_round`` - 0 sizes it from ``mc_max_overhead`` -, ``mc_patches_per_case``,
+  ``mc_foreground_only``) gives each assessed case a difficulty (``mc_aggregate``), mapped by rank to ``eps1`` in
+  ``[epsilon_min, epsilon_max]`` (``epsilon_direction``). See :mod:`nnunet_fracture.training.mc_dropout`.
+- Rank 0 computes a round and broadcasts the result (DDP). The difficulty table and ``eps1`` travel in the
+  checkpoint (``--c`` restores them); ``difficulty.csv`` (epoch x case), ``difficulty.png`` and
+  ``epsilon.csv`` are written to the fold's output folder after every round.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import distributed as dist
+from torch._dynamo import OptimizedModule
+
+from nnunet_fracture.losses import PolyDice1Loss, RegionAndPixelLoss
+from nnunet_fracture.trainers.base import nnUNetTrainerFracture
+from nnunet_fracture.training import mc_dropout as mcd
+from nnunet_fracture.training.loss_wrapping import PerImageEpsilonLoss, nnunet_scale_weights
+
+
+class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
+    """PolyDice-1 + CE with MC-Dropout-driven per-image ``eps1`` (research plan: p = 0.5, N = 10, M = 10)."""
+
+    settings = ("weight_polydice", "weight_ce", "epsilon_min", "epsilon_max", "epsilon_direction",
+                "dropout_p_train", "mc_dropout_p", "mc_passes", "mc_every", "mc_cases_per_round",
+                "mc_max_overhead", "mc_patches_per_case", "mc_foreground_only", "mc_aggregate", "mc_top_percent",
+                "mc_seed", "mc_batch_size")
+    weight_polydice = 1.0
+    weight_ce = 1.0
+    epsilon_min = 0.0
+    epsilon_max = 1.0
+    epsilon_direction = "harder_larger"
+    dropout_p_train = 0.1
+    mc_dropout_p = 0.5
+    mc_passes = 10
+    mc_every = 10  # 0 switches the MC rounds off (eps1 stays at the middle of the range)
+    mc_cases_per_round = 0  # 0: as many as mc_max_overhead allows (estimate)
+    mc_max_overhead = 0.1
+    mc_patches_per_case = 1
+    mc_foreground_only = False
+    mc_aggregate = "mean"
+    mc_top_percent = 1.0
+    mc_seed = 0
+    mc_batch_size = 0  # 0: all N passes of a patch in one forward batch
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self._check_mc_settings()
+        self.difficulty = mcd.DifficultyTable()
+        self.epsilon: dict[str, float] = {}
+        self.mc_round_seconds: list[float] = []
+        self._mc_candidates: list[str] | None = None
+        self._mc_clock = time.perf_counter()
+
+    def _check_mc_settings(self) -> None:
+        mcd.check_rate("dropout_p_train", self.dropout_p_train)
+        mcd.check_rate("mc_dropout_p", self.mc_dropout_p)
+        mcd.epsilon_by_rank({}, self.epsilon_min, self.epsilon_max, self.epsilon_direction)  # validates
+        for name, minimum in (("mc_passes", 2), ("mc_every", 0), ("mc_cases_per_round", 0),
+                              ("mc_patches_per_case", 1), ("mc_batch_size", 0)):
+            if getattr(self, name) < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {getattr(self, name)!r}")
+        if self.mc_aggregate not in mcd.AGGREGATES:
+            raise ValueError(f"mc_aggregate must be one of {mcd.AGGREGATES}, got {self.mc_aggregate!r}")
+        if not 0 < self.mc_max_overhead:
+            raise ValueError(f"mc_max_overhead must be > 0, got {self.mc_max_overhead!r}")
+        if self.mc_every and self.is_cascaded:
+            raise RuntimeError(f"{type(self).__name__}: MC-Dropout patches do not include a cascade's previous-stage "
+                               f"segmentation; train a non-cascaded configuration or set mc_every=0")
+
+    # --- network: dropout through the plans' dropout_op ---------------------------------------------------------
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True):
+        return super().build_network_architecture(
+            plans_manager, mcd.with_dropout(configuration_manager, cls.dropout_p_train), num_input_channels,
+            num_output_channels, enable_deep_supervision)
+
+    def initialize(self):
+        super().initialize()
+        if mcd.set_dropout_rate(self.network, self.dropout_p_train) == 0:
+            raise RuntimeError(f"{type(self).__name__}: the network has no MCDropout module; is "
+                               f"build_network_architecture overridden by another base class before this one?")
+
+    # --- loss: PolyDice-1 + CE, eps1 per image from the batch's case keys ----------------------------------------
+    @property
+    def neutral_epsilon(self) -> float:
+        return mcd.neutral_epsilon(self.epsilon_min, self.epsilon_max)
+
+    def _build_loss(self):
+        regions = self.label_manager.has_regions
+        polydice = PolyDice1Loss(activation="sigmoid" if regions else "softmax", include_background=regions,
+                                 epsilon=self.neutral_epsilon)
+        loss = RegionAndPixelLoss(polydice, weight_region=self.weight_polydice, weight_pixel=self.weight_ce,
+                                  regions=regions, ignore_label=self.label_manager.ignore_label)
+        return PerImageEpsilonLoss(loss, nnunet_scale_weights(self))
+
+    def epsilon_for(self, keys) -> torch.Tensor:
+        """``eps1`` of each image of a batch, from its case key (duplicates allowed), as a ``(B,)`` tensor."""
+        neutral = self.neutral_epsilon
+        return torch.tensor([self.epsilon.get(str(k), neutral) for k in keys], dtype=torch.float32,
+                            device=self.device)
+
+    def train_step(self, batch: dict) -> dict:
+        with self.loss.using(self.epsilon_for(batch['keys'])):
+            return super().train_step(batch)
+
+    # --- MC-Dropout rounds --------------------------------------------------------------------------------------
+    def on_train_start(self):
+        super().on_train_start()
+        self._mc_clock = time.perf_counter()
+        if self.mc_every:
+            self.print_to_log_file(
+                f"{type(self).__name__}: MC-Dropout round every {self.mc_every} epochs, {self.mc_passes} passes at "
+                f"p={self.mc_dropout_p} (training p={self.dropout_p_train}), {self.cases_per_round()} case(s) per "
+                f"round x {self.mc_patches_per_case} patch(es), difficulty '{self.mc_aggregate}' -> eps1 in "
+                f"[{self.epsilon_min}, {self.epsilon_max}] ({self.epsilon_direction})")
+        if self.difficulty.rows:
+            self._write_difficulty_files()
+
+    def cases_per_round(self) -> int:
+        if self.mc_cases_per_round:
+            return self.mc_cases_per_round
+        return mcd.auto_cases_per_round(self.mc_max_overhead, self.mc_every or 1, self.num_iterations_per_epoch,
+                                        self.configuration_manager.batch_size, self.mc_passes,
+                                        self.mc_patches_per_case)
+
+    def on_epoch_end(self):
+        if self.mc_every and (self.current_epoch + 1) % self.mc_every == 0:
+            self.run_mc_round()
+        super().on_epoch_end()
+
+    def run_mc_round(self) -> dict[str, float]:
+        """Assess this round's cases (rank 0), share the result, update the table and ``eps1``, write the files."""
+        start = time.perf_counter()
+        training_seconds = start - self._mc_clock
+        values = self._assess_round() if self.local_rank == 0 else None
+        if self.is_ddp:
+            shared = [values]
+            dist.broadcast_object_list(shared, src=0)
+            values = shared[0]
+        self.difficulty.record(self.current_epoch, values)
+        self.epsilon = mcd.epsilon_by_rank(self.difficulty.latest(), self.epsilon_min, self.epsilon_max,
+                                           self.epsilon_direction)
+        if self.local_rank == 0:
+            self._write_difficulty_files()
+        seconds = time.perf_counter() - start
+        self.mc_round_seconds.append(seconds)
+        self._mc_clock = time.perf_counter()
+        ordered = sorted(values.values())
+        self.print_to_log_file(
+            f"MC-Dropout round after epoch {self.current_epoch}: {len(values)} case(s) in {seconds:.1f} s "
+            f"({100 * seconds / max(training_seconds, 1e-9):.1f} % of the {training_seconds:.1f} s trained since the "
+            f"previous round); difficulty min {ordered[0]:.3g}, median {ordered[len(ordered) // 2]:.3g}, "
+            f"max {ordered[-1]:.3g}" if ordered else f"MC-Dropout round after epoch {self.current_epoch}: no case")
+        return values
+
+    def _assess_round(self) -> dict[str, float]:
+        dataset = self.dataset_class(self.preprocessed_dataset_folder, list(self._mc_eligible_cases()))
+        round_index = (self.current_epoch + 1) // self.mc_every - 1
+        cases = mcd.cases_for_round(dataset.identifiers, round_index, self.cases_per_round(), self.mc_seed)
+        return mcd.assess_cases(
+            self._plain_network(), dataset, cases, self.configuration_manager.patch_size, self.mc_passes,
+            self.mc_dropout_p, "sigmoid" if self.label_manager.has_regions else "softmax",
+            self.mc_patches_per_case, self.mc_seed, self.mc_aggregate, self.mc_top_percent, self.mc_batch_size)
+
+    def _mc_eligible_cases(self) -> list[str]:
+        if self._mc_candidates is None:
+            train_keys = sorted(self.do_split()[0])
+            if self.mc_foreground_only:
+                dataset = self.dataset_class(self.preprocessed_dataset_folder, list(train_keys))
+                train_keys = [k for k in train_keys if mcd.has_foreground(dataset.load_case(k)[3])]
+            self._mc_candidates = train_keys
+        return self._mc_candidates
+
+    def _plain_network(self):
+        network = self.network.module if self.is_ddp else self.network  # no DDP hooks: only rank 0 runs
+        return network._orig_mod if isinstance(network, OptimizedModule) else network
+
+    def _write_difficulty_files(self) -> None:
+        from pathlib import Path
+
+        out = Path(self.output_folder)
+        self.difficulty.write_csv(out / "difficulty.csv")
+        self.difficulty.plot(out / "difficulty.png", title=f"MC-Dropout difficulty per case ({self.mc_aggregate})")
+        mcd.write_epsilon_csv(out / "epsilon.csv", self.epsilon)
+
+    # --- checkpoint ---------------------------------------------------------------------------------------------
+    def get_extra_state(self) -> dict:
+        return {**super().get_extra_state(), "mc_difficulty": self.difficulty.state_dict(),
+                "mc_epsilon": dict(self.epsilon)}
+
+    def set_extra_state(self, state: dict) -> None:
+        super().set_extra_state(state)
+        self.difficulty.load_state_dict(state.get("mc_difficulty", {}))
+        self.epsilon = {str(k): float(v) for k, v in state.get("mc_epsilon", {}).items()}
+        if self.difficulty.rows:
+            self.print_to_log_file(f"nnunet_fracture: restored the MC-Dropout difficulty of "
+                                   f"{len(self.difficulty.cases)} case(s) from {len(self.difficulty.rows)} round(s)")

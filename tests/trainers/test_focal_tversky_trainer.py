@@ -1,0 +1,80 @@
+"""nnUNetTrainerFocalTversky in-process on the tiny sphere dataset, and through the stock commands (slow)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+from nnunet_fracture.losses import FocalLoss, FocalTverskyLoss, RegionAndPixelLoss
+from nnunet_fracture.stock_commands import run_stock
+from nnunet_fracture.trainers import nnUNetTrainerFocalTversky, nnUNetTrainerFocalTverskyPaper
+from nnunet_fracture.training.settings import ENV_VAR
+from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, quiet_env
+
+
+@pytest.fixture
+def dataset(tiny_dataset_cache, nnunet_env) -> Path:
+    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
+
+    install(tiny_dataset_cache, nnunet_env)
+    write_tiny_plans(str(DATASET_ID), max_features=8, max_patch=16, batch_size=2)
+    return nnunet_env["nnUNet_preprocessed"] / DATASET_NAME
+
+
+def make_trainer(dataset: Path, cls: type = nnUNetTrainerFocalTversky):
+    plans = json.loads((dataset / "nnUNetPlansTiny.json").read_text())
+    plans["continue_training"] = False
+    return cls(plans=plans, configuration="3d_fullres", fold=0,
+               dataset_json=json.loads((dataset / "dataset.json").read_text()), device=torch.device("cpu"))
+
+
+def test_loss_is_focal_tversky_plus_focal_with_the_plan_defaults(dataset, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    trainer = make_trainer(dataset)
+    trainer.initialize()
+    assert isinstance(trainer.loss, DeepSupervisionWrapper)
+    compound = trainer.loss.loss
+    assert isinstance(compound, RegionAndPixelLoss) and isinstance(compound.pixel, FocalLoss)
+    ft = compound.region
+    assert isinstance(ft, FocalTverskyLoss) and ft.activation == "softmax" and not ft.include_background
+    assert (ft.weight_fp, ft.weight_fn, ft.exponent) == pytest.approx((0.3, 0.7, 0.75))
+    batch = next(trainer.get_dataloaders()[0])
+    assert np.isfinite(trainer.train_step(batch)["loss"])
+
+
+def test_paper_parameterization_is_reachable(dataset, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    ft = make_trainer(dataset, nnUNetTrainerFocalTverskyPaper)._build_focal_tversky_loss().region
+    assert ft.convention == "paper" and (ft.alpha, ft.beta) == (0.7, 0.3)
+    assert (ft.weight_fp, ft.weight_fn, ft.exponent) == pytest.approx((0.3, 0.7, 0.75))
+    monkeypatch.setenv(ENV_VAR, "ft_convention=paper ft_alpha=0.5 ft_beta=0.2 ft_gamma=2 focal_alpha=0.25 "
+                                "weight_focal=0.5")
+    loss = make_trainer(dataset)._build_focal_tversky_loss()
+    assert (loss.region.weight_fn, loss.region.weight_fp, loss.region.exponent) == (0.5, 0.2, 0.5)
+    assert loss.pixel.alpha == 0.25 and loss.weight_pixel == 0.5
+
+
+def test_bad_settings_fail_early(dataset, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "ft_convention=monai")
+    with pytest.raises(ValueError, match="convention must be one of .* got 'monai'"):
+        make_trainer(dataset)
+
+
+@pytest.mark.slow
+def test_stock_train_and_predict(dataset, nnunet_env, tmp_path):
+    env = quiet_env()
+    env[ENV_VAR] = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1"
+    log = tmp_path / "commands.log"
+    run_stock(["nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", "nnUNetTrainerFocalTversky", "-p",
+               "nnUNetPlansTiny", "-device", "cpu"], log, env)
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "case0_0000.nii.gz").symlink_to(nnunet_env["nnUNet_raw"] / DATASET_NAME / "imagesTr" / "case0_0000.nii.gz")
+    run_stock(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "pred", "-d", str(DATASET_ID), "-c", "3d_fullres",
+               "-f", "0", "-tr", "nnUNetTrainerFocalTversky", "-p", "nnUNetPlansTiny", "-device", "cpu",
+               "--save_probabilities", "--disable_tta", "-npp", "1", "-nps", "1"], log, env)
+    assert np.load(tmp_path / "pred" / "case0.npz")["probabilities"].shape == (2, 24, 24, 24)
