@@ -526,6 +526,160 @@ def _run_fuse(args: argparse.Namespace) -> None:
     print(f"fused {prov['num_cases']} case(s) ({prov['formula']}) into {args.out}")
 
 
+ATTENTION_MAPS_DESCRIPTION = """\
+Show where an attention U-Net looks: export the attention coefficients of every skip connection for one case, as
+NIfTI volumes on the CT's own grid and as PNG pictures over the CT.
+
+The model must have attention gates: trained with -tr nnUNetTrainerAttentionUNet (mask labels) or
+-tr nnUNetTrainerWeakBBoxAttention (weak boxes). The case is preprocessed and predicted like nnUNetv2_predict does
+(sliding window, one fold, no test-time mirroring); each tile's coefficients are stitched with nnU-Net's Gaussian
+tile weights and mapped back to the CT's grid (resampled, uncropped, transposed back).
+
+In:
+  MODEL   the trained model folder, $nnUNet_results/DatasetXXX_NAME/TRAINER__PLANS__CONFIGURATION
+  CASE    a CT file (for multi-channel models the _0000 file; the other channels are found beside it), or a case
+          id such as case0, looked up in imagesTr/ (then imagesTs/) of the raw dataset the model was trained on
+          ($nnUNet_raw/DatasetXXX_NAME) or of --dataset
+
+Out (--out DIR; written to a temporary folder first, so DIR is either complete or untouched):
+  attention_level<L>.nii.gz  coefficients in [0, 1] (float32), same size, spacing, origin and direction as the CT;
+                             0 outside the region nnU-Net cropped away. Level 0 = the gate on the highest-resolution
+                             skip (finest detail); the last level = the gate next to the bottleneck (coarse context)
+  attention_level<L>.png     axial, coronal and sagittal planes through the CT's centre (or --point), coefficients
+                             from yellow (low) to red (high) over the CT; below 0.02 transparent
+  attention_maps.json        model, fold, checkpoint, case files, and per level the grid and min/mean/max
+
+Open the NIfTI files together with the CT in 3D Slicer or ITK-SNAP to scroll through them.
+"""
+
+
+def _add_attention_maps(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "attention-maps",
+        help="export an attention U-Net's attention coefficients for one case (NIfTI on the CT grid + PNG)",
+        description=ATTENTION_MAPS_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  nnunet-fracture attention-maps $nnUNet_results/Dataset501_Phantom/"
+               "nnUNetTrainerWeakBBoxAttention__nnUNetPlans__3d_fullres case003 --fold 0 --out attention/case003\n"
+               "  nnunet-fracture attention-maps MODEL /data/new_ct_0000.nii.gz --fold all --out attention/new_ct",
+    )
+    p.add_argument("model", type=Path, metavar="MODEL", help="trained model folder (see In above)")
+    p.add_argument("case", metavar="CASE", help="CT file or case id (see In above)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (see Out above)")
+    p.add_argument("--fold", default="0", help="fold to use: 0-4 or all (default 0)")
+    p.add_argument("--checkpoint", default="checkpoint_final.pth",
+                   help="checkpoint file in the fold folder (default checkpoint_final.pth)")
+    p.add_argument("--dataset", default=None,
+                   help="raw dataset (ID, DatasetXXX_NAME or folder) to look a case id up in (default: the one the "
+                        "model was trained on)")
+    p.add_argument("--device", choices=("cuda", "cpu", "mps"), default=None,
+                   help="where the network runs (default cuda if available, else cpu)")
+    p.add_argument("--step-size", type=float, default=0.5,
+                   help="sliding-window step as a fraction of the patch, as nnUNetv2_predict -step_size (default 0.5)")
+    p.add_argument("--point", type=int, nargs=3, metavar=("I", "J", "K"), default=None,
+                   help="CT voxel index the PNG planes go through (default: the CT's centre)")
+    p.add_argument("--window", type=float, nargs=2, metavar=("LEVEL", "WIDTH"), default=(400.0, 1800.0),
+                   help="CT display window in HU for the PNGs (default 400 1800, bone)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=_run_attention_maps)
+
+
+def _run_attention_maps(args: argparse.Namespace) -> None:
+    from nnunet_fracture.inference.attention_maps import export_attention_maps
+    from nnunet_fracture.visualization.overlay_layers import CTWindow
+
+    prov = export_attention_maps(args.model, args.case, args.out, fold=args.fold, checkpoint=args.checkpoint,
+                                 dataset=args.dataset, device=args.device, tile_step_size=args.step_size,
+                                 point_ijk=args.point, window=CTWindow(*args.window), overwrite=args.overwrite)
+    ranges = ", ".join(f"level {e['level']}: {e['min']:.2f}-{e['max']:.2f}" for e in prov["levels"])
+    print(f"wrote {len(prov['levels'])} attention maps of {prov['case']} to {args.out} ({ranges})")
+
+
+VAE_ERROR_DESCRIPTION = """\
+Add the VAE anomaly prior as an input channel: the reconstruction error of a VAE trained on normal vertebrae only
+(nnUNetv2_train ID 3d_fullres FOLD -tr nnUNetTrainerNormalVAE) is high where tissue looks abnormal, e.g. at
+fractures. The error is computed over whole volumes with nnU-Net's sliding window (gaussian blending), brought back
+to each CT's exact grid, and normalised: E = clip(error / scale, 0, 1), where scale is the --percentile-th
+percentile of the error over normal tissue (voxels outside every box of the training cases).
+
+Two modes:
+  --dataset ID --out-dataset ID2   a new raw dataset: everything of ID (CT _0000, labelsTr, boxes.json,
+                                   groundTruthTr, imagesTs ...) plus E as channel _0001 of imagesTr and imagesTs,
+                                   named "noNorm" in dataset.json (nnU-Net leaves it unnormalised); the scale and
+                                   the model are recorded under nnunet_fracture.vae_error. Plan and train ID2 with the
+                                   stock commands; nnUNetTrainerWeakBBox then also uses E for its consistency loss L4
+                                   when NNUNET_FRACTURE_SETTINGS sets lambda_consistency > 0.
+  --images DIR --out DIR           new images (<case>_0000.nii.gz) for nnUNetv2_predict: copies them and adds E,
+                                   scaled like the training dataset (--scale-from ID2, or --scale C).
+"""
+
+VAE_ERROR_EPILOG = """\
+Example:
+  nnUNetv2_train 501 3d_fullres 0 -tr nnUNetTrainerNormalVAE
+  nnunet-fracture vae-error --vae $nnUNet_results/Dataset501_Phantom/nnUNetTrainerNormalVAE__nnUNetPlans__3d_fullres \\
+      --dataset 501 --out-dataset 511
+  nnUNetv2_plan_and_preprocess -d 511 -c 3d_fullres --verify_dataset_integrity
+  NNUNET_FRACTURE_SETTINGS="lambda_consistency=0.1" nnUNetv2_train 511 3d_fullres 0 -tr nnUNetTrainerWeakBBox
+  nnunet-fracture vae-error --vae ... --images new_cts/ --out new_cts_with_E/ --scale-from 511
+  nnUNetv2_predict -i new_cts_with_E/ -o pred/ -d 511 -c 3d_fullres -f 0 -tr nnUNetTrainerWeakBBox --save_probabilities
+"""
+
+
+def _add_vae_error(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "vae-error",
+        help="add a VAE's normalised reconstruction-error map as input channel _0001 (the anomaly prior)",
+        description=VAE_ERROR_DESCRIPTION, epilog=VAE_ERROR_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--vae", type=Path, required=True,
+                   help="model folder of nnUNetTrainerNormalVAE (holds plans.json and fold_X/)")
+    p.add_argument("--dataset", default=None, help="source raw dataset: ID, DatasetXXX_NAME or folder")
+    p.add_argument("--out-dataset", type=int, default=None, help="nnU-Net ID of the new dataset (with --dataset)")
+    p.add_argument("--name", default=None, help="name of the new dataset (default <source name>VAE)")
+    p.add_argument("--images", type=Path, default=None,
+                   help="folder of new images <case>_0000.nii.gz (instead of --dataset)")
+    p.add_argument("--out", type=Path, default=None, help="output folder for --images")
+    p.add_argument("--scale-from", default=None,
+                   help="with --images: the dataset written by --dataset mode, whose recorded scale is used")
+    p.add_argument("--scale", type=float, default=None, help="with --images: the scale itself")
+    p.add_argument("--folds", nargs="+", default=None, help="VAE folds to average (default: all trained folds)")
+    p.add_argument("--checkpoint", default="checkpoint_final.pth",
+                   help="checkpoint file (default checkpoint_final.pth)")
+    p.add_argument("--percentile", type=float, default=99.0,
+                   help="percentile of the normal-tissue error that maps to E = 1 (default 99)")
+    p.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda when available")
+    p.add_argument("--mirror", action="store_true", help="average mirrored passes too (slower)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset ID / non-empty --out")
+    p.set_defaults(func=_run_vae_error)
+
+
+def _run_vae_error(args: argparse.Namespace) -> None:
+    import torch
+
+    from nnunet_fracture.inference.vae_error import write_error_dataset, write_error_images
+
+    device = torch.device(args.device) if args.device else None
+    if (args.dataset is None) == (args.images is None):
+        raise ValueError("give either --dataset ID --out-dataset ID2 (a training dataset) or --images DIR --out DIR "
+                         "(new images for nnUNetv2_predict)")
+    if args.dataset is not None:
+        if args.out_dataset is None:
+            raise ValueError("--dataset needs --out-dataset ID2, the ID of the dataset to write")
+        out = write_error_dataset(args.dataset, args.out_dataset, args.vae, name=args.name, folds=args.folds,
+                                  checkpoint=args.checkpoint, percentile=args.percentile, overwrite=args.overwrite,
+                                  device=device, mirror=args.mirror)
+        print(f"wrote {out}; plan it with: nnUNetv2_plan_and_preprocess -d {args.out_dataset} -c 3d_fullres "
+              f"--verify_dataset_integrity")
+        return
+    if args.out is None:
+        raise ValueError("--images needs --out DIR")
+    prov = write_error_images(args.images, args.out, args.vae, scale=args.scale, scale_from=args.scale_from,
+                              folds=args.folds, checkpoint=args.checkpoint, overwrite=args.overwrite, device=device,
+                              mirror=args.mirror)
+    print(f"wrote {len(prov['cases'])} case(s) with the error channel _{prov['channel']:04d} to {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnunet-fracture", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -539,6 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_visualize(sub)
     _add_reorient(sub)
     _add_fuse(sub)
+    _add_vae_error(sub)
+    _add_attention_maps(sub)
     return parser
 
 

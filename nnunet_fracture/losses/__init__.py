@@ -8,6 +8,7 @@ from nnunet_fracture.losses.focal_tversky import FocalTverskyLoss
 from nnunet_fracture.losses.outside_background import OutsideBackgroundLoss
 from nnunet_fracture.losses.polydice import PolyDice1Loss
 from nnunet_fracture.losses.vae_consistency import ConsistencyLoss
+from nnunet_fracture.losses.vae_loss import VAELoss
 from nnunet_fracture.losses.weak_box import WeakBoxLoss, deep_supervision_weights
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "OutsideBackgroundLoss",
     "PolyDice1Loss",
     "RegionAndPixelLoss",
+    "VAELoss",
     "WeakBoxLoss",
     "aggregate_bags",
     "deep_supervision_weights",

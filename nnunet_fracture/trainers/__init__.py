@@ -2,6 +2,7 @@
 from nnunet_fracture.trainers.attention_unet import nnUNetTrainerAttentionUNet
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.trainers.classification_head import nnUNetTrainerClsHead, nnUNetTrainerSliceLSTMClsHead
+from nnunet_fracture.trainers.normal_vae import nnUNetTrainerNormalVAE
 from nnunet_fracture.trainers.focal_tversky import nnUNetTrainerFocalTversky, nnUNetTrainerFocalTverskyPaper
 from nnunet_fracture.trainers.polydice_mcd import nnUNetTrainerPolyDiceMCD
 from nnunet_fracture.trainers.slice_lstm import nnUNetTrainerSliceLSTM
@@ -13,4 +14,5 @@ from nnunet_fracture.trainers.weak_box_networks import nnUNetTrainerWeakBBoxSlic
 __all__ = ["nnUNetTrainerAttentionUNet", "nnUNetTrainerClsHead", "nnUNetTrainerFracture", "nnUNetTrainerWeakBBox",
            "nnUNetTrainerWeakBBoxAttention", "nnUNetTrainerWeakBBoxClsHead", "nnUNetTrainerWeakSlice",
            "nnUNetTrainerSliceLSTM", "nnUNetTrainerWeakBBoxSliceLSTM", "nnUNetTrainerSliceLSTMClsHead",
-           "nnUNetTrainerFocalTversky", "nnUNetTrainerFocalTverskyPaper", "nnUNetTrainerPolyDiceMCD"]
+           "nnUNetTrainerFocalTversky", "nnUNetTrainerFocalTverskyPaper", "nnUNetTrainerPolyDiceMCD",
+           "nnUNetTrainerNormalVAE"]

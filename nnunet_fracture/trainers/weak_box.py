@@ -8,7 +8,13 @@ numbers), so the network has one sigmoid output. These trainers
   the region), so every box is its own bag;
 - train with :class:`~nnunet_fracture.losses.WeakBoxLoss`: outside voxels are background (L1), each box must
   contain fracture (L2, multiple-instance learning, one bag per box and patch), the best inside voxel must beat
-  the best outside voxel by a margin (L3); the VAE consistency term L4 comes with the VAE prior;
+  the best outside voxel by a margin (L3), and, with ``lambda_consistency > 0`` on a dataset written by
+  ``nnunet-fracture vae-error``, P agrees with the VAE error map E (L4 = mean |P - E|): E is read from the batch's
+  input channel named ``noNorm`` (:func:`~nnunet_fracture.training.error_channel.find_error_channel`), clipped
+  to [0, 1]; without such a channel L4 is skipped (one log line). E is an input channel like the CT, so nnU-Net's
+  spatial augmentations keep it aligned with the CT and the labels, and its intensity augmentations (noise,
+  blur, brightness, contrast, gamma, low resolution; each applied to a share of the patches) perturb it too:
+  as an input that is harmless augmentation, as the L4 target it is noise that the L1 distance tolerates;
 - sample half of the patches centred in boxes and the rest as negatives kept ``negative_margin`` voxels away
   from every box (:mod:`nnunet_fracture.training.box_sampling`);
 - validate with box-aware numbers instead of a pseudo Dice against boxes
@@ -23,8 +29,9 @@ trainer overrides only the loss, the transforms, the data loader and validation.
 """
 from __future__ import annotations
 
+import contextlib
 from functools import partial
-from typing import List
+from typing import Iterator, List
 
 import numpy as np
 import torch
@@ -36,6 +43,7 @@ from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.training.box_sampling import BoxAwareDataLoader, use_data_loader
 from nnunet_fracture.training.box_validation import (LOG_KEYS, batch_counts, box_score, ensure_log_keys,
                                                      stats_from_counts)
+from nnunet_fracture.training.error_channel import find_error_channel
 
 
 class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
@@ -63,6 +71,7 @@ class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._check_dataset(dataset_json)
+        self.error_channel = find_error_channel(dataset_json)
 
     def _check_dataset(self, dataset_json: dict) -> None:
         """Refuse datasets whose labels are not box numbers under one fracture region."""
@@ -96,6 +105,30 @@ class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
                            aggregation=self.bag_aggregation, alpha=self.smooth_max_alpha,
                            margin=self.contrast_margin, contrast_mode=self.contrast_mode, scale_weights=weights)
 
+    # --- L4: the VAE error channel of the batch as the consistency target -----------------------------------------
+    def _uses_error_map(self) -> bool:
+        # a wrapping loss (the classification head's) passes error_map on to its inner ``seg_loss``
+        inner = getattr(self.loss, "seg_loss", self.loss)
+        return self.lambda_consistency > 0 and self.error_channel is not None and isinstance(inner, WeakBoxLoss)
+
+    @contextlib.contextmanager
+    def _with_error_map(self, batch: dict) -> Iterator[None]:
+        """Inside the block, ``self.loss(output, target)`` also receives the batch's E channel (when L4 is on)."""
+        if not self._uses_error_map():
+            yield
+            return
+        loss, c = self.loss, self.error_channel
+        error_map = batch['data'][:, c:c + 1].to(self.device, non_blocking=True).clamp(0, 1)
+        self.loss = partial(loss, error_map=error_map)
+        try:
+            yield
+        finally:
+            self.loss = loss
+
+    def train_step(self, batch: dict) -> dict:
+        with self._with_error_map(batch):
+            return super().train_step(batch)
+
     # --- keep box numbers (nnU-Net would merge them into the region) -------------------------------------------
     @staticmethod
     def get_training_transforms(*args, **kwargs):
@@ -115,6 +148,14 @@ class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
     # --- box-aware online validation --------------------------------------------------------------------------
     def on_train_start(self):
         super().on_train_start()
+        if self._uses_error_map():
+            self.print_to_log_file(f"L4 (lambda_consistency={self.lambda_consistency}) reads the VAE error map E from "
+                                   f"input channel {self.error_channel}")
+        elif self.lambda_consistency > 0:
+            why = (f"the loss {type(self.loss).__name__} takes no error map" if self.error_channel is not None else
+                   "the dataset has no VAE error channel (a channel named noNorm, written by `nnunet-fracture "
+                   "vae-error`)")
+            self.print_to_log_file(f"L4 skipped: lambda_consistency={self.lambda_consistency} but {why}")
         self.print_to_log_file(
             f"{type(self).__name__}: online validation reports mass inside boxes, box hit rate and outside "
             f"false-positive rate at P >= {self.validation_threshold}; the 'Pseudo dice' lines show the box score "
@@ -128,7 +169,8 @@ class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
         with torch.no_grad(), (torch.autocast(self.device.type, enabled=True) if self.device.type == 'cuda'
                                else dummy_context()):
             output = self.network(data)
-            loss = self.loss(output, target)
+            with self._with_error_map(batch):
+                loss = self.loss(output, target)
         if isinstance(output, (list, tuple)):
             output, target = output[0], target[0]
         counts = batch_counts(torch.sigmoid(output.float()), target, self.validation_threshold)

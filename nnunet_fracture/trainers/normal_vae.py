@@ -1,0 +1,211 @@
+"""``nnUNetTrainerNormalVAE``: phase 1 of the VAE anomaly prior - a VAE trained on normal tissue only.
+
+    nnUNetv2_train DATASET 3d_fullres FOLD -tr nnUNetTrainerNormalVAE [-p nnUNetPlansTiny] [--c]
+
+on the CT of a weak-box (or mask) dataset, planned and preprocessed by the stock command. What changes against
+nnU-Net's trainer:
+
+- network: :class:`~nnunet_fracture.networks.vae.ConvVAE` built from the plans' stages, features, kernels,
+  strides and patch size, with a dense latent code of ``vae_latent_dim`` numbers (a class attribute, not a run-time
+  setting: ``nnUNetv2_predict`` and ``vae-error`` rebuild the network without the environment);
+- loss: :class:`~nnunet_fracture.losses.vae_loss.VAELoss`, reconstruction + ``vae_beta`` x KL, with ``vae_beta``
+  reached linearly over the first ``vae_beta_warmup_epochs`` epochs; AdamW at ``initial_lr`` = 1e-3 with
+  nnU-Net's polynomial decay; no deep supervision;
+- sampling: only patches kept ``vae_box_margin`` voxels away from every box / fracture voxel
+  (:mod:`nnunet_fracture.training.normal_sampling`), preferring bone (``vae_bone_fraction`` of them centred on the
+  brightest ``1 - vae_bone_quantile`` of the CT); every training batch is checked to hold no labelled voxel;
+- online validation: the loss on normal validation patches; the "Pseudo dice" curve (which selects
+  ``checkpoint_best``) shows ``1 / (1 + reconstruction loss)``;
+- final validation: no segmentation export - per validation case, the sliding-window error map (gaussian
+  blending, as ``vae-error`` computes it) is compared inside and outside the boxes, written to
+  ``fold_X/validation/vae_summary.json``.
+
+The error map of a trained model becomes an input channel with ``nnunet-fracture vae-error``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import torch
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from nnunetv2.utilities.helpers import dummy_context
+from torch import distributed as dist
+from torch._dynamo import OptimizedModule
+
+from nnunet_fracture.losses.vae_loss import VAELoss, warmed_up_beta
+from nnunet_fracture.trainers.base import nnUNetTrainerFracture
+from nnunet_fracture.training.box_sampling import use_data_loader
+from nnunet_fracture.training.error_channel import find_error_channel
+from nnunet_fracture.training.normal_sampling import NormalTissueDataLoader
+
+VAE_CLASS = "nnunet_fracture.networks.vae.ConvVAE"
+
+
+class nnUNetTrainerNormalVAE(nnUNetTrainerFracture):
+    """Train a VAE on normal tissue (see the module docstring)."""
+
+    settings = ("vae_beta", "vae_beta_warmup_epochs", "vae_reconstruction", "vae_box_margin", "vae_bone_fraction",
+                "vae_bone_quantile")
+    vae_beta = 1.0
+    vae_beta_warmup_epochs = 10
+    vae_reconstruction = "mse"
+    vae_box_margin = 8
+    vae_bone_fraction = 0.75
+    vae_bone_quantile = 0.9
+    initial_lr = 1e-3
+    enable_deep_supervision = False
+    oversample_foreground_percent = 0.0
+
+    #: size of the dense latent code, or (``vae_latent_channels``) channels of a spatial one on the bottleneck grid;
+    #: change them by subclassing (the predictor rebuilds the network from the class, without the environment)
+    vae_latent_dim = 128
+    vae_latent_channels = None
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        channel = find_error_channel(dataset_json)
+        if channel is not None:
+            raise RuntimeError(f"{type(self).__name__} learns normal CT, but this dataset already holds a VAE error "
+                               f"channel ({channel}). Fix: train the VAE on the dataset that `nnunet-fracture "
+                               f"vae-error` read (without the error channel).")
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True) -> torch.nn.Module:
+        kwargs = {k: v for k, v in configuration_manager.network_arch_init_kwargs.items()
+                  if k not in ("n_blocks_per_stage", "block", "bottleneck_channels", "stem_channels")}
+        if "n_conv_per_stage" not in kwargs:  # residual-encoder plans: one conv block per residual block
+            kwargs["n_conv_per_stage"] = configuration_manager.network_arch_init_kwargs["n_blocks_per_stage"]
+        kwargs.update(patch_size=list(configuration_manager.patch_size), latent_dim=cls.vae_latent_dim,
+                      latent_channels=cls.vae_latent_channels)
+        return get_network_from_plans(VAE_CLASS, kwargs, configuration_manager.network_arch_init_kwargs_req_import,
+                                      num_input_channels, num_output_channels, allow_init=True, deep_supervision=False)
+
+    def _build_loss(self):
+        return VAELoss(beta=warmed_up_beta(self.vae_beta, 0, self.vae_beta_warmup_epochs),
+                       reconstruction=self.vae_reconstruction)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        """No rotation, and the loaded patch is the network's patch: nnU-Net otherwise loads an enlarged patch for
+        rotation, which would have to be kept clear of boxes too (and rarely fits beside a fracture). Scaling and
+        mirroring stay; zooming out pads with zeros instead of showing unchecked voxels."""
+        _, do_dummy_2d, _, mirror_axes = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        return (0.0, 0.0), do_dummy_2d, list(self.configuration_manager.patch_size), mirror_axes
+
+    def get_dataloaders(self):
+        loaders = []
+
+        def factory(*args, **kwargs):  # nnU-Net builds the training loader first, then the validation loader
+            loader = NormalTissueDataLoader(*args, box_margin=self.vae_box_margin, bone_fraction=self.vae_bone_fraction,
+                                            bone_quantile=self.vae_bone_quantile, strict=not loaders, **kwargs)
+            loaders.append(loader)
+            return loader
+
+        with use_data_loader(factory):
+            generators = super().get_dataloaders()
+        train, val = loaders
+        if train.excluded:
+            self.print_to_log_file(f"VAE: {len(train.excluded)} training case(s) have no room for a normal patch and "
+                                   f"are left out: {', '.join(train.excluded)}")
+        if val.fallback:
+            self.print_to_log_file("VAE: no validation case has room for a normal patch; online validation samples "
+                                   "patches anywhere (it only measures; training stays on normal tissue)")
+        return generators
+
+    def _vae(self):
+        """The ConvVAE itself, unwrapped from DDP and torch.compile."""
+        module = self.network.module if self.is_ddp else self.network
+        return module._orig_mod if isinstance(module, OptimizedModule) else module
+
+    # --- training -------------------------------------------------------------------------------------------
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        self.loss.beta = warmed_up_beta(self.vae_beta, self.current_epoch, self.vae_beta_warmup_epochs)
+        self.print_to_log_file(f"VAE beta (KL weight) this epoch: {self.loss.beta:.4g}")
+
+    @staticmethod
+    def _check_normal(batch: dict) -> None:
+        """Refuse a batch whose labels show a box / fracture voxel (checked on the CPU tensor, no device sync)."""
+        target = batch["target"][0] if isinstance(batch["target"], (list, tuple)) else batch["target"]
+        if bool((target > 0).any()):
+            raise RuntimeError(f"a VAE training batch holds box/fracture voxels (cases {list(batch['keys'])}); the "
+                               f"normal-tissue sampler must prevent this. Please report it.")
+
+    def train_step(self, batch: dict) -> dict:
+        self._check_normal(batch)
+        data = batch["data"].to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+            out = self.network(data)
+            loss = self.loss(out.reconstruction, data, out.mu, out.logvar)
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.optimizer.step()
+        return {"loss": loss.detach().cpu().numpy()}
+
+    # --- online validation (normal patches) --------------------------------------------------------------------
+    def validation_step(self, batch: dict) -> dict:
+        data = batch["data"].to(self.device, non_blocking=True)
+        with torch.no_grad(), (torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda"
+                               else dummy_context()):
+            out = self._vae().vae_outputs(data, sample=False)
+            loss = self.loss(out.reconstruction, data, out.mu, out.logvar)
+        return {"loss": loss.detach().cpu().numpy(), "reconstruction": self.loss.last_components["reconstruction"]}
+
+    def on_validation_epoch_end(self, val_outputs: List[dict]):
+        values = np.array([[o["loss"], o["reconstruction"]] for o in val_outputs], dtype=np.float64)
+        if self.is_ddp:
+            gathered = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, values)
+            values = np.concatenate(gathered)
+        loss, reconstruction = values.mean(axis=0)
+        score = 1.0 / (1.0 + reconstruction)
+        self.logger.log("mean_fg_dice", score, self.current_epoch)
+        self.logger.log("dice_per_class_or_region", [score], self.current_epoch)
+        self.logger.log("val_losses", float(loss), self.current_epoch)
+        self.print_to_log_file(f"VAE validation on normal patches: reconstruction {reconstruction:.4f}, loss "
+                               f"{loss:.4f}; 'Pseudo dice' = 1 / (1 + reconstruction) = {score:.4f}")
+
+    # --- final validation: error inside vs outside boxes -------------------------------------------------------
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        from nnunet_fracture.inference.vae_error import error_predictor, inside_outside_summary
+
+        if self.local_rank != 0:
+            return
+        self.network.eval()
+        predictor = error_predictor(self.network, self.plans_manager, self.configuration_manager, self.dataset_json,
+                                    type(self).__name__, self.device)
+        _, val_keys = self.do_split()
+        dataset = self.dataset_class(self.preprocessed_dataset_folder, val_keys)
+        cases = {}
+        for key in dataset.identifiers:
+            data, seg, _, _ = dataset.load_case(key)
+            error = predictor.predict_sliding_window_return_logits(torch.from_numpy(np.asarray(data[:])))[0].cpu()
+            cases[key] = (error.float().numpy(), np.asarray(seg[0]) > 0)
+        summary = inside_outside_summary(cases)
+        summary["note"] = ("mean VAE reconstruction error |x - x_hat| (nnU-Net-normalised CT units) per validation "
+                           "case, inside and outside the boxes / fracture labels, on the preprocessed grid; a useful "
+                           "prior has ratio_inside_outside > 1")
+        out = Path(self.output_folder) / "validation"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "vae_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        pooled = summary["pooled"]
+        self.print_to_log_file(
+            f"VAE final validation on {len(cases)} case(s): mean error inside boxes {pooled['mean_inside']}, outside "
+            f"{pooled['mean_outside']}, ratio {pooled['ratio_inside_outside']} (written to {out / 'vae_summary.json'})")

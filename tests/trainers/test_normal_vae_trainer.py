@@ -1,0 +1,138 @@
+"""nnUNetTrainerNormalVAE in-process on the tiny weak-box dataset (network, normal batches, final validation,
+resuming), and the weak-box trainer's L4 reading E from a two-channel dataset."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from nnunet_fracture.losses import WeakBoxLoss
+from nnunet_fracture.networks.vae import ConvVAE
+from nnunet_fracture.trainers import nnUNetTrainerNormalVAE, nnUNetTrainerWeakBBox, nnUNetTrainerWeakBBoxClsHead
+from nnunet_fracture.training.settings import ENV_VAR
+from vae_tiny_dataset import DATASET_ID, E_INSIDE, E_OUTSIDE, install_two_channel, preprocessed_two_channel_dataset
+from weak_box_tiny_dataset import DATASETS, install_weak
+
+SHORT = "num_epochs={} num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 vae_box_margin=1"
+
+
+@pytest.fixture(scope="module")
+def two_channel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return preprocessed_two_channel_dataset(tmp_path_factory.mktemp("vae_two_channel"))
+
+
+def prepared(dataset_id: str, folder: Path) -> Path:
+    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
+
+    write_tiny_plans(dataset_id, max_features=8, max_patch=16, batch_size=2)
+    return folder
+
+
+def make_trainer(cls: type, dataset: Path):
+    plans = json.loads((dataset / "nnUNetPlansTiny.json").read_text())
+    plans["continue_training"] = False
+    dataset_json = json.loads((dataset / "dataset.json").read_text())
+    return cls(plans=plans, configuration="3d_fullres", fold=0, dataset_json=dataset_json,
+               device=torch.device("cpu"))
+
+
+@pytest.fixture
+def box_dataset(weak_dataset_cache, nnunet_env) -> Path:
+    name = install_weak(weak_dataset_cache("box"), "box", nnunet_env)
+    return prepared(str(DATASETS["box"][0]), nnunet_env["nnUNet_preprocessed"] / name)
+
+
+def test_network_loss_and_normal_batches(box_dataset: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(ENV_VAR, SHORT.format(1))
+    trainer = make_trainer(nnUNetTrainerNormalVAE, box_dataset)
+    trainer.initialize()
+    assert isinstance(trainer.network, ConvVAE) and trainer.network.latent_dim == trainer.vae_latent_dim
+    assert tuple(trainer.network.patch_size) == tuple(trainer.configuration_manager.patch_size)
+    assert trainer.loss.beta == pytest.approx(1.0 / 10)  # warm-up: epoch 0 of 10
+    trainer.network.eval()
+    patch = tuple(trainer.configuration_manager.patch_size)
+    assert trainer.network(torch.zeros(1, 1, *patch)).shape == (1, trainer.label_manager.num_segmentation_heads,
+                                                                *patch)
+    train_gen, _ = trainer.get_dataloaders()
+    for _ in range(3):
+        batch = next(train_gen)
+        assert not bool((batch["target"] > 0).any())
+        assert tuple(batch["data"].shape[2:]) == patch  # no enlarged rotation patch
+    bad = {"data": batch["data"], "target": torch.ones_like(batch["target"]), "keys": batch["keys"]}
+    with pytest.raises(RuntimeError, match="holds box/fracture voxels"):
+        trainer.train_step(bad)
+
+
+def test_trains_validates_and_resumes(box_dataset: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(ENV_VAR, SHORT.format(2))
+    first = make_trainer(nnUNetTrainerNormalVAE, box_dataset)
+    first.run_training()
+    first.perform_actual_validation()
+    out = Path(first.output_folder)
+    summary = json.loads((out / "validation" / "vae_summary.json").read_text())
+    assert set(summary["pooled"]) == {"mean_inside", "mean_outside", "ratio_inside_outside"}
+    assert summary["pooled"]["mean_outside"] > 0
+    assert "VAE final validation" in Path(first.log_file).read_text()
+    weights = {k: v.clone() for k, v in first.network.state_dict().items()}
+
+    # what nnUNetv2_train --c does: a new trainer, load_checkpoint, run_training
+    monkeypatch.setenv(ENV_VAR, SHORT.format(3))
+    second = make_trainer(nnUNetTrainerNormalVAE, box_dataset)
+    second.load_checkpoint(str(out / "checkpoint_final.pth"))
+    assert second.current_epoch == 2
+    for key, value in second.network.state_dict().items():
+        torch.testing.assert_close(value, weights[key])
+    assert len(second.run_history) == 1 and second.run_history[0]["settings"]["num_epochs"] == 2
+    second.run_training()
+    logged = second.logger.local_logger.my_fantastic_logging
+    assert len(logged["train_losses"]) == 3  # epochs 0-1 restored, epoch 2 trained
+    assert second.loss.beta == pytest.approx(3 / 10)  # the warm-up continues from the restored epoch
+    assert "settings changed since: num_epochs: 2 -> 3" in Path(second.log_file).read_text()
+
+
+def test_refuses_a_dataset_with_an_error_channel(two_channel_cache, nnunet_env):
+    dataset = prepared(str(DATASET_ID), install_two_channel(two_channel_cache, nnunet_env))
+    with pytest.raises(RuntimeError, match="already holds a VAE error channel"):
+        make_trainer(nnUNetTrainerNormalVAE, dataset)
+
+
+@pytest.mark.parametrize("trainer_class", [nnUNetTrainerWeakBBox, nnUNetTrainerWeakBBoxClsHead])
+def test_weak_box_l4_reads_e_from_the_batch(trainer_class, two_channel_cache, nnunet_env,
+                                            monkeypatch: pytest.MonkeyPatch):
+    # the classification head wraps the weak-box loss; E must still reach it
+    dataset = prepared(str(DATASET_ID), install_two_channel(two_channel_cache, nnunet_env))
+    monkeypatch.setenv(ENV_VAR, "num_epochs=1 num_iterations_per_epoch=1 num_val_iterations_per_epoch=1 "
+                                "lambda_consistency=1.0")
+    trainer = make_trainer(trainer_class, dataset)
+    assert trainer.error_channel == 1
+    seen = []
+    original = WeakBoxLoss.forward
+
+    def spy(self, logits, box_numbers, error_map=None):
+        seen.append(error_map)
+        return original(self, logits, box_numbers, error_map)
+
+    monkeypatch.setattr(WeakBoxLoss, "forward", spy)
+    trainer.run_training()
+    assert len(seen) == 2 and all(e is not None for e in seen)  # one train and one validation step
+    values = torch.unique(torch.cat([e.flatten() for e in seen]))
+    assert 0.0 <= values.min() and values.max() <= 1.0
+    # validation batches are not augmented: E holds exactly the two values written to the dataset (and nnU-Net's
+    # zero padding where a patch reaches beyond the image)
+    assert {round(float(v), 4) for v in torch.unique(seen[1])} <= {0.0, E_INSIDE, E_OUTSIDE}
+    assert E_OUTSIDE in {round(float(v), 4) for v in torch.unique(seen[1])}
+    assert getattr(trainer.loss, "seg_loss", trainer.loss).last_components["consistency"] > 0
+    assert "reads the VAE error map E from input channel 1" in Path(trainer.log_file).read_text()
+
+
+def test_l4_is_skipped_with_one_line_without_e(box_dataset: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(ENV_VAR, "num_epochs=1 num_iterations_per_epoch=1 num_val_iterations_per_epoch=1 "
+                                "lambda_consistency=0.5")
+    trainer = make_trainer(nnUNetTrainerWeakBBox, box_dataset)
+    assert trainer.error_channel is None
+    trainer.run_training()
+    log = Path(trainer.log_file).read_text()
+    assert log.count("L4 skipped") == 1 and "no VAE error channel" in log
+    assert trainer.loss.last_components["consistency"] == 0.0
