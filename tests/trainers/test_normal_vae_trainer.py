@@ -136,3 +136,28 @@ def test_l4_is_skipped_with_one_line_without_e(box_dataset: Path, monkeypatch: p
     log = Path(trainer.log_file).read_text()
     assert log.count("L4 skipped") == 1 and "no VAE error channel" in log
     assert trainer.loss.last_components["consistency"] == 0.0
+
+
+def test_trained_vae_reconstructs_normal_tissue_better_than_fractures(box_dataset: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    """The anomaly-prior premise on real (tiny) training: the VAE sees normal tissue only, so after training its
+    error on normal tissue falls below the untrained network's, and stays below its error at the fractures."""
+    monkeypatch.setenv(ENV_VAR, "num_epochs=12 num_iterations_per_epoch=4 num_val_iterations_per_epoch=1 "
+                                "vae_box_margin=1")
+
+    def summary(trainer) -> dict:
+        trainer.perform_actual_validation()
+        return json.loads((Path(trainer.output_folder) / "validation" / "vae_summary.json").read_text())["pooled"]
+
+    torch.manual_seed(0)
+    untrained = make_trainer(nnUNetTrainerNormalVAE, box_dataset)
+    untrained.initialize()
+    before = summary(untrained)
+    torch.manual_seed(0)
+    trained = make_trainer(nnUNetTrainerNormalVAE, box_dataset)
+    trained.run_training()
+    after = summary(trained)
+    assert after["mean_outside"] < before["mean_outside"]
+    assert after["mean_inside"] > after["mean_outside"]
+    # training widened the gap: what it learned is normal tissue, not just any input
+    assert after["ratio_inside_outside"] > before["ratio_inside_outside"]
