@@ -22,6 +22,7 @@ from nnunet_fracture.trainers.attention_unet import attention_network_class
 from nnunet_fracture.training.settings import ENV_VAR
 from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, quiet_env
 from weak_box_tiny_dataset import DATASETS, install_weak
+from trainer_helpers import make_trainer
 
 SHORT_SCHEDULE = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1"
 
@@ -42,14 +43,6 @@ def box_dataset(weak_dataset_cache, nnunet_env) -> Path:
     name = install_weak(weak_dataset_cache("box"), "box", nnunet_env)
     write_tiny_plans(str(DATASETS["box"][0]), max_features=8, max_patch=16, batch_size=2)
     return nnunet_env["nnUNet_preprocessed"] / name
-
-
-def make_trainer(cls: type, dataset: Path, configuration: str = "3d_fullres"):
-    plans = json.loads((dataset / "nnUNetPlansTiny.json").read_text())
-    plans["continue_training"] = False
-    dataset_json = json.loads((dataset / "dataset.json").read_text())
-    return cls(plans=plans, configuration=configuration, fold=0, dataset_json=dataset_json,
-               device=torch.device("cpu"))
 
 
 @pytest.mark.parametrize("configuration", ["2d", "3d_fullres"])

@@ -1,7 +1,6 @@
 """nnUNetTrainerFracture: declared settings, the environment override, the log line and checkpointed state."""
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from nnunet_fracture.training.settings import (ENV_VAR, SettingsError, declared_
                                                resolve_settings)
 from nnunet_fracture.stock_commands import run_stock
 from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, quiet_env
+from trainer_helpers import make_trainer
 
 
 class nnUNetTrainerFractureProbe(nnUNetTrainerFracture):
@@ -182,14 +182,6 @@ def dataset(tiny_dataset_cache: Path, nnunet_env: dict[str, Path]) -> Path:
     install(tiny_dataset_cache, nnunet_env)
     write_tiny_plans(str(DATASET_ID), max_features=8, max_patch=16, batch_size=2)
     return nnunet_env["nnUNet_preprocessed"] / DATASET_NAME
-
-
-def make_trainer(cls: type, dataset: Path, plans_name: str = "nnUNetPlansTiny") -> nnUNetTrainer:
-    plans = json.loads((dataset / f"{plans_name}.json").read_text())
-    plans["continue_training"] = False
-    dataset_json = json.loads((dataset / "dataset.json").read_text())
-    return cls(plans=plans, configuration="3d_fullres", fold=0, dataset_json=dataset_json,
-               device=torch.device("cpu"))
 
 
 def test_base_defaults_match_nnunet(dataset: Path):

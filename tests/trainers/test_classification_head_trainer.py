@@ -2,7 +2,6 @@
 nnUNetv2_train / nnUNetv2_predict."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -23,16 +22,9 @@ from nnunet_fracture.training.box_validation import LOG_KEYS
 from nnunet_fracture.training.settings import ENV_VAR
 from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, quiet_env
 from weak_box_tiny_dataset import DATASETS, install_weak
+from trainer_helpers import make_trainer
 
 SHORT = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=2"
-
-
-def make_trainer(cls: type, dataset: Path):
-    plans = json.loads((dataset / "nnUNetPlansTiny.json").read_text())
-    plans["continue_training"] = False
-    dataset_json = json.loads((dataset / "dataset.json").read_text())
-    return cls(plans=plans, configuration="3d_fullres", fold=0, dataset_json=dataset_json,
-               device=torch.device("cpu"))
 
 
 @pytest.fixture

@@ -1,12 +1,10 @@
 """nnUNetTrainerFocalTversky in-process on the tiny sphere dataset, and through the stock commands (slow)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from nnunet_fracture.losses import FocalLoss, FocalTverskyLoss, RegionAndPixelLoss
@@ -14,6 +12,7 @@ from nnunet_fracture.stock_commands import run_stock
 from nnunet_fracture.trainers import nnUNetTrainerFocalTversky, nnUNetTrainerFocalTverskyPaper
 from nnunet_fracture.training.settings import ENV_VAR
 from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, quiet_env
+from trainer_helpers import make_trainer
 
 
 @pytest.fixture
@@ -25,16 +24,9 @@ def dataset(tiny_dataset_cache, nnunet_env) -> Path:
     return nnunet_env["nnUNet_preprocessed"] / DATASET_NAME
 
 
-def make_trainer(dataset: Path, cls: type = nnUNetTrainerFocalTversky):
-    plans = json.loads((dataset / "nnUNetPlansTiny.json").read_text())
-    plans["continue_training"] = False
-    return cls(plans=plans, configuration="3d_fullres", fold=0,
-               dataset_json=json.loads((dataset / "dataset.json").read_text()), device=torch.device("cpu"))
-
-
 def test_loss_is_focal_tversky_plus_focal_with_the_plan_defaults(dataset, monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
-    trainer = make_trainer(dataset)
+    trainer = make_trainer(nnUNetTrainerFocalTversky, dataset)
     trainer.initialize()
     assert isinstance(trainer.loss, DeepSupervisionWrapper)
     compound = trainer.loss.loss
@@ -48,12 +40,12 @@ def test_loss_is_focal_tversky_plus_focal_with_the_plan_defaults(dataset, monkey
 
 def test_paper_parameterization_is_reachable(dataset, monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
-    ft = make_trainer(dataset, nnUNetTrainerFocalTverskyPaper)._build_focal_tversky_loss().region
+    ft = make_trainer(nnUNetTrainerFocalTverskyPaper, dataset)._build_focal_tversky_loss().region
     assert ft.convention == "paper" and (ft.alpha, ft.beta) == (0.7, 0.3)
     assert (ft.weight_fp, ft.weight_fn, ft.exponent) == pytest.approx((0.3, 0.7, 0.75))
     monkeypatch.setenv(ENV_VAR, "ft_convention=paper ft_alpha=0.5 ft_beta=0.2 ft_gamma=2 focal_alpha=0.25 "
                                 "weight_focal=0.5")
-    loss = make_trainer(dataset)._build_focal_tversky_loss()
+    loss = make_trainer(nnUNetTrainerFocalTversky, dataset)._build_focal_tversky_loss()
     assert (loss.region.weight_fn, loss.region.weight_fp, loss.region.exponent) == (0.5, 0.2, 0.5)
     assert loss.pixel.alpha == 0.25 and loss.weight_pixel == 0.5
 
@@ -61,7 +53,7 @@ def test_paper_parameterization_is_reachable(dataset, monkeypatch):
 def test_bad_settings_fail_early(dataset, monkeypatch):
     monkeypatch.setenv(ENV_VAR, "ft_convention=monai")
     with pytest.raises(ValueError, match="convention must be one of .* got 'monai'"):
-        make_trainer(dataset)
+        make_trainer(nnUNetTrainerFocalTversky, dataset)
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from nnunet_fracture.trainers import nnUNetTrainerNormalVAE, nnUNetTrainerWeakBB
 from nnunet_fracture.training.settings import ENV_VAR
 from vae_tiny_dataset import DATASET_ID, E_INSIDE, E_OUTSIDE, install_two_channel, preprocessed_two_channel_dataset
 from weak_box_tiny_dataset import DATASETS, install_weak
+from trainer_helpers import make_trainer
 
 SHORT = "num_epochs={} num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 vae_box_margin=1"
 
@@ -28,14 +29,6 @@ def prepared(dataset_id: str, folder: Path) -> Path:
 
     write_tiny_plans(dataset_id, max_features=8, max_patch=16, batch_size=2)
     return folder
-
-
-def make_trainer(cls: type, dataset: Path):
-    plans = json.loads((dataset / "nnUNetPlansTiny.json").read_text())
-    plans["continue_training"] = False
-    dataset_json = json.loads((dataset / "dataset.json").read_text())
-    return cls(plans=plans, configuration="3d_fullres", fold=0, dataset_json=dataset_json,
-               device=torch.device("cpu"))
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from nnunet_fracture.training.loss_wrapping import PerImageEpsilonLoss
 from nnunet_fracture.training.mc_dropout import MCDropout, dropout_modules
 from nnunet_fracture.training.settings import ENV_VAR
 from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, quiet_env
+from trainer_helpers import make_trainer
 
 TRAINER = "nnUNetTrainerPolyDiceMCD"
 TRAIN_CASES = ["case1", "case2", "case3", "case4"]  # nnU-Net's fold-0 split of the five cases (case0 validates)
@@ -30,13 +30,6 @@ def dataset(tiny_dataset_cache, nnunet_env) -> Path:
     return nnunet_env["nnUNet_preprocessed"] / DATASET_NAME
 
 
-def make_trainer(dataset: Path, cls: type = nnUNetTrainerPolyDiceMCD):
-    plans = json.loads((dataset / "nnUNetPlansTiny.json").read_text())
-    plans["continue_training"] = False
-    return cls(plans=plans, configuration="3d_fullres", fold=0,
-               dataset_json=json.loads((dataset / "dataset.json").read_text()), device=torch.device("cpu"))
-
-
 def read_difficulty(folder: Path) -> list[dict]:
     with open(folder / "difficulty.csv") as f:
         return list(csv.DictReader(f))
@@ -44,7 +37,7 @@ def read_difficulty(folder: Path) -> list[dict]:
 
 def test_network_has_dropout_at_the_training_rate_and_the_loss_takes_epsilon(dataset, monkeypatch):
     monkeypatch.setenv(ENV_VAR, "dropout_p_train=0.2")
-    trainer = make_trainer(dataset)
+    trainer = make_trainer(nnUNetTrainerPolyDiceMCD, dataset)
     trainer.initialize()
     modules = dropout_modules(trainer.network)
     assert modules and all(isinstance(m, MCDropout) and m.p == 0.2 for m in modules)
@@ -58,7 +51,7 @@ def test_network_has_dropout_at_the_training_rate_and_the_loss_takes_epsilon(dat
 
 def test_epsilon_of_each_image_reaches_every_deep_supervision_scale(dataset, monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
-    trainer = make_trainer(dataset)
+    trainer = make_trainer(nnUNetTrainerPolyDiceMCD, dataset)
     trainer.initialize()
     seen = []
     original = PolyDice1Loss.forward
@@ -85,7 +78,7 @@ def test_epsilon_of_each_image_reaches_every_deep_supervision_scale(dataset, mon
 def test_mc_rounds_write_difficulty_and_set_epsilon(dataset, monkeypatch):
     monkeypatch.setenv(ENV_VAR, "num_epochs=2 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 mc_every=1 "
                                 "mc_passes=3 mc_cases_per_round=4 mc_patches_per_case=2")
-    trainer = make_trainer(dataset)
+    trainer = make_trainer(nnUNetTrainerPolyDiceMCD, dataset)
     trainer.run_training()
     out = Path(trainer.output_folder)
     rows = read_difficulty(out)
@@ -102,7 +95,7 @@ def test_mc_rounds_write_difficulty_and_set_epsilon(dataset, monkeypatch):
     state = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     saved = state["optimizer_state"]["nnunet_fracture"]
     assert sorted(saved["mc_difficulty"]["rows"]) == [0, 1] and saved["mc_epsilon"] == trainer.epsilon
-    fresh = make_trainer(dataset)
+    fresh = make_trainer(nnUNetTrainerPolyDiceMCD, dataset)
     fresh.load_checkpoint(str(out / "checkpoint_final.pth"))
     assert fresh.difficulty.rows == trainer.difficulty.rows and fresh.epsilon == trainer.epsilon
 
@@ -110,7 +103,7 @@ def test_mc_rounds_write_difficulty_and_set_epsilon(dataset, monkeypatch):
 def test_budget_cycles_through_cases_and_foreground_only(dataset, monkeypatch):
     monkeypatch.setenv(ENV_VAR, "num_epochs=2 num_iterations_per_epoch=1 num_val_iterations_per_epoch=1 mc_every=1 "
                                 "mc_passes=2 mc_cases_per_round=2 mc_foreground_only=true mc_aggregate=top_percent")
-    trainer = make_trainer(dataset)
+    trainer = make_trainer(nnUNetTrainerPolyDiceMCD, dataset)
     trainer.run_training()
     rows = read_difficulty(Path(trainer.output_folder))
     assessed = [{c for c in TRAIN_CASES if r.get(c)} for r in rows]
@@ -119,7 +112,7 @@ def test_budget_cycles_through_cases_and_foreground_only(dataset, monkeypatch):
 
 def test_mc_every_zero_runs_no_round(dataset, monkeypatch):
     monkeypatch.setenv(ENV_VAR, "num_epochs=1 num_iterations_per_epoch=1 num_val_iterations_per_epoch=1 mc_every=0")
-    trainer = make_trainer(dataset)
+    trainer = make_trainer(nnUNetTrainerPolyDiceMCD, dataset)
     trainer.run_training()
     assert not (Path(trainer.output_folder) / "difficulty.csv").exists() and trainer.epsilon == {}
 
@@ -127,13 +120,13 @@ def test_mc_every_zero_runs_no_round(dataset, monkeypatch):
 def test_bad_settings_fail_before_training(dataset, monkeypatch):
     monkeypatch.setenv(ENV_VAR, "mc_dropout_p=1.5")
     with pytest.raises(ValueError, match=r"mc_dropout_p must be a dropout rate in \[0, 1\), got 1.5"):
-        make_trainer(dataset)
+        make_trainer(nnUNetTrainerPolyDiceMCD, dataset)
     monkeypatch.setenv(ENV_VAR, "epsilon_direction=sideways")
     with pytest.raises(ValueError, match="direction must be one of"):
-        make_trainer(dataset)
+        make_trainer(nnUNetTrainerPolyDiceMCD, dataset)
     monkeypatch.setenv(ENV_VAR, "mc_passes=1")
     with pytest.raises(ValueError, match="mc_passes must be an integer >= 2, got 1"):
-        make_trainer(dataset)
+        make_trainer(nnUNetTrainerPolyDiceMCD, dataset)
 
 
 def test_composes_with_other_plugin_trainers(dataset, monkeypatch):
@@ -146,7 +139,7 @@ def test_composes_with_other_plugin_trainers(dataset, monkeypatch):
     class nnUNetTrainerPolyDiceMCDProbe(nnUNetTrainerPolyDiceMCD, nnUNetTrainerProbe):
         pass
 
-    trainer = make_trainer(dataset, nnUNetTrainerPolyDiceMCDProbe)
+    trainer = make_trainer(nnUNetTrainerPolyDiceMCDProbe, dataset)
     trainer.initialize()
     assert trainer.probe_width == 3 and dropout_modules(trainer.network)
     assert {"probe_width", "mc_every", "num_epochs"} <= set(trainer.settings_in_effect)

@@ -21,6 +21,7 @@ from nnunet_fracture.trainers.slice_lstm import NETWORK
 from nnunet_fracture.training.settings import ENV_VAR
 from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, quiet_env
 from weak_box_tiny_dataset import DATASETS, install_weak
+from trainer_helpers import load_plans, make_trainer
 
 SHORT = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1"
 
@@ -41,18 +42,6 @@ def box_dataset(weak_dataset_cache, nnunet_env) -> Path:
     name = install_weak(weak_dataset_cache("box"), "box", nnunet_env)
     write_tiny_plans(str(DATASETS["box"][0]), max_features=8, max_patch=16, batch_size=2)
     return nnunet_env["nnUNet_preprocessed"] / name
-
-
-def load_plans(dataset: Path) -> dict:
-    plans = json.loads((dataset / "nnUNetPlansTiny.json").read_text())
-    plans["continue_training"] = False
-    return plans
-
-
-def make_trainer(cls: type, dataset: Path, configuration: str = "3d_fullres", plans: dict | None = None):
-    dataset_json = json.loads((dataset / "dataset.json").read_text())
-    return cls(plans=load_plans(dataset) if plans is None else plans, configuration=configuration, fold=0,
-               dataset_json=dataset_json, device=torch.device("cpu"))
 
 
 def expected_scales(strides: list[list[int]]) -> list[list[float]]:

@@ -2,7 +2,6 @@
 nnUNetv2_train / nnUNetv2_predict (two folds, ensembled)."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from nnunet_fracture.training.box_sampling import BoxAwareDataLoader
 from nnunet_fracture.training.box_validation import LOG_KEYS
 from nnunet_fracture.training.settings import ENV_VAR
 from nnunet_tiny_dataset import quiet_env
-from weak_box_tiny_dataset import DATASETS, cases, install_weak
+from weak_box_tiny_dataset import DATASETS, install_weak
+from trainer_helpers import make_trainer
 
 
 def prepared(weak_dataset_cache, nnunet_env, weak: str) -> Path:
@@ -26,14 +26,6 @@ def prepared(weak_dataset_cache, nnunet_env, weak: str) -> Path:
     name = install_weak(weak_dataset_cache(weak), weak, nnunet_env)
     write_tiny_plans(str(DATASETS[weak][0]), max_features=8, max_patch=16, batch_size=2)
     return nnunet_env["nnUNet_preprocessed"] / name
-
-
-def make_trainer(cls: type, dataset: Path):
-    plans = json.loads((dataset / "nnUNetPlansTiny.json").read_text())
-    plans["continue_training"] = False
-    dataset_json = json.loads((dataset / "dataset.json").read_text())
-    return cls(plans=plans, configuration="3d_fullres", fold=0, dataset_json=dataset_json,
-               device=torch.device("cpu"))
 
 
 @pytest.fixture

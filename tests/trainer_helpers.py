@@ -1,0 +1,23 @@
+"""Build a plugin trainer in-process on a preprocessed tiny dataset (what ``nnUNetv2_train`` does before
+``run_training``), for the tests under tests/trainers/."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+
+def load_plans(dataset: Path, plans_name: str = "nnUNetPlansTiny") -> dict:
+    """The plans of a preprocessed dataset folder, marked as a fresh (not continued) training."""
+    plans = json.loads((dataset / f"{plans_name}.json").read_text())
+    plans["continue_training"] = False
+    return plans
+
+
+def make_trainer(cls: type, dataset: Path, configuration: str = "3d_fullres", plans_name: str = "nnUNetPlansTiny",
+                 plans: dict | None = None):
+    """``cls`` for fold 0 of ``dataset`` (a folder in nnUNet_preprocessed) on the CPU."""
+    dataset_json = json.loads((dataset / "dataset.json").read_text())
+    return cls(plans=load_plans(dataset, plans_name) if plans is None else plans, configuration=configuration,
+               fold=0, dataset_json=dataset_json, device=torch.device("cpu"))
