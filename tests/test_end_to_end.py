@@ -62,4 +62,4 @@ def test_phantom_to_probabilities_through_stock_commands(nnunet_env, tmp_path):
     for case in cases:
         (gt / f"{case}.nii.gz").symlink_to(raw / "groundTruthTr" / f"{case}.nii.gz")
     assert main(["evaluate", str(out), str(gt), "--out", str(tmp_path / "report")]) == 0
-    assert len((tmp_path / "report" / "metrics.csv").read_text().splitlines()) == 1 + len(cases)
+    assert len((tmp_path / "report" / "metrics.csv").read_text(encoding="utf-8").splitlines()) == 1 + len(cases)

@@ -34,16 +34,16 @@ def test_vae_prior_through_stock_commands(nnunet_env, tmp_path):
     out = run_stock(train + ["--c"], log, env={"NNUNET_FRACTURE_SETTINGS": vae_settings.format(2)})
     assert "checkpoint restored after 1 earlier launch(es)" in out and "Epoch 1" in out and "Epoch 0" not in out
     model = nnunet_env["nnUNet_results"] / "Dataset511_VaeE2E" / "nnUNetTrainerNormalVAE__nnUNetPlansTiny__3d_fullres"
-    assert json.loads((model / "fold_0" / "validation" / "vae_summary.json").read_text())["pooled"]
+    assert json.loads((model / "fold_0" / "validation" / "vae_summary.json").read_text(encoding="utf-8"))["pooled"]
 
     assert main(["vae-error", "--vae", str(model), "--dataset", SOURCE, "--out-dataset", WITH_E,
                  "--device", "cpu"]) == 0
     raw = nnunet_env["nnUNet_raw"] / "Dataset512_VaeE2EVAE"
-    assert json.loads((raw / "dataset.json").read_text())["channel_names"] == {"0": "CT", "1": "noNorm"}
+    assert json.loads((raw / "dataset.json").read_text(encoding="utf-8"))["channel_names"] == {"0": "CT", "1": "noNorm"}
 
     run_stock(["nnUNetv2_plan_and_preprocess", "-d", WITH_E, "-c", "3d_fullres", "-np", "1",
                "--verify_dataset_integrity"], log, env={"nnUNet_n_proc_DA": "1"})
-    plans = json.loads((nnunet_env["nnUNet_preprocessed"] / raw.name / "nnUNetPlans.json").read_text())
+    plans = json.loads((nnunet_env["nnUNet_preprocessed"] / raw.name / "nnUNetPlans.json").read_text(encoding="utf-8"))
     assert plans["configurations"]["3d_fullres"]["normalization_schemes"] == ["CTNormalization", "NoNormalization"]
     assert main(["tiny-plans", WITH_E, "--features", "8", "--patch", "16"]) == 0
     out = run_stock(["nnUNetv2_train", WITH_E, "3d_fullres", "0", "-tr", "nnUNetTrainerWeakBBox", "-p",

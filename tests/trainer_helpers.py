@@ -10,7 +10,7 @@ import torch
 
 def load_plans(dataset: Path, plans_name: str = "nnUNetPlansTiny") -> dict:
     """The plans of a preprocessed dataset folder, marked as a fresh (not continued) training."""
-    plans = json.loads((dataset / f"{plans_name}.json").read_text())
+    plans = json.loads((dataset / f"{plans_name}.json").read_text(encoding="utf-8"))
     plans["continue_training"] = False
     return plans
 
@@ -18,6 +18,6 @@ def load_plans(dataset: Path, plans_name: str = "nnUNetPlansTiny") -> dict:
 def make_trainer(cls: type, dataset: Path, configuration: str = "3d_fullres", plans_name: str = "nnUNetPlansTiny",
                  plans: dict | None = None):
     """``cls`` for fold 0 of ``dataset`` (a folder in nnUNet_preprocessed) on the CPU."""
-    dataset_json = json.loads((dataset / "dataset.json").read_text())
+    dataset_json = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
     return cls(plans=load_plans(dataset, plans_name) if plans is None else plans, configuration=configuration,
                fold=0, dataset_json=dataset_json, device=torch.device("cpu"))

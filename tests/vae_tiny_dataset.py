@@ -39,7 +39,7 @@ def preprocessed_two_channel_dataset(cache: Path) -> Path:
         error = sitk.GetImageFromArray(np.where(mask, E_INSIDE, E_OUTSIDE).astype(np.float32))
         error.CopyInformation(record.image)
         sitk.WriteImage(error, str(folder / "imagesTr" / f"{record.case_id}_0001.nii.gz"))
-    meta = json.loads((folder / "dataset.json").read_text())
+    meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
     meta["channel_names"] = {"0": "CT", "1": "noNorm"}
     (folder / "dataset.json").write_text(json.dumps(meta, indent=2))
     env = quiet_env(nnUNet_raw=raw, nnUNet_preprocessed=cache / "nnUNet_preprocessed",

@@ -40,6 +40,7 @@ from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
 import nnunet_fracture
+from nnunet_fracture.inference.pseudo_masks import _swap_in
 from nnunet_fracture.visualization.overlay_layers import (BONE_WINDOW, PLANES, CTWindow, draw_ct, draw_heat,
                                                           heat_colorbar, new_figure, save_figure)
 
@@ -319,22 +320,6 @@ def _level_spacing_xyz(level_stride: Sequence[int], case_spacing: Sequence[float
     return [round(v, 4) for v in reversed(array_order)]
 
 
-def _swap_in(tmp: Path, target: Path) -> None:
-    """Replace ``target`` by ``tmp`` (an existing ``target`` is removed only once ``tmp`` is in place)."""
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(target, old)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export_attention_maps(model: Path | str, case: str | Path, out: Path | str, fold: str = "0",
                           checkpoint: str = "checkpoint_final.pth", dataset: Optional[str | int | Path] = None,
                           device: Optional[str] = None, tile_step_size: float = 0.5,
@@ -441,7 +426,9 @@ def export_attention_maps(model: Path | str, case: str | Path, out: Path | str, 
             "plugin_version": nnunet_fracture.__version__,
         }
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2))
-        _swap_in(tmp, out)
+        trash = _swap_in(tmp, out)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

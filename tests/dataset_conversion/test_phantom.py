@@ -95,7 +95,7 @@ def test_default_field_of_view_fits_voxel_budget():
 
 def test_written_files_masks_inside_boxes_and_vertebrae(written):
     rows = read_rows(written)
-    meta = json.loads((written / "phantom.json").read_text())
+    meta = json.loads((written / "phantom.json").read_text(encoding="utf-8"))
     assert meta["seed"] == 11 and meta["n_cases"] == 5 and "version" in meta
     ids = [c["case_id"] for c in meta["cases"]]
     assert ids == [f"phantom_{i:03d}" for i in range(5)]
@@ -151,7 +151,7 @@ def test_written_files_masks_inside_boxes_and_vertebrae(written):
 
 
 def test_grades_follow_height_loss(written):
-    meta = json.loads((written / "phantom.json").read_text())
+    meta = json.loads((written / "phantom.json").read_text(encoding="utf-8"))
     for case_meta in meta["cases"]:
         for fr in case_meta["fractures"]:
             if fr["type"] == "cleft":
@@ -277,7 +277,7 @@ def test_refuses_existing_folder_and_validates(tmp_path):
         write_phantom(out, n_cases=1, seed=0)
     assert str(out) in str(err.value)
     write_phantom(out, n_cases=1, seed=1, spacing=(2.0, 2.0, 2.0), overwrite=True)
-    assert not (out / "stale.txt").exists() and json.loads((out / "phantom.json").read_text())["seed"] == 1
+    assert not (out / "stale.txt").exists() and json.loads((out / "phantom.json").read_text(encoding="utf-8"))["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]  # no temporary folders left behind
     for kwargs in ({"n_cases": 0, "seed": 0}, {"n_cases": 1, "seed": -1},
                    {"n_cases": 1, "seed": 0, "spacing": (1.0, 0.0, 1.0)}):

@@ -75,7 +75,7 @@ def test_box_mode_layout_and_metadata(nnunet_env):
     assert read(out / "groundTruthTr" / "frac.nii.gz").sum() == 7
     assert set(np.unique(read(out / "vertebraeTr" / "frac.nii.gz"))) == {20, 21}
 
-    meta = json.loads((out / "dataset.json").read_text())
+    meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     assert meta["channel_names"] == {"0": "CT"} and meta["labels"] == {"background": 0, "fracture": [1, 2]}
     assert meta["regions_class_order"] == [1]
     assert meta["numTraining"] == 2 and meta["file_ending"] == ".nii.gz"
@@ -83,7 +83,7 @@ def test_box_mode_layout_and_metadata(nnunet_env):
     assert prov["plugin_version"] == __version__ and prov["weak"] == "box" and prov["source_format"] == "generic"
     assert prov["crop_vertebrae"] is False and prov["created"] and prov["num_boxes"] == 2
 
-    boxes = json.loads((out / "boxes.json").read_text())
+    boxes = json.loads((out / "boxes.json").read_text(encoding="utf-8"))
     assert boxes["normal"] == []
     first = boxes["frac"][0]
     assert first["box_id"] == 1 and first["lo"] == [0, 0, 0] and first["hi"] == [2, 2, 1]
@@ -103,7 +103,7 @@ def test_mask_mode_uses_gt_and_needs_masks(nnunet_env):
     lab = read(out / "labelsTr" / "frac.nii.gz")
     assert lab.sum() == 7 and set(np.unique(lab)) == {0, 1}
     assert read(out / "labelsTr" / "normal.nii.gz").sum() == 0
-    assert json.loads((out / "dataset.json").read_text())["labels"] == {"background": 0, "fracture": 1}
+    assert json.loads((out / "dataset.json").read_text(encoding="utf-8"))["labels"] == {"background": 0, "fracture": 1}
     bad = [CaseRecord("nomask", image(), [BOX1])]
     with pytest.raises(ValueError, match="case 'nomask'.*no mask"):
         write_raw_dataset(bad, 504, "Full", weak="mask")
@@ -187,7 +187,7 @@ def test_existing_dataset_needs_overwrite_and_is_replaced_only_when_complete(nnu
     assert sorted(p.name for p in raw.iterdir()) == ["Dataset520_Old"] and (first / "dataset.json").is_file()
     new = write_raw_dataset(cases()[:1], 520, "New", overwrite=True, weak="slice")
     assert sorted(p.name for p in raw.iterdir()) == ["Dataset520_New"]
-    assert json.loads((new / "dataset.json").read_text())["numTraining"] == 1
+    assert json.loads((new / "dataset.json").read_text(encoding="utf-8"))["numTraining"] == 1
 
 
 def write_generic(root: Path, rows: str) -> Path:

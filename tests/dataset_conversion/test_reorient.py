@@ -172,7 +172,7 @@ def test_boxes_and_metadata(nnunet_env):
     src = write_raw_dataset(source_cases(), 501, "Src")
     out = write_reoriented_dataset(src, "coronal", 502, name="Cor")
     assert out.name == "Dataset502_Cor"
-    boxes, src_boxes = (json.loads((d / "boxes.json").read_text()) for d in (out, src))
+    boxes, src_boxes = (json.loads((d / "boxes.json").read_text(encoding="utf-8")) for d in (out, src))
     assert boxes["normal"] == []
     (b1, b2), (s1, s2) = boxes["frac"], src_boxes["frac"]
     assert (b1["lo"], b1["hi"], b2["lo"], b2["hi"]) == ([0, 0, 1], [2, 1, 3], [3, 2, 0], [4, 2, 1])
@@ -181,7 +181,7 @@ def test_boxes_and_metadata(nnunet_env):
     labels = read(out / "labelsTr" / "frac.nii.gz")
     boxes_as_voxels = [VoxelBox(tuple(b["lo"]), tuple(b["hi"])) for b in boxes["frac"]]
     assert np.array_equal(rasterise_boxes(boxes_as_voxels, labels.GetSize()), sitk.GetArrayFromImage(labels))
-    meta, src_meta = (json.loads((d / "dataset.json").read_text()) for d in (out, src))
+    meta, src_meta = (json.loads((d / "dataset.json").read_text(encoding="utf-8")) for d in (out, src))
     assert meta["name"] == "Dataset502_Cor"
     assert {k: v for k, v in meta.items() if k not in ("name", "nnunet_fracture")} == \
         {k: v for k, v in src_meta.items() if k not in ("name", "nnunet_fracture")}
@@ -207,7 +207,7 @@ def test_per_case_axis_order_follows_each_direction(nnunet_env):
     cases = source_cases()[:1] + [CaseRecord("turned", image(direction=turned), [])]
     write_raw_dataset(cases, 501, "Src")
     out = write_reoriented_dataset(501, "coronal", 502)
-    info = json.loads((out / "dataset.json").read_text())["nnunet_fracture"]["reorientation"]
+    info = json.loads((out / "dataset.json").read_text(encoding="utf-8"))["nnunet_fracture"]["reorientation"]
     assert info["axis_order"] is None
     assert info["case_axis_order"] == {"frac": [0, 2, 1], "turned": [1, 2, 0]}
     turned_copy = read(out / "imagesTr" / "turned_0000.nii.gz")
@@ -274,7 +274,7 @@ def test_nnunet_planning_slices_the_copy_coronally_only_with_the_override(nnunet
         cases.append(CaseRecord(f"c{n}", ct, [VoxelBox((4, 4, 1), (9, 8, 3))]))
     write_raw_dataset(cases, 501, "Thick")
     out = write_reoriented_dataset(501, "coronal", 502)
-    info = json.loads((out / "dataset.json").read_text())["nnunet_fracture"]["reorientation"]
+    info = json.loads((out / "dataset.json").read_text(encoding="utf-8"))["nnunet_fracture"]["reorientation"]
     assert info["overwrite_target_spacing"] == [2.5, 2.5, 0.8]  # array spacing (0.8, 2.5, 0.8)
 
     env = quiet_env(**nnunet_env)
@@ -284,10 +284,10 @@ def test_nnunet_planning_slices_the_copy_coronally_only_with_the_override(nnunet
     run_stock(["nnUNetv2_plan_experiment", "-d", "502"], log, env)
     run_stock(info["nnunet_2d_planning"].split() + ["-np", "1", "-npfp", "1"], log, env)
     folder = nnunet_env["nnUNet_preprocessed"] / out.name
-    default = json.loads((folder / "nnUNetPlans.json").read_text())
+    default = json.loads((folder / "nnUNetPlans.json").read_text(encoding="utf-8"))
     assert default["transpose_forward"] == [1, 0, 2]  # the 2.5 mm axis first again: axial 2D slices
     assert default["configurations"]["2d"]["spacing"] == pytest.approx([0.8, 0.8])
-    plans = json.loads((folder / "nnUNetPlans_coronal.json").read_text())
+    plans = json.loads((folder / "nnUNetPlans_coronal.json").read_text(encoding="utf-8"))
     assert plans["transpose_forward"] == [0, 1, 2]  # slices along array axis 0 = y: coronal
     assert plans["configurations"]["2d"]["spacing"] == pytest.approx([2.5, 0.8])  # (z, x) in-plane
     assert (folder / "nnUNetPlans_coronal_2d").is_dir()

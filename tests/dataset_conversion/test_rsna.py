@@ -239,7 +239,7 @@ def test_cli_convert_rsna(rsna_root: Path, nnunet_env: dict[str, Path], capsys: 
 
     assert main(["convert", "rsna", str(rsna_root), "--dataset-id", "902", "--name", "Rsna"]) == 0
     folder = nnunet_env["nnUNet_raw"] / "Dataset902_Rsna"
-    boxes = json.loads((folder / "boxes.json").read_text())
+    boxes = json.loads((folder / "boxes.json").read_text(encoding="utf-8"))
     assert sorted(boxes) == ["1_2_826_0_1_1", "1_2_826_0_1_2"] and boxes["1_2_826_0_1_2"] == []
     assert [(b["lo"], b["hi"], b["label"]) for b in boxes["1_2_826_0_1_1"]] == [
         (list(lo), list(hi), label) for lo, hi, label in EXPECTED_A]

@@ -175,7 +175,7 @@ def test_cli_convert_verse(verse_root: Path, tmp_path: Path, nnunet_env: dict[st
     assert main(["convert", "verse", str(verse_root), "--grades", str(grades), "--min-grade", "2",
                  "--dataset-id", "901", "--name", "Verse"]) == 0
     folder = nnunet_env["nnUNet_raw"] / "Dataset901_Verse"
-    boxes = json.loads((folder / "boxes.json").read_text())
+    boxes = json.loads((folder / "boxes.json").read_text(encoding="utf-8"))
     assert sorted(boxes) == ["sub-gl003_dir-ax", "sub-gl003_dir-sag", "sub-verse004"]
     assert [(b["lo"], b["hi"], b["label"], b["grade"]) for b in boxes["sub-verse004"]] == [
         ([2, 3, 1], [5, 7, 3], "L1", 2)]

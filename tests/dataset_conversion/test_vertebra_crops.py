@@ -75,10 +75,10 @@ def test_write_cropped_dataset_passes_nnunet_check(nnunet_env):
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
     out = write_raw_dataset([spine_case("s"), spine_case("t")], 540, "Crops", crop_vertebrae=True, context=1)
-    meta = json.loads((out / "dataset.json").read_text())
+    meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     assert meta["numTraining"] == 8 and meta["nnunet_fracture"]["crop_vertebrae"] is True
     assert meta["nnunet_fracture"]["context"] == 1 and meta["nnunet_fracture"]["num_source_cases"] == 2
-    boxes = json.loads((out / "boxes.json").read_text())
+    boxes = json.loads((out / "boxes.json").read_text(encoding="utf-8"))
     assert len(boxes["s_T12"]) == 1 and boxes["s_T12"][0]["hi"] == [5, 4, 5]
     label = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labelsTr" / "s_L1.nii.gz")))
     assert label.shape == (9, 5, 6) and label.sum() == 4 * 30  # box k 4-7 is local k 1-4 of crop k 3-11

@@ -54,7 +54,7 @@ def test_metrics_by_hand(folders):
     assert summary["mean_dice_fractured_cases"] == pytest.approx(0.5)
     assert summary["pooled"]["dice"] == pytest.approx(24 / (24 + 13 + 12))
     assert summary["false_positive_cases"] == 1
-    assert json.loads((folders / "out" / "summary.json").read_text())["n_cases"] == 2
+    assert json.loads((folders / "out" / "summary.json").read_text(encoding="utf-8"))["n_cases"] == 2
 
 
 def test_overlay_is_hot_where_probability_is_high(folders):
@@ -109,7 +109,7 @@ def test_threshold_free_metrics_by_hand(folders):
     assert table.loc["a", "precision_at_best"] == pytest.approx(0.5)
     assert table.loc["a", "recall_at_best"] == pytest.approx(0.5)
     assert np.isnan(table.loc["b", "pr_auc"]) and np.isnan(table.loc["b", "best_threshold"])  # no probabilities
-    pooled = json.loads((folders / "out" / "summary.json").read_text())["pooled_threshold_free"]
+    pooled = json.loads((folders / "out" / "summary.json").read_text(encoding="utf-8"))["pooled_threshold_free"]
     assert pooled == summary["pooled_threshold_free"]
     assert pooled["pr_auc"] == pytest.approx(ap) and pooled["roc_auc"] == pytest.approx(auc)
     best = pooled["best_threshold"]

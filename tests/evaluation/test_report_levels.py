@@ -183,7 +183,7 @@ def test_only_fracture_free_cases_give_null_auc_with_note(tmp_path):
     assert (table["slice_dice_axial"] == 1.0).all()  # empty on empty
     assert summary["slices"]["axial"]["mean_slice_dice"] is None  # no slice with anything on it
     assert not (tmp_path / "out" / "figures" / "detection_roc.png").exists()
-    json.loads((tmp_path / "out" / "summary.json").read_text())  # valid JSON: no NaN
+    json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))  # valid JSON: no NaN
 
 
 def test_cli_passes_the_new_options(levels, capsys):
@@ -191,7 +191,7 @@ def test_cli_passes_the_new_options(levels, capsys):
                  "--boxes", str(levels / "boxes.json"), "--vertebrae", str(levels / "vertebrae"),
                  "--threshold", "0.25", "--vertebra-min-voxels", "2"]) == 0
     assert "case-level AUC 0.000" in capsys.readouterr().out
-    summary = json.loads((levels / "o" / "summary.json").read_text())
+    summary = json.loads((levels / "o" / "summary.json").read_text(encoding="utf-8"))
     assert summary["threshold"] == 0.25 and summary["detection"]["vertebra"]["min_fracture_voxels"] == 2
     assert summary["boxes"]["boxes_hit"] == 3
     assert main(["evaluate", str(levels / "pred"), str(levels / "gt"), "--out", str(levels / "o"),
@@ -202,7 +202,7 @@ def test_cli_passes_the_new_options(levels, capsys):
 # ---- bad input -------------------------------------------------------------------------------------------------
 
 def test_case_missing_from_boxes_json(levels):
-    boxes = json.loads((levels / "boxes.json").read_text())
+    boxes = json.loads((levels / "boxes.json").read_text(encoding="utf-8"))
     del boxes["c2"]
     (levels / "boxes.json").write_text(json.dumps(boxes))
     with pytest.raises(ValueError, match=r"1 case\(s\) are not listed in .*boxes\.json: c2\. Fix"):
@@ -216,7 +216,7 @@ def test_case_missing_from_box_maps(levels):
 
 
 def test_box_outside_image_names_case_and_file(levels):
-    boxes = json.loads((levels / "boxes.json").read_text())
+    boxes = json.loads((levels / "boxes.json").read_text(encoding="utf-8"))
     boxes["c3"][0]["hi"] = [0, 0, 4]  # k runs 0..3
     (levels / "boxes.json").write_text(json.dumps(boxes))
     with pytest.raises(ValueError, match=r"case c3: .*boxes\.json: box .* is not inside the image.*Fix"):
@@ -224,7 +224,7 @@ def test_box_outside_image_names_case_and_file(levels):
 
 
 def test_malformed_box_entry(levels):
-    boxes = json.loads((levels / "boxes.json").read_text())
+    boxes = json.loads((levels / "boxes.json").read_text(encoding="utf-8"))
     boxes["c1"][1] = {"box_id": 2, "lo": [1, 2]}
     (levels / "boxes.json").write_text(json.dumps(boxes))
     with pytest.raises(ValueError, match=r"case c1: box 2 in .*needs 'lo' and 'hi'"):

@@ -27,8 +27,8 @@ TRAINER = "nnUNetTrainerAttentionUNet"
 def write_model(results: Path, preprocessed: Path, trainer: str = TRAINER, psi_bias: float | None = None) -> Path:
     """``results/DATASET/TRAINER__nnUNetPlansTiny__3d_fullres`` with fold_0/checkpoint_final.pth of an untrained
     network (every gate constant sigmoid(psi_bias) when given)."""
-    plans = json.loads((preprocessed / "nnUNetPlansTiny.json").read_text())
-    dataset_json = json.loads((preprocessed / "dataset.json").read_text())
+    plans = json.loads((preprocessed / "nnUNetPlansTiny.json").read_text(encoding="utf-8"))
+    dataset_json = json.loads((preprocessed / "dataset.json").read_text(encoding="utf-8"))
     manager = PlansManager(plans)
     configuration = manager.get_configuration("3d_fullres")
     if trainer == TRAINER:
@@ -86,7 +86,7 @@ def test_constant_gates_give_sigmoid_of_the_bias_on_the_exact_ct_grid(tiny, tmp_
     ct_file = tmp_path / "ct_0000.nii.gz"
     ct = write_ct(ct_file, size_xyz=size_xyz, centre_xyz=(5.0, 5.0, 2.0))
     prov = export_attention_maps(model, ct_file, tmp_path / "out", device="cpu")
-    n_levels = len(json.loads((model / "plans.json").read_text())["configurations"]["3d_fullres"]["architecture"][
+    n_levels = len(json.loads((model / "plans.json").read_text(encoding="utf-8"))["configurations"]["3d_fullres"]["architecture"][
         "arch_kwargs"]["features_per_stage"]) - 1
     assert [e["level"] for e in prov["levels"]] == list(range(n_levels))
     expected = 1 / (1 + math.exp(0.5))  # sigmoid(-0.5) = 0.3775406688
@@ -130,7 +130,7 @@ def test_random_network_case_id_lookup_and_cli(tiny, tmp_path: Path, capsys):
     out = tmp_path / "maps" / "attention"
     assert main(["attention-maps", str(model), "case2", "--out", str(out), "--device", "cpu"]) == 0
     assert "wrote" in capsys.readouterr().out
-    prov = json.loads((out / "attention_maps.json").read_text())
+    prov = json.loads((out / "attention_maps.json").read_text(encoding="utf-8"))
     assert prov["images"] == [str(tiny["raw"] / "imagesTr" / "case2_0000.nii.gz")]
     ct = sitk.ReadImage(prov["images"][0])
     for entry in prov["levels"]:
@@ -143,7 +143,7 @@ def test_random_network_case_id_lookup_and_cli(tiny, tmp_path: Path, capsys):
     assert main(["attention-maps", str(model), "case2", "--out", str(out), "--device", "cpu"]) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert main(["attention-maps", str(model), "case3", "--out", str(out), "--device", "cpu", "--overwrite"]) == 0
-    assert json.loads((out / "attention_maps.json").read_text())["case"] == "case3"
+    assert json.loads((out / "attention_maps.json").read_text(encoding="utf-8"))["case"] == "case3"
     assert sorted(p.name for p in out.parent.iterdir()) == ["attention"]
 
 

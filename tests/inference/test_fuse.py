@@ -150,7 +150,7 @@ def write_prediction(folder: Path, dataset: Path, plane: str, values=None, chann
     """What nnUNetv2_predict --save_probabilities writes for the cases of ``dataset``: the .npz without geometry and
     the segmentation with the image's geometry; ``values(case)`` gives the probability on the SOURCE grid."""
     folder.mkdir(parents=True)
-    info = json.loads((dataset / "dataset.json").read_text())["nnunet_fracture"].get("reorientation")
+    info = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))["nnunet_fracture"].get("reorientation")
     for case in CASES:
         image = sitk.ReadImage(str(dataset / "imagesTr" / f"{case}_0000.nii.gz"))
         p = (values or (lambda c: probabilities(plane, c)))(case)
@@ -200,7 +200,7 @@ def test_tri_planar_product(datasets, predictions, tmp_path, with_dataset):
     # case b: 0.8 * 0.7 * 0.6 = 0.336 < 0.5, so the segmentation is empty where case a's was not
     assert read_npz(out, "b")[0][1, 1, 1] == pytest.approx(0.336)
     assert prov["num_cases"] == 2 and prov["method"] == "product" and prov["warnings"] == []
-    on_disk = json.loads((out / "fusion.json").read_text())
+    on_disk = json.loads((out / "fusion.json").read_text(encoding="utf-8"))
     assert on_disk["planes"]["coronal"]["mapping_to_target"] == {
         "exact index permutation: target (i, j, k) = source (i, k, j)": 2}
     assert on_disk["planes"]["sagittal"]["mapping_to_target"] == {
@@ -324,7 +324,7 @@ def test_cli(datasets, predictions, tmp_path, capsys):
             "--sagittal", str(predictions["sagittal"]), "--dataset", "501", "--out", str(out)]
     assert main(args + ["--method", "mean", "--threshold", "0.6"]) == 0
     assert "fused 2 case(s)" in capsys.readouterr().out
-    assert json.loads((out / "fusion.json").read_text())["threshold"] == 0.6
+    assert json.loads((out / "fusion.json").read_text(encoding="utf-8"))["threshold"] == 0.6
     assert main(args) == 1
     assert "exists and is not empty" in capsys.readouterr().err
     assert main(args[:3] + ["--out", str(tmp_path / "x")]) == 1

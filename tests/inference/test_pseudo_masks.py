@@ -239,7 +239,7 @@ def test_provenance(src, tmp_path, monkeypatch):
     prediction_folder(tmp_path / "pred_f0", fold0(), model_files=True)
     prediction_folder(tmp_path / "pred_f1", fold1())
     prov = write_pseudo_masks(["pred_f0", "pred_f1"], src, "out", rule="fraction", fraction=0.3)
-    assert json.loads((tmp_path / "out" / "pseudo_masks.json").read_text()) == prov
+    assert json.loads((tmp_path / "out" / "pseudo_masks.json").read_text(encoding="utf-8")) == prov
     assert prov["plugin_version"] == __version__ and prov["created"].endswith("+00:00")
     assert prov["prediction_folders"] == [str(tmp_path / "pred_f0"), str(tmp_path / "pred_f1")]  # absolute
     assert prov["source_dataset"] == str(src) and prov["rule"] == "fraction"
@@ -330,15 +330,15 @@ def test_existing_out_needs_overwrite(src, tmp_path):
     write_pseudo_masks([pred], src, out)  # an empty folder may be used
     with pytest.raises(FileExistsError, match="not empty.*--overwrite"):
         write_pseudo_masks([pred], src, out, rule="fraction")
-    assert json.loads((out / "pseudo_masks.json").read_text())["rule"] == "fixed"
+    assert json.loads((out / "pseudo_masks.json").read_text(encoding="utf-8"))["rule"] == "fixed"
     # a failing overwrite keeps the old output
     np.savez(pred / "two.npz", probabilities=np.full((1, *SHAPE), -1.0))
     with pytest.raises(ValueError, match="case two"):
         write_pseudo_masks([pred], src, out, rule="fraction", overwrite=True)
-    assert json.loads((out / "pseudo_masks.json").read_text())["rule"] == "fixed"
+    assert json.loads((out / "pseudo_masks.json").read_text(encoding="utf-8"))["rule"] == "fixed"
     np.savez(pred / "two.npz", probabilities=fold0()["two"][None])
     write_pseudo_masks([pred], src, out, rule="fraction", overwrite=True)
-    assert json.loads((out / "pseudo_masks.json").read_text())["rule"] == "fraction"
+    assert json.loads((out / "pseudo_masks.json").read_text(encoding="utf-8"))["rule"] == "fraction"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
@@ -361,14 +361,14 @@ def test_export_dataset(src, nnunet_env, tmp_path):
         assert label.GetPixelID() == sitk.sitkUInt8 and np.allclose(label.GetOrigin(), ORIGIN)
         assert np.allclose(label.GetDirection(), DIRECTION) and np.allclose(label.GetSpacing(), SPACING)
         assert np.array_equal(sitk.GetArrayFromImage(label), read(tmp_path / "out" / "masks" / f"{case}.nii.gz"))
-    meta = json.loads((ds / "dataset.json").read_text())
+    meta = json.loads((ds / "dataset.json").read_text(encoding="utf-8"))
     assert meta["labels"] == {"background": 0, "fracture": 1} and "regions_class_order" not in meta
     assert meta["channel_names"] == {"0": "CT"} and meta["file_ending"] == ".nii.gz" and meta["numTraining"] == 3
     block = meta["nnunet_fracture"]
     assert block["weak"] == "pseudo" and block["source_dataset"] == str(src)
     assert block["source_provenance"]["weak"] == "box" and block["pseudo_masks"] == prov
-    assert json.loads((ds / "pseudo_masks.json").read_text()) == prov
-    assert json.loads((ds / "boxes.json").read_text()) == json.loads((src / "boxes.json").read_text())
+    assert json.loads((ds / "pseudo_masks.json").read_text(encoding="utf-8")) == prov
+    assert json.loads((ds / "boxes.json").read_text(encoding="utf-8")) == json.loads((src / "boxes.json").read_text(encoding="utf-8"))
     verify_dataset_integrity(str(ds), num_processes=1)
 
     with pytest.raises(FileExistsError, match="Dataset502_Pseudo.*--overwrite"):
@@ -392,7 +392,7 @@ def test_failing_export_install_restores_the_old_output(src, nnunet_env, tmp_pat
     monkeypatch.setattr(DatasetExport, "install", fail)
     with pytest.raises(OSError, match="disk full"):
         write_pseudo_masks([pred], src, out, rule="otsu", export_dataset=502, export_name="Pseudo", overwrite=True)
-    assert json.loads((out / "pseudo_masks.json").read_text())["rule"] == "fixed"
+    assert json.loads((out / "pseudo_masks.json").read_text(encoding="utf-8"))["rule"] == "fixed"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert sorted(p.name for p in nnunet_env["nnUNet_raw"].iterdir()) == ["Dataset501_Src"]
 

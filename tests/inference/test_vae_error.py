@@ -51,11 +51,11 @@ def vae_model(weak_dataset_cache, nnunet_env, monkeypatch: pytest.MonkeyPatch) -
     name = install_weak(weak_dataset_cache("box"), "box", nnunet_env)
     write_tiny_plans(str(DATASETS["box"][0]), max_features=8, max_patch=16, batch_size=2)
     dataset = nnunet_env["nnUNet_preprocessed"] / name
-    plans = json.loads((dataset / "nnUNetPlansTiny.json").read_text())
+    plans = json.loads((dataset / "nnUNetPlansTiny.json").read_text(encoding="utf-8"))
     plans["continue_training"] = False
     monkeypatch.setenv(ENV_VAR, "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 "
                                 "vae_box_margin=1")
-    trainer = nnUNetTrainerNormalVAE(plans, "3d_fullres", 0, json.loads((dataset / "dataset.json").read_text()),
+    trainer = nnUNetTrainerNormalVAE(plans, "3d_fullres", 0, json.loads((dataset / "dataset.json").read_text(encoding="utf-8")),
                                      torch.device("cpu"))
     trainer.run_training()
     return Path(trainer.output_folder_base)
@@ -92,8 +92,8 @@ def test_error_channel_on_the_ct_grid_and_dataset_kept(vae_model: Path, nnunet_e
     for kept in ("boxes.json", "labelsTr/odd0.nii.gz", "labelsTr/odd2.nii.gz", "groundTruthTr/odd1.nii.gz"):
         assert (out / kept).read_bytes() == (source / kept).read_bytes()
 
-    meta = json.loads((out / "dataset.json").read_text())
-    source_meta = json.loads((source / "dataset.json").read_text())
+    meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
+    source_meta = json.loads((source / "dataset.json").read_text(encoding="utf-8"))
     assert meta["channel_names"] == {"0": "CT", "1": "noNorm"}
     assert meta["labels"] == source_meta["labels"] and meta["numTraining"] == 3
     recorded = meta["nnunet_fracture"]["vae_error"]

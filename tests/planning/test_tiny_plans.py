@@ -100,7 +100,7 @@ def test_missing_parent_is_reported():
 def test_written_plans_reuse_preprocessed_data(dataset: Path, reference: str):
     path = write_tiny_plans(reference, max_features=16, max_patch=16, batch_size=2)
     assert path == dataset / "nnUNetPlansTiny.json"
-    source, tiny = (json.loads((dataset / f).read_text()) for f in ("nnUNetPlans.json", path.name))
+    source, tiny = (json.loads((dataset / f).read_text(encoding="utf-8")) for f in ("nnUNetPlans.json", path.name))
     assert tiny["plans_name"] == "nnUNetPlansTiny"
     for name, config in tiny["configurations"].items():
         assert config["data_identifier"] == source["configurations"][name]["data_identifier"]
@@ -142,8 +142,8 @@ def test_errors_are_explained(dataset: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_max_patch_decides_the_number_of_stages(dataset: Path):
-    small = json.loads(write_tiny_plans(str(DATASET_ID), plans_name="A", max_patch=8).read_text())
-    large = json.loads(write_tiny_plans(str(DATASET_ID), plans_name="B", max_patch=24).read_text())
+    small = json.loads(write_tiny_plans(str(DATASET_ID), plans_name="A", max_patch=8).read_text(encoding="utf-8"))
+    large = json.loads(write_tiny_plans(str(DATASET_ID), plans_name="B", max_patch=24).read_text(encoding="utf-8"))
     small, large = (p["configurations"]["3d_fullres"] for p in (small, large))
     assert (small["patch_size"], small["architecture"]["arch_kwargs"]["n_stages"]) == ([8, 8, 8], 2)
     assert (large["patch_size"], large["architecture"]["arch_kwargs"]["n_stages"]) == ([24, 24, 24], 3)

@@ -49,7 +49,7 @@ def box_dataset(weak_dataset_cache, nnunet_env) -> Path:
 def test_builds_the_attention_unet_from_tiny_plans(mask_dataset: Path, configuration: str):
     # the stock planner writes a 2d configuration too; only 3d_fullres is preprocessed, and initialize() only asks
     # the data folder for its file format, so the 2d trainer is pointed at the 3d data
-    plans = json.loads((mask_dataset / "nnUNetPlansTiny.json").read_text())
+    plans = json.loads((mask_dataset / "nnUNetPlansTiny.json").read_text(encoding="utf-8"))
     data_folder = mask_dataset / plans["configurations"][configuration]["data_identifier"]
     if not data_folder.exists():
         data_folder.symlink_to(mask_dataset / plans["configurations"]["3d_fullres"]["data_identifier"])
@@ -76,7 +76,7 @@ def test_builds_the_attention_unet_from_tiny_plans(mask_dataset: Path, configura
 
 
 def test_build_network_architecture_is_a_classmethod_as_the_predictor_calls_it(mask_dataset: Path):
-    plans = json.loads((mask_dataset / "nnUNetPlansTiny.json").read_text())
+    plans = json.loads((mask_dataset / "nnUNetPlansTiny.json").read_text(encoding="utf-8"))
     manager = PlansManager(plans)
     configuration = manager.get_configuration("3d_fullres")
     network = nnUNetTrainerAttentionUNet.build_network_architecture(manager, configuration, 1, 2,
@@ -143,7 +143,7 @@ def _train_and_predict(trainer: str, dataset_id: int, name: str, nnunet_env, tmp
 def _check_attention_maps(model: Path, raw_image: Path, out: Path, capsys) -> None:
     assert main(["attention-maps", str(model), str(raw_image), "--fold", "0", "--out", str(out),
                  "--device", "cpu"]) == 0, capsys.readouterr().err
-    provenance = json.loads((out / "attention_maps.json").read_text())
+    provenance = json.loads((out / "attention_maps.json").read_text(encoding="utf-8"))
     levels = provenance["levels"]
     assert len(levels) >= 1 and provenance["network"] == "AttentionUNet"
     ct = sitk.ReadImage(str(raw_image))
@@ -170,6 +170,6 @@ def test_stock_train_predict_and_attention_maps_weak_boxes(box_dataset: Path, nn
     dataset_id, name = DATASETS["box"]
     model = _train_and_predict("nnUNetTrainerWeakBBoxAttention", dataset_id, name, nnunet_env, tmp_path, "case1",
                                channels=1)
-    assert "box-aware validation" in (tmp_path / "commands.log").read_text()
+    assert "box-aware validation" in (tmp_path / "commands.log").read_text(encoding="utf-8")
     _check_attention_maps(model, nnunet_env["nnUNet_raw"] / name / "imagesTr" / "case1_0000.nii.gz",
                           tmp_path / "attention", capsys)

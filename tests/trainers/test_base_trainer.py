@@ -203,7 +203,7 @@ def test_environment_override_wins_and_is_logged(dataset: Path, monkeypatch: pyt
     monkeypatch.setenv(ENV_VAR, "num_epochs=3 lambda_outside=0.5, margin=2")
     trainer = make_trainer(nnUNetTrainerFractureBoth, dataset)
     assert (trainer.num_epochs, trainer.lambda_outside, trainer.margin) == (3, 0.5, 2.0)
-    log = Path(trainer.log_file).read_text()
+    log = Path(trainer.log_file).read_text(encoding="utf-8")
     line = f"nnunet_fracture {nnunet_fracture.__version__} nnUNetTrainerFractureBoth settings: "
     assert log.count(line) == 1  # applied and logged once, although two plugin classes are combined
     logged = log.split(line)[1].splitlines()[0]
@@ -240,7 +240,7 @@ def test_extra_state_round_trip(dataset: Path, tmp_path: Path, monkeypatch: pyte
     now = fresh.get_extra_state()["run_history"]
     assert len(now) == 2 and now[-1]["settings"]["tag"] == "resumed"
     assert "settings changed since: num_epochs: 1 -> 2; num_iterations_per_epoch: 3 -> 250; " \
-           "num_val_iterations_per_epoch: 1 -> 50; tag: 'probe' -> 'resumed'" in Path(fresh.log_file).read_text()
+           "num_val_iterations_per_epoch: 1 -> 50; tag: 'probe' -> 'resumed'" in Path(fresh.log_file).read_text(encoding="utf-8")
     for a, b in zip(trainer.network.parameters(), fresh.network.parameters()):
         assert torch.equal(a, b)
 
@@ -279,7 +279,7 @@ def test_stock_commands_train_resume_and_predict(dataset: Path, nnunet_env: dict
     history = checkpoint["optimizer_state"][CHECKPOINT_KEY]["run_history"]
     assert [(h["start_epoch"], h["settings"]["num_epochs"]) for h in history] == [(0, 1), (1, 2)]
     assert checkpoint["current_epoch"] == 2 and checkpoint["trainer_name"] == "nnUNetTrainerFracture"
-    logs = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
+    logs = "".join(p.read_text(encoding="utf-8") for p in fold.glob("training_log_*.txt"))
     assert f"nnunet_fracture {nnunet_fracture.__version__} nnUNetTrainerFracture settings: num_epochs=1 (env)" in logs
 
     images = tmp_path / "images"

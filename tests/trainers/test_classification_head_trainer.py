@@ -72,7 +72,7 @@ def test_mask_trainer_network_loss_and_training(mask_dataset: Path, monkeypatch:
     for key in CLS_LOG_KEYS:
         assert len(logged[key]) == 1
     assert 0 <= logged["cls_accuracy"][0] <= 1
-    assert "classification head: accuracy" in Path(trainer.log_file).read_text()
+    assert "classification head: accuracy" in Path(trainer.log_file).read_text(encoding="utf-8")
     checkpoint = torch.load(Path(trainer.output_folder) / "checkpoint_final.pth", weights_only=False)
     assert checkpoint["network_weights"]["_extra_state"] == {"activation": "softmax"}
     assert any(k.startswith("head.") for k in checkpoint["network_weights"])
@@ -96,7 +96,7 @@ def test_weak_box_combination(box_dataset: Path, monkeypatch: pytest.MonkeyPatch
     logged = trainer.logger.local_logger.my_fantastic_logging
     for key in CLS_LOG_KEYS + LOG_KEYS:
         assert len(logged[key]) == 1
-    assert "box-aware validation" in Path(trainer.log_file).read_text()
+    assert "box-aware validation" in Path(trainer.log_file).read_text(encoding="utf-8")
 
 
 def test_composes_with_the_attention_unet(mask_dataset: Path):

@@ -64,10 +64,10 @@ def test_trains_validates_and_resumes(box_dataset: Path, monkeypatch: pytest.Mon
     first.run_training()
     first.perform_actual_validation()
     out = Path(first.output_folder)
-    summary = json.loads((out / "validation" / "vae_summary.json").read_text())
+    summary = json.loads((out / "validation" / "vae_summary.json").read_text(encoding="utf-8"))
     assert set(summary["pooled"]) == {"mean_inside", "mean_outside", "ratio_inside_outside"}
     assert summary["pooled"]["mean_outside"] > 0
-    assert "VAE final validation" in Path(first.log_file).read_text()
+    assert "VAE final validation" in Path(first.log_file).read_text(encoding="utf-8")
     weights = {k: v.clone() for k, v in first.network.state_dict().items()}
 
     # what nnUNetv2_train --c does: a new trainer, load_checkpoint, run_training
@@ -82,7 +82,7 @@ def test_trains_validates_and_resumes(box_dataset: Path, monkeypatch: pytest.Mon
     logged = second.logger.local_logger.my_fantastic_logging
     assert len(logged["train_losses"]) == 3  # epochs 0-1 restored, epoch 2 trained
     assert second.loss.beta == pytest.approx(3 / 10)  # the warm-up continues from the restored epoch
-    assert "settings changed since: num_epochs: 2 -> 3" in Path(second.log_file).read_text()
+    assert "settings changed since: num_epochs: 2 -> 3" in Path(second.log_file).read_text(encoding="utf-8")
 
 
 def test_refuses_a_dataset_with_an_error_channel(two_channel_cache, nnunet_env):
@@ -117,7 +117,7 @@ def test_weak_box_l4_reads_e_from_the_batch(trainer_class, two_channel_cache, nn
     assert {round(float(v), 4) for v in torch.unique(seen[1])} <= {0.0, E_INSIDE, E_OUTSIDE}
     assert E_OUTSIDE in {round(float(v), 4) for v in torch.unique(seen[1])}
     assert getattr(trainer.loss, "seg_loss", trainer.loss).last_components["consistency"] > 0
-    assert "reads the VAE error map E from input channel 1" in Path(trainer.log_file).read_text()
+    assert "reads the VAE error map E from input channel 1" in Path(trainer.log_file).read_text(encoding="utf-8")
 
 
 def test_l4_is_skipped_with_one_line_without_e(box_dataset: Path, monkeypatch: pytest.MonkeyPatch):
@@ -126,7 +126,7 @@ def test_l4_is_skipped_with_one_line_without_e(box_dataset: Path, monkeypatch: p
     trainer = make_trainer(nnUNetTrainerWeakBBox, box_dataset)
     assert trainer.error_channel is None
     trainer.run_training()
-    log = Path(trainer.log_file).read_text()
+    log = Path(trainer.log_file).read_text(encoding="utf-8")
     assert log.count("L4 skipped") == 1 and "no VAE error channel" in log
     assert trainer.loss.last_components["consistency"] == 0.0
 
@@ -140,7 +140,7 @@ def test_trained_vae_reconstructs_normal_tissue_better_than_fractures(box_datase
 
     def summary(trainer) -> dict:
         trainer.perform_actual_validation()
-        return json.loads((Path(trainer.output_folder) / "validation" / "vae_summary.json").read_text())["pooled"]
+        return json.loads((Path(trainer.output_folder) / "validation" / "vae_summary.json").read_text(encoding="utf-8"))["pooled"]
 
     torch.manual_seed(0)
     untrained = make_trainer(nnUNetTrainerNormalVAE, box_dataset)

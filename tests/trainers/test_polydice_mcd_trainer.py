@@ -90,7 +90,7 @@ def test_mc_rounds_write_difficulty_and_set_epsilon(dataset, monkeypatch):
     assert sorted(trainer.epsilon) == TRAIN_CASES
     assert sorted(trainer.epsilon.values()) == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])  # 4 distinct ranks
     assert len(trainer.mc_round_seconds) == 2
-    assert "MC-Dropout round after epoch 1: 4 case(s)" in Path(trainer.log_file).read_text()
+    assert "MC-Dropout round after epoch 1: 4 case(s)" in Path(trainer.log_file).read_text(encoding="utf-8")
     # checkpointed, and restored into a fresh trainer
     state = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     saved = state["optimizer_state"]["nnunet_fracture"]

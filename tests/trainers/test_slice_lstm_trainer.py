@@ -158,7 +158,7 @@ def test_stock_train_and_predict(trainer_name: str, weak: str | None, request: p
                "-device", "cpu"], log, env)
     model = nnunet_env["nnUNet_results"] / name / f"{trainer_name}__nnUNetPlansTiny__3d_fullres"
     assert (model / "fold_0" / "checkpoint_final.pth").is_file()
-    saved = json.loads((model / "plans.json").read_text())["configurations"]["3d_fullres"]["architecture"]
+    saved = json.loads((model / "plans.json").read_text(encoding="utf-8"))["configurations"]["3d_fullres"]["architecture"]
     assert saved["network_class_name"] == NETWORK
 
     images = tmp_path / "images"

@@ -69,7 +69,7 @@ def test_validation_logs_box_aware_numbers(box_dataset: Path, monkeypatch: pytes
     mass, hit = logged["box_mass_inside"][0], logged["box_hit_rate"][0]
     expected = 0.0 if (math.isnan(mass) or math.isnan(hit) or mass + hit == 0) else 2 * mass * hit / (mass + hit)
     assert logged["mean_fg_dice"][0] == pytest.approx(expected)
-    log = Path(trainer.log_file).read_text()
+    log = Path(trainer.log_file).read_text(encoding="utf-8")
     assert "box-aware validation: mass inside boxes" in log and "selects checkpoint_best" in log
     assert (Path(trainer.output_folder) / "checkpoint_final.pth").is_file()
 

@@ -147,14 +147,14 @@ def test_difficulty_table_csv_state_and_plot(tmp_path):
     table.record(19, {"a": 0.125})
     assert table.latest() == {"a": 0.125, "b": 0.5}
     table.write_csv(tmp_path / "difficulty.csv")
-    assert (tmp_path / "difficulty.csv").read_text().splitlines() == ["epoch,a,b", "9,0.25,0.5", "19,0.125,"]
+    assert (tmp_path / "difficulty.csv").read_text(encoding="utf-8").splitlines() == ["epoch,a,b", "9,0.25,0.5", "19,0.125,"]
     restored = mcd.DifficultyTable()
     restored.load_state_dict(table.state_dict())
     assert restored.rows == table.rows
     table.plot(tmp_path / "difficulty.png")
     assert (tmp_path / "difficulty.png").read_bytes()[:4] == b"\x89PNG"
     mcd.write_epsilon_csv(tmp_path / "epsilon.csv", {"b": 1.0, "a": 0.0})
-    assert (tmp_path / "epsilon.csv").read_text().splitlines() == ["case,epsilon", "a,0.0", "b,1.0"]
+    assert (tmp_path / "epsilon.csv").read_text(encoding="utf-8").splitlines() == ["case,epsilon", "a,0.0", "b,1.0"]
 
 
 def _configuration(dropout_key: bool = True):

@@ -60,9 +60,9 @@ def _dataset(weak_dataset_cache, nnunet_env):
 
     name = install_weak(weak_dataset_cache("box"), "box", nnunet_env)
     base = nnunet_env["nnUNet_preprocessed"] / name
-    plans = PlansManager(json.loads((base / "nnUNetPlans.json").read_text()))
+    plans = PlansManager(json.loads((base / "nnUNetPlans.json").read_text(encoding="utf-8")))
     folder = base / plans.get_configuration("3d_fullres").data_identifier
-    labels = plans.get_label_manager(json.loads((base / "dataset.json").read_text()))
+    labels = plans.get_label_manager(json.loads((base / "dataset.json").read_text(encoding="utf-8")))
     return infer_dataset_class(str(folder))(str(folder)), labels
 
 

@@ -28,7 +28,7 @@ class _Links(HTMLParser):
 
 def _parse(index: Path) -> _Links:
     parser = _Links()
-    parser.feed(index.read_text())
+    parser.feed(index.read_text(encoding="utf-8"))
     return parser
 
 
@@ -72,7 +72,7 @@ def test_every_figure_linked_relatively_and_exists(run):
         if not link.startswith("#"):
             assert (out / unquote(link)).is_file()
     assert "cases/c1/c1_fracture.stl" in linked
-    assert "<script" not in index.read_text()
+    assert "<script" not in index.read_text(encoding="utf-8")
 
 
 def test_grouped_by_case_with_metrics(run):
@@ -88,20 +88,20 @@ def test_grouped_by_case_with_metrics(run):
     assert "#case-c1" in parser.by_section["evaluation"]  # metrics rows link to the case sections
     assert "case-c3" in parser.sections  # a case with metrics but no figures still gets a section
     assert "training_batches/batch_0.png" in parser.by_section["group-training_batches"]
-    page = (out / "index.html").read_text()
+    page = (out / "index.html").read_text(encoding="utf-8")
     assert "0.8123" in page and "pooled.dice" in page and "lo_ijk" in page
 
 
 def test_evaluation_kept_when_rebuilt_without_metrics(run):
     out, metrics = run
     write_report(out, metrics=metrics)
-    page = write_report(out).read_text()  # e.g. a later training-batch run into the same folder
+    page = write_report(out).read_text(encoding="utf-8")  # e.g. a later training-batch run into the same folder
     assert "0.8123" in page and 'href="evaluation/metrics.csv"' in page
     assert (out / "evaluation" / "summary.json").is_file()
 
 
 def test_report_without_metrics_and_empty_folder(tmp_path):
-    page = write_report(tmp_path / "empty").read_text()
+    page = write_report(tmp_path / "empty").read_text(encoding="utf-8")
     assert "No figures" in page
 
 

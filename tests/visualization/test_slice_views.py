@@ -114,7 +114,7 @@ def test_views_keep_true_proportions(files):
 
 
 def test_one_view_per_box_then_the_maximum(files):
-    boxes = json.loads(files["boxes_file"].read_text())
+    boxes = json.loads(files["boxes_file"].read_text(encoding="utf-8"))
     boxes["c1"].append({"box_id": 2, "lo": [0, 0, 0], "hi": [3, 3, 1]})
     files["boxes_file"].write_text(json.dumps(boxes))
     assert [name for name, _ in case_views(_load(files))] == ["box1", "box2", "max"]

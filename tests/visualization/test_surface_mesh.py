@@ -115,7 +115,7 @@ def test_truncated_stl_and_other_ply_rejected(tmp_path):
     with pytest.raises(ValueError, match="announces 1 triangles"):
         read_stl(path)
     ply = write_ply(mesh, tmp_path / "m.ply")
-    ply.write_text(ply.read_text().replace("format ascii 1.0", "format binary_little_endian 1.0"))
+    ply.write_text(ply.read_text(encoding="utf-8").replace("format ascii 1.0", "format binary_little_endian 1.0"))
     with pytest.raises(ValueError, match="only ASCII"):
         read_ply(ply)
     with pytest.raises(ValueError, match="unknown mesh format"):

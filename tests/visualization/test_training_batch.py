@@ -102,7 +102,7 @@ def test_cli_training_batch_and_report(nnunet_env, tiny_dataset_cache, tmp_path,
     assert main(["visualize", "--training-batch", str(DATASET_ID), "--plans", "nnUNetPlansTiny", "--fold", "0",
                  "--batches", "1", "--out", str(out)]) == 0
     assert (out / "training_batches" / "batch_0.png").is_file()
-    assert 'src="training_batches/batch_0.png"' in (out / "index.html").read_text()
+    assert 'src="training_batches/batch_0.png"' in (out / "index.html").read_text(encoding="utf-8")
 
 
 def test_unknown_trainer_and_missing_plans(nnunet_env, tiny_dataset_cache, tmp_path, capsys):

@@ -25,7 +25,7 @@ def test_all_outputs_and_facts(files, tmp_path):
     names = {p.name for p in folder.iterdir()}
     assert names == {"c1_box1.png", "c1_max.png", "c1_mip.png", "c1_3d.png", "c1_fracture.stl", "c1_bone.stl",
                      "case.json"}
-    assert json.loads((folder / "case.json").read_text()) == facts
+    assert json.loads((folder / "case.json").read_text(encoding="utf-8")) == facts
     p = probability_blob()
     assert facts["max_probability"] == pytest.approx(0.9)
     assert facts["fracture_voxels"] == int((p >= 0.5).sum())
@@ -54,7 +54,7 @@ def test_cli_with_raw_dataset_layout_ply_and_metrics(files, tmp_path, capsys):
                  "--ct-projection", "mean", "--metrics", str(evaluation)]) == 0
     comments, mesh = read_ply(out / "cases" / "c1" / "c1_fracture.ply")
     assert "SPACE=LPS" in comments and not mesh.is_empty
-    page = (out / "index.html").read_text()
+    page = (out / "index.html").read_text(encoding="utf-8")
     assert 'href="#case-c1"' in page and "cases/c1/c1_3d.png" in page and "evaluation/c1_overlay.png" in page
     assert "report:" in capsys.readouterr().out
 
