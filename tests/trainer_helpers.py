@@ -21,3 +21,19 @@ def make_trainer(cls: type, dataset: Path, configuration: str = "3d_fullres", pl
     dataset_json = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
     return cls(plans=load_plans(dataset, plans_name) if plans is None else plans, configuration=configuration,
                fold=0, dataset_json=dataset_json, device=torch.device("cpu"))
+
+
+def with_tiny_plans(dataset_id: int | str, folder: Path) -> Path:
+    """Write the trainer tests' tiny plans (8 features, 16^3 patch, batch 2) for an installed dataset; ``folder``."""
+    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
+
+    write_tiny_plans(str(dataset_id), max_features=8, max_patch=16, batch_size=2)
+    return folder
+
+
+def prepared_weak(weak_dataset_cache, nnunet_env: dict[str, Path], weak: str) -> Path:
+    """The tiny weak dataset (``"box"`` or ``"slice"``) installed in this test's nnU-Net folders, with tiny plans."""
+    from weak_box_tiny_dataset import DATASETS, install_weak
+
+    name = install_weak(weak_dataset_cache(weak), weak, nnunet_env)
+    return with_tiny_plans(DATASETS[weak][0], nnunet_env["nnUNet_preprocessed"] / name)

@@ -17,7 +17,7 @@ from nnunet_fracture.training.checkpoint import CHECKPOINT_KEY
 from nnunet_fracture.training.settings import (ENV_VAR, SettingsError, declared_settings, parse_pairs, parse_value,
                                                resolve_settings)
 from nnunet_fracture.stock_commands import run_stock
-from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, quiet_env
+from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, quiet_env
 from trainer_helpers import make_trainer
 
 
@@ -175,13 +175,9 @@ def test_the_environment_is_read_lazily(monkeypatch: pytest.MonkeyPatch):
 # ---------------------------------------------------------------------------------------------- trainers
 
 @pytest.fixture
-def dataset(tiny_dataset_cache: Path, nnunet_env: dict[str, Path]) -> Path:
+def dataset(mask_dataset: Path) -> Path:
     """This test's preprocessed dataset folder, with tiny plans written beside the default ones."""
-    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
-
-    install(tiny_dataset_cache, nnunet_env)
-    write_tiny_plans(str(DATASET_ID), max_features=8, max_patch=16, batch_size=2)
-    return nnunet_env["nnUNet_preprocessed"] / DATASET_NAME
+    return mask_dataset
 
 
 def test_base_defaults_match_nnunet(dataset: Path):

@@ -17,38 +17,23 @@ from nnunet_fracture.stock_commands import run_stock
 from nnunet_fracture.trainers import (nnUNetTrainerAttentionUNet, nnUNetTrainerClsHead,
                                       nnUNetTrainerSliceLSTMClsHead, nnUNetTrainerWeakBBox,
                                       nnUNetTrainerWeakBBoxClsHead)
-from nnunet_fracture.trainers.classification_head import CLS_LOG_KEYS, _auc
+from nnunet_fracture.evaluation.detection_metrics import detection_metrics
+from nnunet_fracture.trainers.classification_head import CLS_LOG_KEYS
 from nnunet_fracture.training.box_validation import LOG_KEYS
 from nnunet_fracture.training.settings import ENV_VAR
-from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, quiet_env
-from weak_box_tiny_dataset import DATASETS, install_weak
+from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, quiet_env
+from weak_box_tiny_dataset import DATASETS
 from trainer_helpers import make_trainer
 
 SHORT = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=2"
 
 
-@pytest.fixture
-def mask_dataset(tiny_dataset_cache, nnunet_env) -> Path:
-    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
-
-    install(tiny_dataset_cache, nnunet_env)
-    write_tiny_plans(str(DATASET_ID), max_features=8, max_patch=16)
-    return nnunet_env["nnUNet_preprocessed"] / DATASET_NAME
-
-
-@pytest.fixture
-def box_dataset(weak_dataset_cache, nnunet_env) -> Path:
-    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
-
-    name = install_weak(weak_dataset_cache("box"), "box", nnunet_env)
-    write_tiny_plans(str(DATASETS["box"][0]), max_features=8, max_patch=16, batch_size=2)
-    return nnunet_env["nnUNet_preprocessed"] / name
-
-
 def test_auc_by_hand():
     scores, labels = np.array([0.9, 0.4, 0.4, 0.1]), np.array([1.0, 1.0, 0.0, 0.0])
-    assert _auc(scores, labels) == pytest.approx((2 + 1 + 0.5) / 4)  # pairs (0.9>0.4, 0.9>0.1, 0.4>0.1, 0.4=0.4)
-    assert math.isnan(_auc(scores, np.zeros(4)))
+    # the head's validation AUC comes from evaluation's detection_metrics (scikit-learn);
+    # pairs 0.9>0.4, 0.9>0.1, 0.4>0.1 and the tie 0.4=0.4
+    assert detection_metrics(scores, labels).roc_auc == pytest.approx((2 + 1 + 0.5) / 4)
+    assert math.isnan(detection_metrics(scores, np.zeros(4)).roc_auc)
 
 
 def test_mro_puts_the_weak_box_loss_inside_the_classification_loss():

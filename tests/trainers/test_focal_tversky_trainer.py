@@ -11,17 +11,13 @@ from nnunet_fracture.losses import FocalLoss, FocalTverskyLoss, RegionAndPixelLo
 from nnunet_fracture.stock_commands import run_stock
 from nnunet_fracture.trainers import nnUNetTrainerFocalTversky, nnUNetTrainerFocalTverskyPaper
 from nnunet_fracture.training.settings import ENV_VAR
-from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, quiet_env
+from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, quiet_env
 from trainer_helpers import make_trainer
 
 
 @pytest.fixture
-def dataset(tiny_dataset_cache, nnunet_env) -> Path:
-    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
-
-    install(tiny_dataset_cache, nnunet_env)
-    write_tiny_plans(str(DATASET_ID), max_features=8, max_patch=16, batch_size=2)
-    return nnunet_env["nnUNet_preprocessed"] / DATASET_NAME
+def dataset(mask_dataset: Path) -> Path:
+    return mask_dataset
 
 
 def test_loss_is_focal_tversky_plus_focal_with_the_plan_defaults(dataset, monkeypatch):

@@ -13,8 +13,7 @@ from nnunet_fracture.networks.vae import ConvVAE
 from nnunet_fracture.trainers import nnUNetTrainerNormalVAE, nnUNetTrainerWeakBBox, nnUNetTrainerWeakBBoxClsHead
 from nnunet_fracture.training.settings import ENV_VAR
 from vae_tiny_dataset import DATASET_ID, E_INSIDE, E_OUTSIDE, install_two_channel, preprocessed_two_channel_dataset
-from weak_box_tiny_dataset import DATASETS, install_weak
-from trainer_helpers import make_trainer
+from trainer_helpers import make_trainer, with_tiny_plans
 
 SHORT = "num_epochs={} num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 vae_box_margin=1"
 
@@ -22,19 +21,6 @@ SHORT = "num_epochs={} num_iterations_per_epoch=2 num_val_iterations_per_epoch=1
 @pytest.fixture(scope="module")
 def two_channel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return preprocessed_two_channel_dataset(tmp_path_factory.mktemp("vae_two_channel"))
-
-
-def prepared(dataset_id: str, folder: Path) -> Path:
-    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
-
-    write_tiny_plans(dataset_id, max_features=8, max_patch=16, batch_size=2)
-    return folder
-
-
-@pytest.fixture
-def box_dataset(weak_dataset_cache, nnunet_env) -> Path:
-    name = install_weak(weak_dataset_cache("box"), "box", nnunet_env)
-    return prepared(str(DATASETS["box"][0]), nnunet_env["nnUNet_preprocessed"] / name)
 
 
 def test_network_loss_and_normal_batches(box_dataset: Path, monkeypatch: pytest.MonkeyPatch):
@@ -86,7 +72,7 @@ def test_trains_validates_and_resumes(box_dataset: Path, monkeypatch: pytest.Mon
 
 
 def test_refuses_a_dataset_with_an_error_channel(two_channel_cache, nnunet_env):
-    dataset = prepared(str(DATASET_ID), install_two_channel(two_channel_cache, nnunet_env))
+    dataset = with_tiny_plans(DATASET_ID, install_two_channel(two_channel_cache, nnunet_env))
     with pytest.raises(RuntimeError, match="already holds a VAE error channel"):
         make_trainer(nnUNetTrainerNormalVAE, dataset)
 
@@ -95,7 +81,7 @@ def test_refuses_a_dataset_with_an_error_channel(two_channel_cache, nnunet_env):
 def test_weak_box_l4_reads_e_from_the_batch(trainer_class, two_channel_cache, nnunet_env,
                                             monkeypatch: pytest.MonkeyPatch):
     # the classification head wraps the weak-box loss; E must still reach it
-    dataset = prepared(str(DATASET_ID), install_two_channel(two_channel_cache, nnunet_env))
+    dataset = with_tiny_plans(DATASET_ID, install_two_channel(two_channel_cache, nnunet_env))
     monkeypatch.setenv(ENV_VAR, "num_epochs=1 num_iterations_per_epoch=1 num_val_iterations_per_epoch=1 "
                                 "lambda_consistency=1.0")
     trainer = make_trainer(trainer_class, dataset)

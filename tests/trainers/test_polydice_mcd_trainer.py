@@ -14,7 +14,7 @@ from nnunet_fracture.trainers import nnUNetTrainerFracture, nnUNetTrainerPolyDic
 from nnunet_fracture.training.loss_wrapping import PerImageEpsilonLoss
 from nnunet_fracture.training.mc_dropout import MCDropout, dropout_modules
 from nnunet_fracture.training.settings import ENV_VAR
-from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, quiet_env
+from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, quiet_env
 from trainer_helpers import make_trainer
 
 TRAINER = "nnUNetTrainerPolyDiceMCD"
@@ -22,12 +22,8 @@ TRAIN_CASES = ["case1", "case2", "case3", "case4"]  # nnU-Net's fold-0 split of 
 
 
 @pytest.fixture
-def dataset(tiny_dataset_cache, nnunet_env) -> Path:
-    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
-
-    install(tiny_dataset_cache, nnunet_env)
-    write_tiny_plans(str(DATASET_ID), max_features=8, max_patch=16, batch_size=2)
-    return nnunet_env["nnUNet_preprocessed"] / DATASET_NAME
+def dataset(mask_dataset: Path) -> Path:
+    return mask_dataset
 
 
 def read_difficulty(folder: Path) -> list[dict]:

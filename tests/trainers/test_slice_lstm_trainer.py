@@ -19,29 +19,11 @@ from nnunet_fracture.stock_commands import run_stock
 from nnunet_fracture.trainers import nnUNetTrainerSliceLSTM, nnUNetTrainerWeakBBoxSliceLSTM
 from nnunet_fracture.trainers.slice_lstm import NETWORK
 from nnunet_fracture.training.settings import ENV_VAR
-from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install, quiet_env
-from weak_box_tiny_dataset import DATASETS, install_weak
+from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, quiet_env
+from weak_box_tiny_dataset import DATASETS
 from trainer_helpers import load_plans, make_trainer
 
 SHORT = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1"
-
-
-@pytest.fixture
-def mask_dataset(tiny_dataset_cache, nnunet_env) -> Path:
-    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
-
-    install(tiny_dataset_cache, nnunet_env)
-    write_tiny_plans(str(DATASET_ID), max_features=8, max_patch=16, batch_size=2)
-    return nnunet_env["nnUNet_preprocessed"] / DATASET_NAME
-
-
-@pytest.fixture
-def box_dataset(weak_dataset_cache, nnunet_env) -> Path:
-    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
-
-    name = install_weak(weak_dataset_cache("box"), "box", nnunet_env)
-    write_tiny_plans(str(DATASETS["box"][0]), max_features=8, max_patch=16, batch_size=2)
-    return nnunet_env["nnUNet_preprocessed"] / name
 
 
 def expected_scales(strides: list[list[int]]) -> list[list[float]]:

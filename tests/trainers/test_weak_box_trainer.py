@@ -16,21 +16,8 @@ from nnunet_fracture.training.box_sampling import BoxAwareDataLoader
 from nnunet_fracture.training.box_validation import LOG_KEYS
 from nnunet_fracture.training.settings import ENV_VAR
 from nnunet_tiny_dataset import quiet_env
-from weak_box_tiny_dataset import DATASETS, install_weak
-from trainer_helpers import make_trainer
-
-
-def prepared(weak_dataset_cache, nnunet_env, weak: str) -> Path:
-    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
-
-    name = install_weak(weak_dataset_cache(weak), weak, nnunet_env)
-    write_tiny_plans(str(DATASETS[weak][0]), max_features=8, max_patch=16, batch_size=2)
-    return nnunet_env["nnUNet_preprocessed"] / name
-
-
-@pytest.fixture
-def box_dataset(weak_dataset_cache, nnunet_env) -> Path:
-    return prepared(weak_dataset_cache, nnunet_env, "box")
+from weak_box_tiny_dataset import DATASETS
+from trainer_helpers import make_trainer, prepared_weak
 
 
 def test_batches_keep_box_numbers_at_every_scale(box_dataset: Path, monkeypatch: pytest.MonkeyPatch):
@@ -82,14 +69,14 @@ def test_refuses_datasets_that_are_not_box_numbers(weak_dataset_cache, nnunet_en
     write_tiny_plans(str(DATASET_ID), max_features=8, max_patch=16)
     with pytest.raises(RuntimeError, match=r"needs a weak-box dataset.*--weak box"):
         make_trainer(nnUNetTrainerWeakBBox, nnunet_env["nnUNet_preprocessed"] / DATASET_NAME)
-    box = prepared(weak_dataset_cache, nnunet_env, "box")
+    box = prepared_weak(weak_dataset_cache, nnunet_env, "box")
     with pytest.raises(RuntimeError, match="written with --weak box.*nnUNetTrainerWeakBBox"):
         make_trainer(nnUNetTrainerWeakSlice, box)
 
 
 def test_slice_trainer_aggregates_by_max(weak_dataset_cache, nnunet_env, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv(ENV_VAR, "num_epochs=1 num_iterations_per_epoch=1 num_val_iterations_per_epoch=1")
-    trainer = make_trainer(nnUNetTrainerWeakSlice, prepared(weak_dataset_cache, nnunet_env, "slice"))
+    trainer = make_trainer(nnUNetTrainerWeakSlice, prepared_weak(weak_dataset_cache, nnunet_env, "slice"))
     assert trainer.bag_aggregation == "max"
     trainer.run_training()
     assert (Path(trainer.output_folder) / "checkpoint_final.pth").is_file()
