@@ -40,7 +40,8 @@ from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
 import nnunet_fracture
-from nnunet_fracture.inference.pseudo_masks import _swap_in
+from nnunet_fracture.inference import image_grid
+from nnunet_fracture.inference.pseudo_masks import _replace_folder
 from nnunet_fracture.visualization.overlay_layers import (BONE_WINDOW, PLANES, CTWindow, draw_ct, draw_heat,
                                                           heat_colorbar, new_figure, save_figure)
 
@@ -264,19 +265,9 @@ def resolve_case(case: str | Path, model: Path, dataset_json: dict, dataset: Opt
 def to_image_grid(maps: np.ndarray, properties: dict, plans_manager, configuration_manager) -> list[np.ndarray]:
     """Each level's map (preprocessed grid) on the grid of the image as the plans' reader read it, via nnU-Net's
     export (resampling, uncropping, transposition) with the identity as nonlinearity; 0 outside the crop."""
-    from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
-    from nnunetv2.utilities.label_handling.label_handling import LabelManager
-
-    # one region, identity "nonlinearity": nnU-Net's export then treats the map like a probability channel
-    channel = LabelManager({"background": 0, "attention": (1, 2)}, regions_class_order=[1],
-                           inference_nonlin=lambda x: x)
-    out = []
-    for level in range(maps.shape[0]):
-        _, probability = convert_predicted_logits_to_segmentation_with_correct_shape(
-            maps[level:level + 1], plans_manager, configuration_manager, channel, properties,
-            return_probabilities=True, num_threads_torch=max(1, torch.get_num_threads()))
-        out.append(np.clip(np.asarray(probability[0], dtype=np.float32), 0.0, 1.0))
-    return out
+    return [np.clip(image_grid.to_image_grid(maps[level:level + 1], properties, plans_manager, configuration_manager,
+                                             num_threads_torch=max(1, torch.get_num_threads())), 0.0, 1.0)
+            for level in range(maps.shape[0])]
 
 
 def _with_grid(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
@@ -426,9 +417,7 @@ def export_attention_maps(model: Path | str, case: str | Path, out: Path | str, 
             "plugin_version": nnunet_fracture.__version__,
         }
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2))
-        trash = _swap_in(tmp, out)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
+        _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -47,7 +47,7 @@ from nnunet_fracture.dataset_conversion.box_geometry import array_to_image
 from nnunet_fracture.inference.prediction_folders import (PredictionFolder, model_info, open_prediction_folders,
                                                           read_grid)
 from nnunet_fracture.inference.probability_files import RANGE_TOLERANCE, load_fracture_probability
-from nnunet_fracture.inference.pseudo_masks import _check_out, _check_out_is_not_an_input, _swap_in
+from nnunet_fracture.inference.pseudo_masks import _check_out, _check_out_is_not_an_input, _replace_folder
 from nnunet_fracture.inference.reorientation import INTERPOLATORS, GridMappingError, map_to_grid
 
 PLANES = ("axial", "coronal", "sagittal")
@@ -425,9 +425,7 @@ def fuse_predictions(out: Path | str, axial: Optional[Path | str] = None, corona
         }
         (tmp / "fusion.json").write_text(json.dumps(provenance, indent=2))
         _check_out(out, overwrite)
-        trash = _swap_in(tmp, out)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
+        _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

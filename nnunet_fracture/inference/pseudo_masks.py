@@ -242,6 +242,13 @@ def _swap_in(tmp: Path, target: Path) -> Optional[Path]:
     return trash
 
 
+
+def _replace_folder(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` to ``target`` and delete what ``target`` held before (when nothing else must follow)."""
+    trash = _swap_in(tmp, target)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
 def _write(image: sitk.Image, path: Path) -> None:
     sitk.WriteImage(image, str(path), True)
 

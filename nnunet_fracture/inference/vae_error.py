@@ -36,6 +36,7 @@ import SimpleITK as sitk
 import torch
 from tqdm import tqdm
 
+from nnunet_fracture.inference.image_grid import to_image_grid
 from nnunet_fracture.training.error_channel import ERROR_CHANNEL_NAME, find_error_channel
 
 #: voxels of normal tissue sampled per training case for the percentile
@@ -44,18 +45,6 @@ DEFAULT_PERCENTILE = 99.0
 ERROR_DEFINITION = ("mean over the VAE's input channels of |x - x_hat| (x: the CT after nnU-Net's normalisation "
                     "of the VAE's plans; x_hat: its reconstruction from the posterior mean), sliding windows with "
                     "gaussian blending, resampled to the CT's grid")
-
-
-def _identity(x: torch.Tensor) -> torch.Tensor:
-    return x
-
-
-def error_label_manager():
-    """A one-region label manager whose 'inference non-linearity' is the identity: nnU-Net's export path then
-    resamples and un-crops an error map (not logits) unchanged, filling 0 outside the crop."""
-    from nnunetv2.utilities.label_handling.label_handling import LabelManager
-
-    return LabelManager({"background": 0, "error": [1, 2]}, regions_class_order=[1], inference_nonlin=_identity)
 
 
 def error_predictor(network: torch.nn.Module, plans_manager, configuration_manager, dataset_json: dict,
@@ -159,7 +148,6 @@ class ErrorMapModel:
         self.model_dir, self.folds, self.checkpoint, self.mirror = model_dir, folds, checkpoint, mirror
         self.predictor = predictor
         self.channel_names = {int(k): v for k, v in predictor.dataset_json["channel_names"].items()}
-        self.labels = error_label_manager()
 
     @property
     def n_channels(self) -> int:
@@ -172,17 +160,13 @@ class ErrorMapModel:
     def error_map(self, image_files: Sequence[Path | str]) -> np.ndarray:
         """The raw (unnormalised) error map of one case, a float32 array on the grid of ``image_files[0]``
         (SimpleITK array order z, y, x). ``image_files`` are the case's channels in the VAE's channel order."""
-        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
-
         p = self.predictor
         preprocessor = p.configuration_manager.preprocessor_class(verbose=False)
         data, _, properties = preprocessor.run_case([str(f) for f in image_files], None, p.plans_manager,
                                                     p.configuration_manager, p.dataset_json)
         error = p.predict_logits_from_preprocessed_data(torch.from_numpy(data))[:1].float()
         del data
-        _, resampled = convert_predicted_logits_to_segmentation_with_correct_shape(
-            error, p.plans_manager, p.configuration_manager, self.labels, properties, return_probabilities=True)
-        return np.ascontiguousarray(resampled[0], dtype=np.float32)
+        return to_image_grid(error, properties, p.plans_manager, p.configuration_manager)
 
 
 def _write_like(array: np.ndarray, reference: sitk.Image, path: Path) -> None:
