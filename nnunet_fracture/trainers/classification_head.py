@@ -40,16 +40,6 @@ from nnunet_fracture.trainers.slice_lstm import nnUNetTrainerSliceLSTM
 CLS_LOG_KEYS = ("cls_accuracy", "cls_auc")
 
 
-def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC (ties count half); NaN unless both classes occur."""
-    positive, negative = scores[labels > 0.5], scores[labels <= 0.5]
-    if positive.size == 0 or negative.size == 0:
-        return math.nan
-    greater = (positive[:, None] > negative[None, :]).sum()
-    ties = (positive[:, None] == negative[None, :]).sum()
-    return float((greater + 0.5 * ties) / (positive.size * negative.size))
-
-
 class nnUNetTrainerClsHead(nnUNetTrainerFracture):
     """Y-shaped multi-task training: segmentation plus a patch-level fracture classifier (see module docstring)."""
 
@@ -113,8 +103,11 @@ class nnUNetTrainerClsHead(nnUNetTrainerFracture):
             scores = np.concatenate([g[0] for g in gathered])
             labels = np.concatenate([g[1] for g in gathered])
         super().on_validation_epoch_end(val_outputs)
-        accuracy = float(((scores >= 0.5) == (labels > 0.5)).mean()) if scores.size else math.nan
-        auc = _auc(scores, labels)
+        from nnunet_fracture.evaluation.detection_metrics import detection_metrics  # scikit-learn: import late
+
+        result = detection_metrics(scores, labels, threshold=0.5)
+        accuracy = (result.tp + result.tn) / result.n_items if result.n_items else math.nan
+        auc = result.roc_auc
         epoch = self.current_epoch
         logging = self.logger.local_logger.my_fantastic_logging
         for key, value in zip(CLS_LOG_KEYS, (accuracy, auc)):
