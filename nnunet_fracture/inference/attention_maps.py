@@ -42,6 +42,7 @@ from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 import nnunet_fracture
 from nnunet_fracture.inference import image_grid
 from nnunet_fracture.inference.pseudo_masks import _replace_folder
+from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.visualization.overlay_layers import (BONE_WINDOW, PLANES, CTWindow, draw_ct, draw_heat,
                                                           heat_colorbar, new_figure, save_figure)
 
@@ -55,10 +56,6 @@ def level_file(level: int, suffix: str = ".nii.gz") -> str:
 
 
 # --- model ------------------------------------------------------------------------------------------------------------
-def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
-    return getattr(network, "_orig_mod", network)
-
-
 @contextlib.contextmanager
 def _plugin_environment() -> Iterator[None]:
     """For the block: the plugin's trainers findable by nnU-Net (``nnUNet_extTrainer``) and no torch.compile."""
@@ -132,7 +129,7 @@ class _StitchingPredictor(nnUNetPredictor):
     def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
         prediction = super()._internal_maybe_mirror_and_predict(x)
         where = self._pending.popleft()[1:]  # (slice | slice index, slices...) without the channel axis
-        maps = _unwrap(self.network).attention_maps
+        maps = unwrap_network(self.network).attention_maps
         if self._sums is None:
             self._sums = torch.zeros((len(maps), *self._weights.shape), dtype=torch.float32)
         size = tuple(x.shape[2:])
@@ -156,7 +153,7 @@ class AttentionMapPredictor:
     def __init__(self, predictor, checkpoint_file: Path):
         self.predictor = predictor
         self.checkpoint_file = checkpoint_file
-        network = _unwrap(predictor.network)
+        network = unwrap_network(predictor.network)
         if not (hasattr(network, "keep_attention_maps") and hasattr(network, "attention_maps")):
             raise RuntimeError(
                 f"{checkpoint_file} was trained with {predictor.trainer_name}, whose network "

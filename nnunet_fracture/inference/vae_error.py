@@ -37,6 +37,7 @@ import torch
 from tqdm import tqdm
 
 from nnunet_fracture.inference.image_grid import to_image_grid
+from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.training.error_channel import ERROR_CHANNEL_NAME, find_error_channel
 
 #: voxels of normal tissue sampled per training case for the percentile
@@ -141,7 +142,7 @@ class ErrorMapModel:
                                     perform_everything_on_device=device.type == "cuda", device=device, verbose=False,
                                     verbose_preprocessing=False, allow_tqdm=False)
         predictor.initialize_from_trained_model_folder(str(model_dir), folds, checkpoint)
-        network = getattr(predictor.network, "_orig_mod", predictor.network)
+        network = unwrap_network(predictor.network)
         if not isinstance(network, ConvVAE):
             raise ValueError(f"{model_dir} holds a {predictor.trainer_name} model ({type(network).__name__}), not a "
                              f"VAE. Fix: pass the folder of a model trained with -tr nnUNetTrainerNormalVAE.")

@@ -246,14 +246,3 @@ class ClassificationHeadNetwork(nn.Module):
         if isinstance(output, (list, tuple)):
             return [fuse_class_and_segmentation(o, class_logits, activation) for o in output]
         return fuse_class_and_segmentation(output, class_logits, activation)
-
-
-def unwrap_network(network: nn.Module) -> nn.Module:
-    """The plain module inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
-    while True:
-        if isinstance(network, nn.parallel.DistributedDataParallel):
-            network = network.module
-        elif hasattr(network, "_orig_mod") and isinstance(network._orig_mod, nn.Module):
-            network = network._orig_mod
-        else:
-            return network

@@ -32,7 +32,8 @@ import torch
 from torch import distributed as dist
 
 from nnunet_fracture.losses.classification_head import ClassificationHeadLoss, classification_target
-from nnunet_fracture.networks.classification_head import ClassificationHeadNetwork, unwrap_network
+from nnunet_fracture.networks.classification_head import ClassificationHeadNetwork
+from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.trainers.slice_lstm import nnUNetTrainerSliceLSTM
 

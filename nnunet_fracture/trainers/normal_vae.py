@@ -34,9 +34,9 @@ from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.helpers import dummy_context
 from torch import distributed as dist
-from torch._dynamo import OptimizedModule
 
 from nnunet_fracture.losses.vae_loss import VAELoss, warmed_up_beta
+from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.training.box_sampling import use_data_loader
 from nnunet_fracture.training.error_channel import find_error_channel
@@ -123,8 +123,7 @@ class nnUNetTrainerNormalVAE(nnUNetTrainerFracture):
 
     def _vae(self):
         """The ConvVAE itself, unwrapped from DDP and torch.compile."""
-        module = self.network.module if self.is_ddp else self.network
-        return module._orig_mod if isinstance(module, OptimizedModule) else module
+        return unwrap_network(self.network)
 
     # --- training -------------------------------------------------------------------------------------------
     def on_train_epoch_start(self):

@@ -25,9 +25,9 @@ import time
 
 import torch
 from torch import distributed as dist
-from torch._dynamo import OptimizedModule
 
 from nnunet_fracture.losses import PolyDice1Loss, RegionAndPixelLoss
+from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.training import mc_dropout as mcd
 from nnunet_fracture.training.loss_wrapping import PerImageEpsilonLoss, nnunet_scale_weights
@@ -190,8 +190,7 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
         return self._mc_candidates
 
     def _plain_network(self):
-        network = self.network.module if self.is_ddp else self.network  # no DDP hooks: only rank 0 runs
-        return network._orig_mod if isinstance(network, OptimizedModule) else network
+        return unwrap_network(self.network)  # no DDP hooks: only rank 0 runs
 
     def _write_difficulty_files(self) -> None:
         from pathlib import Path

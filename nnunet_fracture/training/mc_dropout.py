@@ -36,7 +36,7 @@ from __future__ import annotations
 import csv
 import math
 import zlib
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -215,7 +215,7 @@ def mc_statistics(network: nn.Module, patches: torch.Tensor, n_passes: int, p: f
     batch_size = batch_size or n_passes
     variances, means = [], []
     device = next(network.parameters()).device
-    autocast = torch.autocast(device.type, enabled=True) if device.type == "cuda" else _null()
+    autocast = torch.autocast(device.type, enabled=True) if device.type == "cuda" else nullcontext()
     with mc_dropout_mode(network, p):
         for patch in patches:
             total, total_sq, done = None, None, 0
@@ -237,14 +237,6 @@ def mc_statistics(network: nn.Module, patches: torch.Tensor, n_passes: int, p: f
             # probability of any foreground: the sum of softmax channels, the largest sigmoid (region) channel
             means.append((mean_c.sum(0).clamp_max(1.0) if activation == "softmax" else mean_c.amax(0)).cpu())
     return torch.stack(variances), torch.stack(means)
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def aggregate_difficulty(variance: torch.Tensor, mean_foreground: torch.Tensor, how: str = "mean",

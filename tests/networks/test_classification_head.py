@@ -12,7 +12,8 @@ from torch import nn
 
 from nnunet_fracture.networks.classification_head import (LOGIT_BOUND, ClassificationHead, ClassificationHeadNetwork,
                                                           fuse_class_and_segmentation, log1mexp,
-                                                          resize_class_logits, unwrap_network)
+                                                          resize_class_logits)
+from nnunet_fracture.networks.unwrap import unwrap_network
 
 
 def unet(dim: int, num_classes: int = 2, deep_supervision: bool = True) -> PlainConvUNet:
