@@ -44,6 +44,7 @@ from nnunet_fracture.training.box_sampling import BoxAwareDataLoader, use_data_l
 from nnunet_fracture.training.box_validation import (LOG_KEYS, batch_counts, box_score, ensure_log_keys,
                                                      stats_from_counts)
 from nnunet_fracture.training.error_channel import find_error_channel
+from nnunet_fracture.training.loss_wrapping import nnunet_scale_weights
 
 
 class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
@@ -94,16 +95,11 @@ class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
 
     # --- loss ------------------------------------------------------------------------------------------------
     def _build_loss(self):
-        weights = None
-        if self.enable_deep_supervision:
-            weights = np.array([1 / (2 ** i) for i in range(len(self._get_deep_supervision_scales()))])
-            # nnU-Net drops the lowest resolution; under DDP a zero weight leaves parameters unused
-            weights[-1] = 1e-6 if (self.is_ddp and not self._do_i_compile()) else 0
-            weights = (weights / weights.sum()).tolist()
         return WeakBoxLoss(lambda_outside=self.lambda_outside, lambda_mil=self.lambda_mil,
                            lambda_contrast=self.lambda_contrast, lambda_consistency=self.lambda_consistency,
                            aggregation=self.bag_aggregation, alpha=self.smooth_max_alpha,
-                           margin=self.contrast_margin, contrast_mode=self.contrast_mode, scale_weights=weights)
+                           margin=self.contrast_margin, contrast_mode=self.contrast_mode,
+                           scale_weights=nnunet_scale_weights(self))
 
     # --- L4: the VAE error channel of the batch as the consistency target -----------------------------------------
     def _uses_error_map(self) -> bool:
