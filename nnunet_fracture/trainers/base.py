@@ -4,6 +4,8 @@
   they are applied once, after nnU-Net's ``__init__`` has set its own instance attributes, and
   ``NNUNET_FRACTURE_SETTINGS="num_epochs=2 num_iterations_per_epoch=3"`` overrides any of them at run time.
 - One log line at start-up names the plugin version, the trainer and every setting in effect.
+- ``final_validation=False`` skips the sliding-window validation ``nnUNetv2_train`` runs after training (on a CPU it
+  can cost more than a short training); ``nnUNetv2_train ... --val`` runs it later.
 - ``get_extra_state()`` / ``set_extra_state()`` travel inside nnU-Net's checkpoints; the base keeps a run history
   (one entry per launch), so a run continued with ``--c`` shows that it was resumed and with which settings.
 
@@ -41,7 +43,7 @@ class nnUNetTrainerFracture(nnUNetTrainer):
     # nnU-Net's own hyperparameters, with nnU-Net 2.8.1's defaults
     settings = ("num_epochs", "num_iterations_per_epoch", "num_val_iterations_per_epoch", "initial_lr",
                 "weight_decay", "oversample_foreground_percent", "probabilistic_oversampling",
-                "enable_deep_supervision", "save_every")
+                "enable_deep_supervision", "save_every", "final_validation")
     num_epochs = 1000
     num_iterations_per_epoch = 250
     num_val_iterations_per_epoch = 50
@@ -51,6 +53,7 @@ class nnUNetTrainerFracture(nnUNetTrainer):
     probabilistic_oversampling = False
     enable_deep_supervision = True
     save_every = 50
+    final_validation = True  # False: skip the validation nnUNetv2_train runs after training (``--val`` runs it later)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -75,6 +78,17 @@ class nnUNetTrainerFracture(nnUNetTrainer):
     def on_train_start(self):
         self.launch["start_epoch"] = self.current_epoch  # after load_checkpoint on --c
         super().on_train_start()
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        if not self.final_validation:
+            self.print_to_log_file("nnunet_fracture: final validation skipped (final_validation=False); run it later "
+                                   "with nnUNetv2_train ... --val")
+            return
+        self.run_final_validation(save_probabilities)
+
+    def run_final_validation(self, save_probabilities: bool = False) -> None:
+        """The validation ``nnUNetv2_train`` runs after training (nnU-Net's own, unless a trainer replaces it)."""
+        super().perform_actual_validation(save_probabilities)
 
     def get_extra_state(self) -> dict:
         """Plugin state written into every checkpoint; subclasses return ``{**super().get_extra_state(), ...}``."""

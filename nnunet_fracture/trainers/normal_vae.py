@@ -182,7 +182,7 @@ class nnUNetTrainerNormalVAE(nnUNetTrainerFracture):
                                f"{loss:.4f}; 'Pseudo dice' = 1 / (1 + reconstruction) = {score:.4f}")
 
     # --- final validation: error inside vs outside boxes -------------------------------------------------------
-    def perform_actual_validation(self, save_probabilities: bool = False):
+    def run_final_validation(self, save_probabilities: bool = False) -> None:
         from nnunet_fracture.inference.vae_error import error_predictor, inside_outside_summary
 
         if self.local_rank != 0:

@@ -24,7 +24,7 @@ from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, quiet_env
 from weak_box_tiny_dataset import DATASETS
 from trainer_helpers import make_trainer
 
-SHORT_SCHEDULE = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1"
+SHORT_SCHEDULE = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 final_validation=false"
 
 
 @pytest.mark.parametrize("configuration", ["2d", "3d_fullres"])

@@ -184,7 +184,9 @@ def test_base_defaults_match_nnunet(dataset: Path):
     """The base re-declares nnU-Net's hyperparameters; they must equal what nnU-Net's __init__ sets."""
     stock = make_trainer(nnUNetTrainer, dataset)
     for name, default in declared_settings(nnUNetTrainerFracture).items():
-        assert getattr(stock, name) == default, name
+        if name != "final_validation":  # the plugin's own: nnUNetv2_train always validates
+            assert getattr(stock, name) == default, name
+    assert nnUNetTrainerFracture.final_validation is True
 
 
 def test_class_defaults_replace_nnunet_instance_attributes(dataset: Path, monkeypatch: pytest.MonkeyPatch):
@@ -255,7 +257,8 @@ def test_extra_state_round_trip(dataset: Path, tmp_path: Path, monkeypatch: pyte
 
 @pytest.mark.slow
 def test_stock_commands_train_resume_and_predict(dataset: Path, nnunet_env: dict[str, Path], tmp_path: Path):
-    """nnUNetv2_train (with its final validation), --c with a longer schedule, then nnUNetv2_predict."""
+    """nnUNetv2_train (with its final validation), --c with a longer schedule and final_validation=false (nnU-Net's
+    validation is skipped), then nnUNetv2_predict."""
     import SimpleITK as sitk
 
     env = quiet_env()
@@ -268,9 +271,12 @@ def test_stock_commands_train_resume_and_predict(dataset: Path, nnunet_env: dict
     fold = nnunet_env["nnUNet_results"] / DATASET_NAME / "nnUNetTrainerFracture__nnUNetPlansTiny__3d_fullres" / "fold_0"
     assert (fold / "validation" / "summary.json").is_file()  # the spawn-pool validation ran on CPU
 
-    env[ENV_VAR] = "num_epochs=2 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1"
+    validated = (fold / "validation" / "summary.json").stat().st_mtime_ns
+    env[ENV_VAR] = "num_epochs=2 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 final_validation=false"
     second = run_stock(train + ["--c"], log, env)
     assert "settings changed since: num_epochs: 1 -> 2" in second
+    assert "final validation skipped (final_validation=False)" in second
+    assert (fold / "validation" / "summary.json").stat().st_mtime_ns == validated  # not run again
     checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     history = checkpoint["optimizer_state"][CHECKPOINT_KEY]["run_history"]
     assert [(h["start_epoch"], h["settings"]["num_epochs"]) for h in history] == [(0, 1), (1, 2)]

@@ -118,7 +118,7 @@ def test_stock_train_and_predict(trainer_name: str, weak, request, nnunet_env, t
     dataset = request.getfixturevalue("box_dataset" if weak else "mask_dataset")
     dataset_id, name = (DATASETS["box"] if weak else (DATASET_ID, DATASET_NAME))
     env = quiet_env()
-    env[ENV_VAR] = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1"
+    env[ENV_VAR] = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 final_validation=false"
     log = tmp_path / "commands.log"
     out = run_stock(["nnUNetv2_train", str(dataset_id), "3d_fullres", "0", "-tr", trainer_name,
                      "-p", "nnUNetPlansTiny", "-device", "cpu"], log, env)

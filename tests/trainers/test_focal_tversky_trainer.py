@@ -55,7 +55,7 @@ def test_bad_settings_fail_early(dataset, monkeypatch):
 @pytest.mark.slow
 def test_stock_train_and_predict(dataset, nnunet_env, tmp_path):
     env = quiet_env()
-    env[ENV_VAR] = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1"
+    env[ENV_VAR] = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 final_validation=false"
     log = tmp_path / "commands.log"
     run_stock(["nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", "nnUNetTrainerFocalTversky", "-p",
                "nnUNetPlansTiny", "-device", "cpu"], log, env)

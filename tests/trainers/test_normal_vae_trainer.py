@@ -117,6 +117,7 @@ def test_l4_is_skipped_with_one_line_without_e(box_dataset: Path, monkeypatch: p
     assert trainer.loss.last_components["consistency"] == 0.0
 
 
+@pytest.mark.slow  # 48 real training iterations: a learning outcome, not a unit check
 def test_trained_vae_reconstructs_normal_tissue_better_than_fractures(box_dataset: Path,
                                                                      monkeypatch: pytest.MonkeyPatch):
     """The anomaly-prior premise on real (tiny) training: the VAE sees normal tissue only, so after training its

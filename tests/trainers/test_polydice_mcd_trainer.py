@@ -144,7 +144,8 @@ def test_composes_with_other_plugin_trainers(dataset, monkeypatch):
 @pytest.mark.slow
 def test_stock_train_resume_and_predict(dataset, nnunet_env, tmp_path):
     env = quiet_env()
-    settings = "num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 mc_every=1 mc_passes=2 mc_cases_per_round=4"
+    settings = ("num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 mc_every=1 mc_passes=2 mc_cases_per_round=4 "
+                "final_validation=false")
     log = tmp_path / "commands.log"
     train = ["nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", TRAINER, "-p", "nnUNetPlansTiny",
              "-device", "cpu"]

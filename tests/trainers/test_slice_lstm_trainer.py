@@ -134,7 +134,7 @@ def test_stock_train_and_predict(trainer_name: str, weak: str | None, request: p
     request.getfixturevalue("box_dataset" if weak else "mask_dataset")  # installs the dataset and tiny plans
     dataset_id, name = DATASETS["box"] if weak else (DATASET_ID, DATASET_NAME)
     env = quiet_env()
-    env[ENV_VAR] = SHORT
+    env[ENV_VAR] = SHORT + " final_validation=false"
     log = tmp_path / "commands.log"
     run_stock(["nnUNetv2_train", str(dataset_id), "3d_fullres", "0", "-tr", trainer_name, "-p", "nnUNetPlansTiny",
                "-device", "cpu"], log, env)

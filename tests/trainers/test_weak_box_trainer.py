@@ -99,7 +99,7 @@ def test_composes_with_other_plugin_trainers(box_dataset: Path):
 def test_stock_train_two_folds_and_ensemble_predict(box_dataset: Path, nnunet_env, tmp_path: Path):
     dataset_id, name = DATASETS["box"]
     env = quiet_env()
-    env[ENV_VAR] = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1"
+    env[ENV_VAR] = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 final_validation=false"
     log = tmp_path / "commands.log"
     for fold in ("0", "1"):
         out = run_stock(["nnUNetv2_train", str(dataset_id), "3d_fullres", fold, "-tr", "nnUNetTrainerWeakBBox",
