@@ -21,7 +21,7 @@ import csv
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -32,10 +32,11 @@ from tqdm import tqdm
 
 from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
 from nnunet_fracture.dataset_conversion.phantom_anatomy import FOV_XY_MM, VERSE_LABELS, field_of_view, sample_spine
-from nnunet_fracture.dataset_conversion.phantom_fractures import render_fractures, sample_fractures
+from nnunet_fracture.dataset_conversion.phantom_contrast import contrast_by_kind, fracture_contrast
+from nnunet_fracture.dataset_conversion.phantom_fractures import CONTRASTS, render_fractures, sample_fractures
 from nnunet_fracture.dataset_conversion.phantom_render import TISSUES, render_anatomy
 
-PHANTOM_VERSION = "1"
+PHANTOM_VERSION = "2"  # 2: visible-fracture masks and the contrast presets (1 = contrast "subtle")
 DEFAULT_SPACING = (1.5, 1.5, 1.5)
 NOISE_SIGMA_HU = (20.0, 40.0)
 PSF_SIGMA_MM = (0.5, 0.9)
@@ -112,7 +113,8 @@ def _box(instances: np.ndarray, k: int, rng: np.random.Generator, label: str, gr
 
 
 def generate_case(case_index: int, seed: int, spacing: Optional[tuple[float, float, float]] = None,
-                  noise: bool = True, blur: bool = True, fractured: Optional[bool] = None) -> PhantomCase:
+                  noise: bool = True, blur: bool = True, fractured: Optional[bool] = None,
+                  contrast: str = "standard") -> PhantomCase:
     """Generate one case in memory.
 
     Args:
@@ -121,10 +123,13 @@ def generate_case(case_index: int, seed: int, spacing: Optional[tuple[float, flo
         noise: add trabecular texture and CT noise (False: noise-free, for checking intensities).
         blur: apply the scanner point-spread function (False: partial volume only).
         fractured: force the case's status; default follows :func:`is_fractured`.
+        contrast: how visible fractures are and what their ground truth covers, a key of
+            :data:`~nnunet_fracture.dataset_conversion.phantom_fractures.CONTRASTS` (``standard`` or ``subtle``).
     """
     if case_index < 0 or seed < 0:
         raise ValueError(f"case_index and seed must be >= 0, got {case_index} and {seed}")
     spacing = _check_spacing(spacing)
+    _check_contrast(contrast)
     geo = np.random.default_rng([seed, case_index, 0])
     spine = sample_spine(geo)
     run, grid = field_of_view(spine, geo, spacing)
@@ -132,9 +137,9 @@ def generate_case(case_index: int, seed: int, spacing: Optional[tuple[float, flo
     if n_vox > MAX_VOXELS:
         raise ValueError(f"spacing {spacing} gives {n_vox} voxels per case (limit {MAX_VOXELS}); use a coarser one")
     fractured = is_fractured(case_index, seed) if fractured is None else fractured
-    fractures = sample_fractures(geo, spine, run, fractured)
+    fractures = sample_fractures(geo, spine, run, fractured, contrast)
     vol = render_anatomy(spine, grid)
-    instances = render_fractures(vol, spine, grid, fractures)
+    instances = render_fractures(vol, spine, grid, fractures, contrast)
 
     img_rng = np.random.default_rng([seed, case_index, 1])
     psf_mm, noise_hu = img_rng.uniform(*PSF_SIGMA_MM), img_rng.uniform(*NOISE_SIGMA_HU)
@@ -152,15 +157,17 @@ def generate_case(case_index: int, seed: int, spacing: Optional[tuple[float, flo
 
     box_rng = np.random.default_rng([seed, case_index, 2])
     boxes, described = [], []
-    for k, fr in enumerate(fractures, start=1):
+    visibility = fracture_contrast(ct, instances, vol.vertebrae, vol.tissue,
+                                   [VERSE_LABELS[fr.vertebra] for fr in fractures])
+    for k, (fr, seen) in enumerate(zip(fractures, visibility), start=1):
         box = _box(instances, k, box_rng, fr.vertebra, fr.grade)
         boxes.append(box)
         described.append({**fr.describe(), "label": VERSE_LABELS[fr.vertebra],
-                          "mask_voxels": int((instances == k).sum()),
+                          "mask_voxels": int((instances == k).sum()), **seen,
                           "box": {"lo": list(box.lo), "hi": list(box.hi), "space": "voxel"}})
     present = set(np.unique(vol.vertebrae).tolist())
     partial = [n for n, lab in VERSE_LABELS.items() if lab in present and n not in run]
-    settings = {"psf_sigma_mm": round(float(psf_mm), 4), "noise_sigma_hu": round(float(noise_hu), 3) if noise else 0.0,
+    settings = {"contrast": contrast, "psf_sigma_mm": round(float(psf_mm), 4), "noise_sigma_hu": round(float(noise_hu), 3) if noise else 0.0,
                 "hu": {k: round(float(v), 2) for k, v in spine.hu.items()}}
     return PhantomCase(case_id=case_id(case_index), image=_image(ct, grid),
                        mask=_image((instances > 0).astype(np.uint8), grid), vertebrae=_image(vol.vertebrae, grid),
@@ -168,8 +175,13 @@ def generate_case(case_index: int, seed: int, spacing: Optional[tuple[float, flo
                        instances=instances, settings=settings)
 
 
+def _check_contrast(contrast: str) -> None:
+    if contrast not in CONTRASTS:
+        raise ValueError(f"contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
+
+
 def write_phantom(out_dir: Path, n_cases: int, seed: int, spacing: tuple[float, float, float] | None = None,
-                  overwrite: bool = False) -> Path:
+                  overwrite: bool = False, contrast: str = "standard") -> Path:
     """Write ``n_cases`` phantom cases in the generic input format under ``out_dir``; return ``out_dir``.
 
     The folder appears atomically (written beside it, then renamed). An existing ``out_dir`` is refused
@@ -181,6 +193,7 @@ def write_phantom(out_dir: Path, n_cases: int, seed: int, spacing: tuple[float, 
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     n_cases, seed = int(n_cases), int(seed)
     spacing = _check_spacing(spacing)
+    _check_contrast(contrast)
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already exists; pass --overwrite (overwrite=True) to replace it")
@@ -193,7 +206,7 @@ def write_phantom(out_dir: Path, n_cases: int, seed: int, spacing: tuple[float, 
             (tmp / sub).mkdir(parents=True)
         described, rows = [], []
         for i in tqdm(range(n_cases), desc="phantom", unit="case"):
-            case = generate_case(i, seed, spacing)
+            case = generate_case(i, seed, spacing, contrast=contrast)
             for sub, img in (("images", case.image), ("masks", case.mask), ("vertebrae", case.vertebrae)):
                 sitk.WriteImage(img, str(tmp / sub / f"{case.case_id}.nii.gz"), useCompression=True)
             rows += [[case.case_id, *b.lo, *b.hi, "voxel", b.label, b.grade] for b in case.boxes]
@@ -207,7 +220,9 @@ def write_phantom(out_dir: Path, n_cases: int, seed: int, spacing: tuple[float, 
                 "settings": {"fov_xy_mm": FOV_XY_MM, "noise_sigma_hu": list(NOISE_SIGMA_HU),
                              "psf_sigma_mm": list(PSF_SIGMA_MM), "texture_hu": TEXTURE_HU,
                              "box_margin_voxels": list(BOX_MARGIN_VOXELS), "vertebra_labels": VERSE_LABELS,
-                             "tissues": list(TISSUES), "ct_dtype": "int16", "box_space": "voxel"},
+                             "tissues": list(TISSUES), "ct_dtype": "int16", "box_space": "voxel",
+                             "contrast": contrast, "contrast_preset": asdict(CONTRASTS[contrast])},
+                "fracture_contrast": contrast_by_kind([f for case in described for f in case["fractures"]]),
                 "cases": described}
         (tmp / "phantom.json").write_text(json.dumps(meta, indent=2) + "\n")
         if out_dir.exists():

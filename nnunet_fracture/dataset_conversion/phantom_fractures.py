@@ -7,11 +7,17 @@ Three kinds, all in the vertebral body:
 - ``cleft``: a thin low-density fracture line (-50..100 HU, 1-3 mm) on an oblique plane, sometimes ending
   inside the body, that breaks the cortical shell where it leaves the body; no height loss.
 
-Wedge and compression fractures get a sclerotic band (impacted trabeculae, 400-650 HU) under the collapsed
-endplate. The ground truth marks only the fracture region - the band plus the collapsed endplate zone, or the
-cleft and 1 mm either side - never the whole vertebra. Grades are Genant-like from the largest of the
-anterior, middle and posterior height losses (grade 1: 20-25 %, 2: 25-40 %, 3: > 40 %); a cleft without
-deformity is grade 1.
+Wedge and compression fractures get a sclerotic (condensation) band of impacted trabeculae under the collapsed
+endplate, besides the endplate depression and the height loss. How visible the fracture is, and what the ground
+truth marks, follows a contrast preset (:data:`CONTRASTS`):
+
+- ``standard``: the band is 350-500 HU denser than the vertebra's own cancellous bone, and the ground truth is
+  what a reader sees - the band itself (no cortex, no margin), or the cleft and 0.5 mm either side;
+- ``subtle`` (harder, the phantom of version 1): a 400-650 HU band whatever the bone around it, and ground truth
+  that also covers 1 mm beyond the band, into the healthy-looking cortical endplate, or 1 mm either side of a cleft.
+
+Never the whole vertebra. Grades are Genant-like from the largest of the anterior, middle and posterior height
+losses (grade 1: 20-25 %, 2: 25-40 %, 3: > 40 %); a cleft without deformity is grade 1.
 """
 from __future__ import annotations
 
@@ -28,7 +34,25 @@ KINDS = ("wedge", "compression", "cleft")
 _KIND_P = (0.35, 0.25, 0.40)
 _GRADE_P = (0.35, 0.40, 0.25)
 _LOSS_RANGE = {1: (0.21, 0.245), 2: (0.27, 0.38), 3: (0.42, 0.55)}
-MASK_MARGIN_MM = 1.0  # ground truth extends this far beyond the cleft / band
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """How a fracture shows in the CT and what its ground truth covers."""
+
+    band_hu: tuple[float, float]  # range the band's HU is drawn from
+    band_above_cancellous: bool  # band_hu is added to the vertebra's cancellous HU (else absolute HU)
+    band_falloff: float  # share of the band's excess over cancellous bone lost at its deep edge
+    band_mask_margin_mm: float  # ground truth beyond the band, towards and into the endplate (0: the band only)
+    cleft_mask_margin_mm: float  # ground truth either side of a cleft
+
+
+CONTRASTS = {
+    "standard": Contrast(band_hu=(350.0, 500.0), band_above_cancellous=True, band_falloff=0.25,
+                         band_mask_margin_mm=0.0, cleft_mask_margin_mm=0.5),
+    "subtle": Contrast(band_hu=(400.0, 650.0), band_above_cancellous=False, band_falloff=0.4,
+                       band_mask_margin_mm=1.0, cleft_mask_margin_mm=1.0),
+}
 
 
 @dataclass
@@ -82,8 +106,10 @@ def _collapse(rng: np.random.Generator, kind: str) -> EndplateDeformation:
                                bump_mm=bump[0], bump_freq=bump[1], bump_phase=bump[2])
 
 
-def sample_fractures(rng: np.random.Generator, spine: Spine, run: list[str], fractured: bool) -> list[Fracture]:
+def sample_fractures(rng: np.random.Generator, spine: Spine, run: list[str], fractured: bool,
+                     contrast: str = "standard") -> list[Fracture]:
     """Draw 1-3 fractures on distinct vertebrae of ``run`` (none if not ``fractured``); deform their bodies."""
+    look = CONTRASTS[contrast]
     if not fractured:
         return []
     n = min(int(rng.choice([1, 2, 3], p=[0.55, 0.30, 0.15])), len(run))
@@ -113,12 +139,15 @@ def sample_fractures(rng: np.random.Generator, spine: Spine, run: list[str], fra
             loss = max(deform.height_losses().values())
             vt.deformation = deform
             out.append(Fracture(kind=kind, vertebra=vt.name, grade=genant_grade(loss), height_loss=loss,
-                                band_mm=rng.uniform(3.0, 6.0), band_hu=rng.uniform(400, 650), deformation=deform))
+                                band_mm=rng.uniform(3.0, 6.0), deformation=deform,
+                                band_hu=rng.uniform(*look.band_hu) + (vt.canc_hu if look.band_above_cancellous else 0.0)))
     return out
 
 
-def render_fractures(vol: AnatomyVolumes, spine: Spine, grid: Grid, fractures: list[Fracture]) -> np.ndarray:
+def render_fractures(vol: AnatomyVolumes, spine: Spine, grid: Grid, fractures: list[Fracture],
+                     contrast: str = "standard") -> np.ndarray:
     """Paint each fracture into ``vol`` and return its ground truth as an instance map (1..K, uint8)."""
+    look = CONTRASTS[contrast]
     instances = np.zeros(grid.shape, dtype=np.uint8)
     for k, fr in enumerate(fractures, start=1):
         vt = spine.by_name(fr.vertebra)
@@ -130,10 +159,11 @@ def render_fractures(vol: AnatomyVolumes, spine: Spine, grid: Grid, fractures: l
         if fr.cleft_point is None:
             depth = (top - w) if vt.deformation.superior else (w - bottom)  # mm below the collapsed endplate
             band = inner * occupancy(depth - fr.band_mm)
-            hu = fr.band_hu - 0.4 * (fr.band_hu - vt.canc_hu) * np.clip(depth / fr.band_mm, 0.0, 1.0)
+            hu = fr.band_hu - look.band_falloff * (fr.band_hu - vt.canc_hu) * np.clip(depth / fr.band_mm, 0.0, 1.0)
             paint(vol.hu, sl, band, hu)
             vol.tissue[sl][band > 0.5] = TISSUE["sclerotic_band"]
-            zone = depth <= fr.band_mm + MASK_MARGIN_MM
+            # with no margin: the band as painted (inside the cortical shell); with one: into the endplate too
+            zone = band > 0.5 if look.band_mask_margin_mm == 0 else depth <= fr.band_mm + look.band_mask_margin_mm
         else:
             p, n = fr.cleft_point, fr.cleft_normal
             dp = (u - p[0]) * n[0] + (v - p[1]) * n[1] + (w - p[2]) * n[2]
@@ -152,7 +182,7 @@ def render_fractures(vol: AnatomyVolumes, spine: Spine, grid: Grid, fractures: l
             cleft = slab(fr.cleft_mm) * outer * keep
             paint(vol.hu, sl, cleft, fr.cleft_hu)
             vol.tissue[sl][cleft > 0.5] = TISSUE["cleft"]
-            zone &= np.abs(dp) <= fr.cleft_mm / 2 + MASK_MARGIN_MM
+            zone &= np.abs(dp) <= fr.cleft_mm / 2 + look.cleft_mask_margin_mm
         mask = zone & (d < 0) & (vol.vertebrae[sl] == vt.label)
         if not mask.any():
             raise RuntimeError(f"fracture of {fr.vertebra} has an empty ground-truth mask")
