@@ -9,40 +9,55 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a screen
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from nnunet_fracture.evaluation.threshold_curves import EDGES, ScoreHistogram  # noqa: E402
 
 BONE_WINDOW = (-250.0, 1250.0)  # HU range shown: soft tissue dark grey, cortical bone white
+PREDICTION_COLOUR = "magenta"  # outline of a predicted mask, beside the green ground truth
 
 
 def focus_point(gt: np.ndarray, probabilities: Optional[np.ndarray]) -> tuple[int, int, int]:
-    """The (z, y, x) voxel the figure is centred on: the ground truth's centre of mass, or else the most
-    probable voxel, or else the volume's centre."""
+    """The (z, y, x) voxel the figure is centred on: the ground-truth voxel nearest to the centre of mass of the
+    largest ground-truth component (so that both views cut a fracture even when a case has several), or else the
+    most probable voxel, or else the volume's centre."""
     if gt.any():
-        return tuple(int(round(c)) for c in np.argwhere(gt).mean(axis=0))  # type: ignore[return-value]
+        import cc3d
+
+        components = cc3d.connected_components(np.ascontiguousarray(gt, dtype=np.uint8), connectivity=26)
+        largest = np.argmax(np.bincount(components.ravel())[1:]) + 1
+        voxels = np.argwhere(components == largest)
+        nearest = voxels[np.argmin(((voxels - voxels.mean(axis=0)) ** 2).sum(axis=1))]
+        return tuple(int(c) for c in nearest)  # type: ignore[return-value]
     if probabilities is not None and probabilities.max() > 0:
         return tuple(int(i) for i in np.unravel_index(np.argmax(probabilities), probabilities.shape))  # type: ignore[return-value]
     return tuple(s // 2 for s in gt.shape)  # type: ignore[return-value]
 
 
 def overlay_figure(ct: np.ndarray, gt: np.ndarray, probabilities: Optional[np.ndarray],
-                   spacing_zyx: tuple[float, float, float], title: str, out_file: Path) -> Path:
+                   spacing_zyx: tuple[float, float, float], title: str, out_file: Path,
+                   prediction: Optional[np.ndarray] = None) -> Path:
     """Write axial and sagittal views through :func:`focus_point`.
 
     Args:
         ct: CT in HU, array order (z, y, x).
         gt: ground-truth fracture mask, same shape.
-        probabilities: fracture probability in [0, 1], same shape, or None to show the mask only.
+        probabilities: fracture probability in [0, 1], same shape, shown as a heat map; or None.
         spacing_zyx: voxel spacing in mm in array order, so that the views have true proportions.
         title: figure title (case id and metrics).
         out_file: PNG path (parent folders are created).
+        prediction: the predicted mask, same shape; outlined in a second colour when there are no
+            probabilities (a folder of masks, such as pseudo-masks, is being judged).
     """
-    if ct.shape != gt.shape or (probabilities is not None and probabilities.shape != ct.shape):
-        raise ValueError(f"CT {ct.shape}, ground truth {gt.shape} and probabilities "
-                         f"{None if probabilities is None else probabilities.shape} must have the same shape")
-    z, y, x = focus_point(gt, probabilities)
+    shapes = {"CT": ct.shape, "ground truth": gt.shape}
+    shapes.update({name: a.shape for name, a in (("probabilities", probabilities), ("prediction", prediction))
+                   if a is not None})
+    if len(set(shapes.values())) > 1:
+        raise ValueError("the arrays must have the same shape: " + ", ".join(f"{k} {v}" for k, v in shapes.items()))
+    outline = prediction if probabilities is None and prediction is not None else None
+    z, y, x = focus_point(gt, probabilities if outline is None else outline.astype(np.float32))
     sz, sy, sx = spacing_zyx
     views = [
         ("axial", np.s_[z, :, :], sy / sx),
@@ -60,11 +75,18 @@ def overlay_figure(ct: np.ndarray, gt: np.ndarray, probabilities: Optional[np.nd
         g = gt[index]
         if g.any():
             ax.contour(g.astype(float), levels=[0.5], colors=["lime"], linewidths=1.0)
+        if outline is not None and outline[index].any():
+            ax.contour(outline[index].astype(float), levels=[0.5], colors=[PREDICTION_COLOUR], linewidths=1.0,
+                       linestyles="dashed")
         ax.set_title(f"{name} (z={z})" if name == "axial" else f"{name} (x={x})")
         ax.set_axis_off()
     if heat is not None:
         fig.colorbar(heat, ax=axes, fraction=0.025, label="fracture probability")
-    fig.suptitle(f"{title}\ngreen: ground-truth fracture outline", fontsize=10)
+    legend = [Line2D([], [], color="lime", label="ground truth")]
+    if outline is not None:
+        legend.append(Line2D([], [], color=PREDICTION_COLOUR, linestyle="dashed", label="predicted mask"))
+    fig.legend(handles=legend, loc="lower center", ncol=len(legend), fontsize=9, frameon=False)
+    fig.suptitle(title, fontsize=10)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_file, dpi=100)
     plt.close(fig)

@@ -387,7 +387,8 @@ def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = No
             _check_same_geometry(gt_image, ct_image, case, "CT", ct_file)
             overlay_figure(sitk.GetArrayFromImage(ct_image), gt_mask, probabilities,
                            tuple(reversed(gt_image.GetSpacing())),
-                           f"{case}: Dice {row['dice']:.3f}", Path(out) / "figures" / f"{case}_overlay.png")
+                           f"{case}: Dice {row['dice']:.3f}", Path(out) / "figures" / f"{case}_overlay.png",
+                           prediction=pred_mask)
         del gt_image, gt_mask, pred_mask, probabilities  # before the next case is read, not after
 
     summary = evaluation.summary()

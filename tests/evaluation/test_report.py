@@ -67,6 +67,19 @@ def test_overlay_is_hot_where_probability_is_high(folders):
     assert (folders / "out" / "figures" / "b_overlay.png").is_file()
 
 
+def test_overlay_of_a_mask_folder_outlines_the_prediction(folders):
+    """Pseudo-masks come without probabilities: the judged mask is drawn (magenta, dashed) beside the truth."""
+    (folders / "pred" / "a.npz").unlink()
+    evaluate_folder(folders / "pred", folders / "gt", folders / "out", images=folders / "images")
+    png = imread(folders / "out" / "figures" / "a_overlay.png")[..., :3]
+    magenta = (png[..., 0] > 0.8) & (png[..., 1] < 0.3) & (png[..., 2] > 0.8)
+    green = (png[..., 1] > 0.8) & (png[..., 0] < 0.3) & (png[..., 2] < 0.3)
+    assert magenta.sum() > 50 and green.sum() > 50  # both outlines (and their legend entries)
+    # the prediction lies right of the truth (x 6..9 against 4..7): its outline's pixels reach further right
+    in_axial = np.s_[:, : png.shape[1] // 2]
+    assert np.nonzero(magenta[in_axial])[1].max() > np.nonzero(green[in_axial])[1].max()
+
+
 def test_missing_prediction_names_case(folders):
     (folders / "pred" / "b.nii.gz").unlink()
     with pytest.raises(FileNotFoundError, match="b"):
@@ -128,3 +141,13 @@ def test_no_probabilities_no_threshold_free_block(folders):
     assert "pooled_threshold_free" not in summary
     assert "pr_auc" not in pd.read_csv(folders / "out" / "metrics.csv").columns
     assert not (folders / "out" / "figures" / "pr_curve.png").exists()
+
+
+def test_overlay_focus_is_inside_the_largest_fracture():
+    from nnunet_fracture.evaluation.figures import focus_point
+
+    gt = np.zeros((20, 5, 5), bool)
+    gt[1:3, 1:3, 1:3] = True  # 8 voxels
+    gt[14:18, 1:4, 1:4] = True  # 36 voxels: the focus; the centroid of both (z about 12.4) cuts neither
+    z, y, x = focus_point(gt, None)
+    assert gt[z, y, x] and 14 <= z < 18
