@@ -7,7 +7,9 @@ here, so a missing variable produces one message that says exactly what to expor
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Mapping
 
 from nnunet_fracture.trainer_discovery import trainer_path
 
@@ -45,3 +47,22 @@ def ext_trainer_problem() -> str | None:
         f"nnUNet_extTrainer {what}, so nnUNetv2_train / nnUNetv2_predict cannot find the nnunet_fracture "
         f"trainers. Fix: export nnUNet_extTrainer=$(nnunet-fracture trainer-path)   # = {folder}"
     )
+
+
+@contextmanager
+def scoped_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set ``values`` in ``os.environ`` for the ``with`` block only, then restore what was there (or unset).
+
+    For in-process steps that read nnU-Net's folders from the environment (planning helpers, nnU-Net's own
+    functions); subprocesses should get an ``env`` mapping instead.
+    """
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update({name: str(value) for name, value in values.items()})
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
