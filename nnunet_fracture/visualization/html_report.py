@@ -6,9 +6,10 @@ zipped, copied or opened from disk. The page is rebuilt from what is in ``OUT`` 
 
 Sections:
 
-- **Evaluation** (with ``metrics``, an ``nnunet-fracture evaluate`` output folder): ``summary.json`` as a table,
-  ``metrics.csv`` as a table whose case names link to the case sections, links to the other tables, and the
-  pooled figures. The evaluation's tables and figures are copied into ``OUT/evaluation/``, so the report does
+- **Evaluation** (with ``metrics``, an ``nnunet-fracture evaluate`` output folder), what matters first: a short
+  headline table (Dice, precision, recall, PR-AUC, best F1, case-level detection AUC), the pooled figures, then
+  ``metrics.csv`` as a table whose case names link to the case sections, links to the other tables, and the whole
+  of ``summary.json`` collapsed at the end. The evaluation's tables and figures are copied into ``OUT/evaluation/``, so the report does
   not depend on where the metrics folder lives and a later run without ``metrics`` still shows them.
 - **One section per case**: the facts of ``cases/<case>/case.json``, the case's metrics row, its figures (the
   evaluation's ``<case>_*.png`` included) and links to its mesh files.
@@ -89,6 +90,30 @@ def _flatten(data: object, prefix: str = "") -> list[tuple[str, object]]:
     if isinstance(data, list):
         return [(prefix, json.dumps(data))]
     return [(prefix, data)]
+
+
+_MISSING = object()
+# (label, path in summary.json) of the headline table, in order; missing entries are left out
+HEADLINE = (("cases", ("n_cases",)), ("fractured cases", ("n_fractured_cases",)),
+            ("Dice (pooled voxels)", ("pooled", "dice")), ("precision", ("pooled", "precision")),
+            ("recall", ("pooled", "recall")), ("mean Dice per case", ("mean_dice",)),
+            ("PR-AUC (pooled voxels)", ("pooled_threshold_free", "pr_auc")),
+            ("best F1", ("pooled_threshold_free", "best_threshold", "f1")),
+            ("at probability >=", ("pooled_threshold_free", "best_threshold", "threshold")),
+            ("case-level detection AUC", ("detection", "case", "roc_auc")),
+            ("cases with false positives", ("false_positive_cases",)))
+
+
+def headline_rows(summary: dict) -> list[list[object]]:
+    """``[label, value]`` rows of :data:`HEADLINE` found in an ``evaluate`` summary (None shown as n/a)."""
+    rows = []
+    for label, path in HEADLINE:
+        value: object = summary
+        for key in path:
+            value = value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
+        if value is not _MISSING:
+            rows.append([label, "n/a" if value is None else value])
+    return rows
 
 
 def _figure_order(path: Path) -> tuple[int, str]:
@@ -179,10 +204,13 @@ def write_report(out: Path, metrics: Optional[Path] = None, title: str = "nnunet
             links = ", ".join(f'<a href="{_href(p, out)}">{html.escape(p.name)}</a>' for p in tables)
             part.append(f"<p>Files: {links}</p>")
         if summary is not None:
-            part.append("<h3>summary.json</h3>" + _table(["key", "value"], [list(kv) for kv in _flatten(summary)]))
+            part.append(_table(["headline", "value"], headline_rows(summary)))
+        part += [_figure(p, out) for p in evaluation_pngs if p not in claimed]
         if header:
             part.append("<h3>metrics.csv</h3>" + _table(header, rows, case_column, set(cases)))
-        part += [_figure(p, out) for p in evaluation_pngs if p not in claimed]
+        if summary is not None:
+            part.append("<details><summary>all of summary.json</summary>"
+                        + _table(["key", "value"], [list(kv) for kv in _flatten(summary)]) + "</details>")
         sections.append("\n".join(part))
 
     for case in cases:

@@ -108,3 +108,23 @@ def test_report_without_metrics_and_empty_folder(tmp_path):
 def test_metrics_folder_must_be_an_evaluation(tmp_path):
     with pytest.raises(FileNotFoundError, match="nnunet-fracture evaluate"):
         read_metrics(tmp_path)
+
+
+def test_evaluation_opens_with_the_headline_and_figures_detail_collapsed_last(run):
+    out, metrics = run
+    (metrics / "summary.json").write_text(json.dumps({
+        "n_cases": 2, "pooled": {"dice": 0.5, "precision": 0.25, "recall": 1.0},
+        "pooled_threshold_free": {"pr_auc": 0.75, "best_threshold": {"f1": 0.6, "threshold": 0.3}},
+        "detection": {"case": {"roc_auc": None}}, "slices": {"axial": {"roc_auc": 0.9}}}))
+    page = write_report(out, metrics=metrics).read_text(encoding="utf-8")
+    evaluation = page[page.index('id="evaluation"'):page.index('id="case-c1"')]
+    headline = evaluation.index(">headline<")
+    figure = evaluation.index("evaluation/pr_curve.png")
+    per_case = evaluation.index("<h3>metrics.csv</h3>")
+    detail = evaluation.index("<details><summary>all of summary.json</summary>")
+    assert headline < figure < per_case < detail  # what matters first, the flat dump last and collapsed
+    head_table = evaluation[headline:figure]
+    for label, value in (("Dice (pooled voxels)", "0.5"), ("precision", "0.25"), ("PR-AUC (pooled voxels)", "0.75"),
+                         ("best F1", "0.6"), ("at probability &gt;=", "0.3"), ("case-level detection AUC", "n/a")):
+        assert f'<td class="text">{label}</td><td' in head_table and f">{value}</td>" in head_table, label
+    assert "slices.axial.roc_auc" not in head_table and "slices.axial.roc_auc" in evaluation[detail:]
