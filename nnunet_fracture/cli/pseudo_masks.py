@@ -1,0 +1,89 @@
+"""``nnunet-fracture pseudo-masks``: its arguments and help (``add``) and the call into the package (``run``),
+imported only when the verb runs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+PSEUDO_MASKS_DESCRIPTION = """\
+Turn nnU-Net fracture probabilities into pseudo-masks kept inside the boxes, with an uncertainty map, ready to
+check and correct in 3D Slicer or ITK-SNAP, and optionally into a new dataset for fully supervised training.
+
+In:
+  PRED       nnUNetv2_predict output folder(s) made with --save_probabilities (<case>.nii.gz + <case>.npz).
+             Several folders = one per fold (e.g. -f 0 -o pred_f0, -f 1 -o pred_f1, ...): P is their mean and the
+             uncertainty their per-voxel standard deviation. One folder (one fold, or a multi-fold run, which
+             saves only the mean): the uncertainty is the binary entropy of P in bits.
+  --dataset  the raw dataset the predictions were made from (ID, DatasetXXX_NAME or folder), written by
+             `nnunet-fracture convert`: its boxes.json gives the boxes, imagesTr the geometry. The cases are
+             those predicted (all, or e.g. held-out ones); every PRED folder must hold the same cases.
+
+Out (--out DIR):
+  masks/<case>.nii.gz          0/1 pseudo-mask (uint8) on the CT's grid; 0 outside every box
+  probabilities/<case>.nii.gz  fused fracture probability P (float32)
+  uncertainty/<case>.nii.gz    uncertainty (float32)
+  pseudo_masks.csv             one row per box: threshold used, voxels kept, max P, mean uncertainty; boxes where
+                               nothing was kept are marked empty - look at those first
+  pseudo_masks.json            provenance: predictions, model info, rule, parameters, date, plugin version
+
+Rules (applied to each box on its own):
+  fixed     keep P >= --threshold. Predictable; use when the model's probabilities are well calibrated.
+  otsu      keep P above the box's own Otsu threshold (never below --min-threshold). Adapts to boxes where
+            the model is over- or under-confident.
+  fraction  keep the top --fraction of each box's voxels by P (only P >= --min-threshold). The default: it
+            scored best when a weak model's P is high in most of each box (phantom v1, tiny plans);
+            set --fraction to roughly how much of a box the fracture fills (phantom boxes: 13 % on average).
+Where boxes overlap, each box is thresholded on its own voxels and the mask is the union.
+"""
+
+PSEUDO_MASKS_EPILOG = """\
+Example (data flywheel):
+  for f in 0 1 2 3 4; do nnUNetv2_predict -i $nnUNet_raw/Dataset501_Phantom/imagesTr -o pred_f$f -d 501 \\
+      -c 3d_fullres -f $f -tr nnUNetTrainerWeakBBox --save_probabilities; done
+  nnunet-fracture pseudo-masks pred_f0 pred_f1 pred_f2 pred_f3 pred_f4 --dataset 501 --out pseudo/ \\
+      --rule otsu --export-dataset 502 --name PhantomPseudo
+  # correct pseudo/masks in 3D Slicer, copy them to labelsTr of Dataset502, then train the stock trainer:
+  nnUNetv2_plan_and_preprocess -d 502 -c 3d_fullres && nnUNetv2_train 502 3d_fullres 0
+"""
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pseudo-masks",
+        help="box-constrained pseudo-masks + uncertainty maps from nnUNetv2_predict probabilities",
+        description=PSEUDO_MASKS_DESCRIPTION, epilog=PSEUDO_MASKS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("pred", type=Path, nargs="+", metavar="PRED",
+                   help="nnUNetv2_predict output folder(s) with --save_probabilities; several = one per fold")
+    p.add_argument("--dataset", required=True,
+                   help="raw dataset predicted from: ID (e.g. 501, looked up in $nnUNet_raw), DatasetXXX_NAME or "
+                        "folder; must hold boxes.json")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created; see Out above)")
+    p.add_argument("--rule", choices=("fixed", "otsu", "fraction"), default="fraction",
+                   help="how voxels in a box are selected (see Rules above; default fraction)")
+    p.add_argument("--threshold", type=float, default=0.5, help="fixed rule: keep P >= this (default 0.5)")
+    p.add_argument("--fraction", type=float, default=0.3,
+                   help="fraction rule: share of each box's voxels kept (default 0.3)")
+    p.add_argument("--min-threshold", type=float, default=0.05,
+                   help="otsu and fraction rules: never keep a voxel with P below this (default 0.05)")
+    p.add_argument("--export-dataset", type=int, default=None, metavar="ID",
+                   help="also write $nnUNet_raw/DatasetID_NAME: the CTs with the pseudo-masks as labels "
+                        "{background: 0, fracture: 1}, trainable by the stock nnUNetTrainer")
+    p.add_argument("--name", default=None, help="name of the exported dataset (with --export-dataset)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --out and an existing dataset with the --export-dataset ID")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
+
+    prov = write_pseudo_masks(args.pred, args.dataset, args.out, rule=args.rule, threshold=args.threshold,
+                              fraction=args.fraction, min_threshold=args.min_threshold,
+                              export_dataset=args.export_dataset, export_name=args.name, overwrite=args.overwrite)
+    print(f"wrote pseudo-masks of {prov['num_cases']} cases ({prov['num_boxes']} boxes, {prov['num_empty_boxes']} "
+          f"empty) to {args.out}; uncertainty: {prov['uncertainty']['kind']}")
+    if prov["export_dataset"]:
+        print(f"wrote {prov['export_dataset']}")
