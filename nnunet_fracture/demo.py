@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -36,11 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=50, help="training epochs (default 50)")
     p.add_argument("--iterations", type=int, default=40, help="training iterations per epoch (default 40)")
     p.add_argument("--foreground", type=float, default=0.66,
-                   help="share of patches centred in boxes (default 0.66; nnU-Net's 0.33 learns nothing in a "
-                        "schedule this short)")
+                   help="share of patches centred in boxes, drawn per sample (default 0.66). nnU-Net's default "
+                        "rule gives round(batch x share) box patches per batch: at batch 2, every share from 0.25 to "
+                        "0.75 means exactly one, so the demo turns on probabilistic_oversampling")
     p.add_argument("--rule", choices=("fixed", "otsu", "fraction"), default="fraction",
-                   help="pseudo-mask rule (default fraction: the top 30%% of each box's voxels by P, the best rule "
-                        "in benchmarks/weak_vs_full.py)")
+                   help="pseudo-mask rule (default fraction: the top 30%% of each box's voxels by P)")
     p.add_argument("--seed", type=int, default=0, help="phantom seed of the training set (default 0)")
     return p
 
@@ -63,8 +62,9 @@ class Steps:
 
 
 def fresh_workspace(out: Path, epochs: int, iterations: int, foreground: float) -> dict[str, str]:
-    """Replace ``out`` by empty nnUNet_raw / _preprocessed / _results folders and point this process (and the
-    stock commands it starts) at them, with a short CPU schedule in ``NNUNET_FRACTURE_SETTINGS``."""
+    """Replace ``out`` by empty nnUNet_raw / _preprocessed / _results folders; return the environment that points
+    the stock commands at them, with a short CPU schedule in ``NNUNET_FRACTURE_SETTINGS`` (nnU-Net's final
+    validation skipped: the demo scores its own held-out cases). This process's environment is left alone."""
     from nnunet_fracture.trainer_discovery import trainer_path
 
     if out.exists():
@@ -75,8 +75,8 @@ def fresh_workspace(out: Path, epochs: int, iterations: int, foreground: float) 
     env.update(nnUNet_extTrainer=str(trainer_path()), nnUNet_compile="f", nnUNet_n_proc_DA="2",
                NNUNET_FRACTURE_SETTINGS=f"num_epochs={epochs} num_iterations_per_epoch={iterations} "
                                         f"num_val_iterations_per_epoch={max(2, iterations // 8)} "
-                                        f"oversample_foreground_percent={foreground}")
-    os.environ.update(env)  # the in-process steps (convert, tiny-plans) read the same folders
+                                        f"oversample_foreground_percent={foreground} "
+                                        f"probabilistic_oversampling=true final_validation=false")
     return env
 
 
@@ -86,6 +86,7 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
     from nnunet_fracture.dataset_conversion.generic import read_generic
     from nnunet_fracture.dataset_conversion.phantom import write_phantom
     from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
+    from nnunet_fracture.environment import scoped_environ
     from nnunet_fracture.evaluation.report import evaluate_folder
     from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
     from nnunet_fracture.planning.tiny_plans import write_tiny_plans
@@ -104,16 +105,21 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
         write_raw_dataset(read_generic(out / "phantom_test"), TEST_ID, "DemoTest", weak="box", raw_root=raw)))
     steps.run("nnUNetv2_plan_and_preprocess (stock)", run_stock,
               ["nnUNetv2_plan_and_preprocess", "-d", TRAIN_ID, "-c", "3d_fullres", "-np", "2",
-               "--verify_dataset_integrity"], log)
-    steps.run("nnunet-fracture tiny-plans", write_tiny_plans, str(TRAIN_ID))
+               "--verify_dataset_integrity"], log, env)
+
+    def tiny_plans() -> None:
+        with scoped_environ(env):  # the planning helper reads nnUNet_preprocessed
+            write_tiny_plans(str(TRAIN_ID))
+
+    steps.run("nnunet-fracture tiny-plans", tiny_plans)
     steps.run(f"nnUNetv2_train (stock) -tr {TRAINER}, {epochs} epochs x {iterations} iterations", run_stock,
               ["nnUNetv2_train", TRAIN_ID, "3d_fullres", "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"],
-              log, echo=True)
+              log, env, echo=True)
     predictions = out / "predictions"
     steps.run("nnUNetv2_predict (stock) on the held-out test cases", run_stock,
               ["nnUNetv2_predict", "-i", test_raw / "imagesTr", "-o", predictions, "-d", TRAIN_ID,
                "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu",
-               "--save_probabilities", "-npp", "1", "-nps", "1"], log)
+               "--save_probabilities", "-npp", "1", "-nps", "1"], log, env)
     pseudo = out / "pseudo_masks"
     steps.run(f"nnunet-fracture pseudo-masks (rule {rule}) inside the test cases' boxes", write_pseudo_masks,
               [predictions], test_raw, pseudo, rule=rule)
