@@ -120,9 +120,10 @@ def test_gradcheck_of_the_loss():
 def test_softmax_logits_and_label_map():
     logits = torch.tensor([[[0.0, 2.0, -1.0, 0.5]], [[1.0, -2.0, 0.0, 0.0]]]).permute(1, 0, 2)  # (1, 2, 4)
     labels = torch.tensor([[[1, 1, 0, 1]]])
-    prob_fg = torch.softmax(logits, dim=1)[:, 1:]
-    expected = raw_loss()(prob_fg.double(), labels.double()).item()
-    assert PolyDice1Loss()(logits, labels).item() == pytest.approx(expected, rel=1e-5)
+    # foreground softmax = sigmoid(l1 - l0) = sigmoid(1, -4, 1, -0.5) = (0.731059, 0.017986, 0.731059, 0.377541);
+    # y = (1, 1, 0, 1): <p,y> = 1.126585, |p|^2 = 1.211754, |y|^2 = 3 -> s = 2.253171 / 4.211754 = 0.534972,
+    # theta = arccos(1.126585 / sqrt(3.635261)) = 0.938652; L = (1 - s) + s * 0.5 * theta^2 = 0.700701
+    assert PolyDice1Loss()(logits, labels).item() == pytest.approx(0.700701, abs=2e-6)
 
 
 def test_loss_mask_removes_voxels():
