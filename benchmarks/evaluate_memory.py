@@ -130,22 +130,23 @@ def _child(work: Path) -> None:
     """Run evaluate_folder in this fresh process and print the measurements as JSON on the last line."""
     import tracemalloc
 
-    import nnunet_fracture.evaluation.report as report
+    from nnunet_fracture.evaluation.report import evaluate_folder
+    from nnunet_fracture.evaluation.report_streaming import StreamingEvaluation
 
     baseline_rss, baseline_peak = _rss_mb(), _peak_mb()
     per_case = []
-    add_case = report.StreamingEvaluation.add_case
+    add_case = StreamingEvaluation.add_case
 
     def measured_add_case(self, *args, **kwargs):
         row = add_case(self, *args, **kwargs)
         per_case.append({"peak_rss_mb": _peak_mb(), "seconds": time.perf_counter() - start})
         return row
 
-    report.StreamingEvaluation.add_case = measured_add_case
+    StreamingEvaluation.add_case = measured_add_case
     tracemalloc.start()
     start = time.perf_counter()
-    summary = report.evaluate_folder(work / "pred", work / "gt", work / "report", boxes=work / "labelsTr",
-                                     vertebrae=work / "vertebrae")
+    summary = evaluate_folder(work / "pred", work / "gt", work / "report", boxes=work / "labelsTr",
+                              vertebrae=work / "vertebrae")
     seconds = time.perf_counter() - start
     _, traced_peak = tracemalloc.get_traced_memory()
     print(json.dumps({"baseline_rss_mb": baseline_rss, "baseline_peak_mb": baseline_peak, "peak_rss_mb": _peak_mb(),
