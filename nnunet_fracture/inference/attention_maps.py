@@ -59,21 +59,14 @@ def level_file(level: int, suffix: str = ".nii.gz") -> str:
 @contextlib.contextmanager
 def _plugin_environment() -> Iterator[None]:
     """For the block: the plugin's trainers findable by nnU-Net (``nnUNet_extTrainer``) and no torch.compile."""
+    from nnunet_fracture.environment import scoped_environ
     from nnunet_fracture.trainer_discovery import trainer_path
 
-    saved = {k: os.environ.get(k) for k in ("nnUNet_extTrainer", "nnUNet_compile")}
-    listed = [p for p in (saved["nnUNet_extTrainer"] or "").split(os.pathsep) if p]
+    listed = [p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
     if str(trainer_path()) not in [os.path.abspath(p) for p in listed]:
-        os.environ["nnUNet_extTrainer"] = os.pathsep.join([*listed, str(trainer_path())])
-    os.environ["nnUNet_compile"] = "f"
-    try:
+        listed.append(str(trainer_path()))
+    with scoped_environ({"nnUNet_extTrainer": os.pathsep.join(listed), "nnUNet_compile": "f"}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _check_model_folder(model: Path, fold: str, checkpoint: str) -> Path:

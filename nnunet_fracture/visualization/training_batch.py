@@ -164,16 +164,11 @@ def batch_figure(batch: TrainingBatch, spacing: Optional[tuple[float, ...]], tit
 @contextlib.contextmanager
 def scratch_results() -> Iterator[Path]:
     """Point ``nnUNet_results`` at a temporary folder for the block (restored afterwards)."""
-    old = os.environ.get("nnUNet_results")
-    with tempfile.TemporaryDirectory(prefix="nnunet_fracture_batches_") as tmp:
-        os.environ["nnUNet_results"] = tmp
-        try:
-            yield Path(tmp)
-        finally:
-            if old is None:
-                os.environ.pop("nnUNet_results", None)
-            else:
-                os.environ["nnUNet_results"] = old
+    from nnunet_fracture.environment import scoped_environ
+
+    with tempfile.TemporaryDirectory(prefix="nnunet_fracture_batches_") as tmp, \
+            scoped_environ({"nnUNet_results": tmp}):
+        yield Path(tmp)
 
 
 def build_trainer(dataset: str, configuration: str, trainer: str, plans: str, fold: Union[int, str]):
