@@ -115,7 +115,7 @@ def main() -> None:
     m, iters, batch = trainer.mc_every, args.schedule_iterations, trainer.configuration_manager.batch_size
     training = m * iters * t_it
 
-    from nnunet_fracture.training.mc_dropout import auto_cases_per_round
+    from nnunet_fracture.training.mc_assessment import auto_cases_per_round
 
     auto = auto_cases_per_round(trainer.mc_max_overhead, m, iters, batch, trainer.mc_passes,
                                 trainer.mc_patches_per_case)

@@ -29,7 +29,9 @@ from torch import distributed as dist
 from nnunet_fracture.losses import PolyDice1Loss, RegionAndPixelLoss
 from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
+from nnunet_fracture.training import difficulty, mc_assessment
 from nnunet_fracture.training import mc_dropout as mcd
+from nnunet_fracture.visualization.difficulty_figure import difficulty_figure
 from nnunet_fracture.training.loss_wrapping import PerImageEpsilonLoss, nnunet_scale_weights
 
 
@@ -62,7 +64,7 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._check_mc_settings()
-        self.difficulty = mcd.DifficultyTable()
+        self.difficulty = difficulty.DifficultyTable()
         self.epsilon: dict[str, float] = {}
         self.mc_round_seconds: list[float] = []
         self._mc_candidates: list[str] | None = None
@@ -71,13 +73,13 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
     def _check_mc_settings(self) -> None:
         mcd.check_rate("dropout_p_train", self.dropout_p_train)
         mcd.check_rate("mc_dropout_p", self.mc_dropout_p)
-        mcd.epsilon_by_rank({}, self.epsilon_min, self.epsilon_max, self.epsilon_direction)  # validates
+        difficulty.epsilon_by_rank({}, self.epsilon_min, self.epsilon_max, self.epsilon_direction)  # validates
         for name, minimum in (("mc_passes", 2), ("mc_every", 0), ("mc_cases_per_round", 0),
                               ("mc_patches_per_case", 1), ("mc_batch_size", 0)):
             if getattr(self, name) < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {getattr(self, name)!r}")
-        if self.mc_aggregate not in mcd.AGGREGATES:
-            raise ValueError(f"mc_aggregate must be one of {mcd.AGGREGATES}, got {self.mc_aggregate!r}")
+        if self.mc_aggregate not in mc_assessment.AGGREGATES:
+            raise ValueError(f"mc_aggregate must be one of {mc_assessment.AGGREGATES}, got {self.mc_aggregate!r}")
         if not 0 < self.mc_max_overhead:
             raise ValueError(f"mc_max_overhead must be > 0, got {self.mc_max_overhead!r}")
         if self.mc_every and self.is_cascaded:
@@ -101,7 +103,7 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
     # --- loss: PolyDice-1 + CE, eps1 per image from the batch's case keys ----------------------------------------
     @property
     def neutral_epsilon(self) -> float:
-        return mcd.neutral_epsilon(self.epsilon_min, self.epsilon_max)
+        return difficulty.neutral_epsilon(self.epsilon_min, self.epsilon_max)
 
     def _build_loss(self):
         regions = self.label_manager.has_regions
@@ -137,7 +139,7 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
     def cases_per_round(self) -> int:
         if self.mc_cases_per_round:
             return self.mc_cases_per_round
-        return mcd.auto_cases_per_round(self.mc_max_overhead, self.mc_every or 1, self.num_iterations_per_epoch,
+        return mc_assessment.auto_cases_per_round(self.mc_max_overhead, self.mc_every or 1, self.num_iterations_per_epoch,
                                         self.configuration_manager.batch_size, self.mc_passes,
                                         self.mc_patches_per_case)
 
@@ -156,7 +158,7 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
             dist.broadcast_object_list(shared, src=0)
             values = shared[0]
         self.difficulty.record(self.current_epoch, values)
-        self.epsilon = mcd.epsilon_by_rank(self.difficulty.latest(), self.epsilon_min, self.epsilon_max,
+        self.epsilon = difficulty.epsilon_by_rank(self.difficulty.latest(), self.epsilon_min, self.epsilon_max,
                                            self.epsilon_direction)
         if self.local_rank == 0:
             self._write_difficulty_files()
@@ -174,8 +176,8 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
     def _assess_round(self) -> dict[str, float]:
         dataset = self.dataset_class(self.preprocessed_dataset_folder, list(self._mc_eligible_cases()))
         round_index = (self.current_epoch + 1) // self.mc_every - 1
-        cases = mcd.cases_for_round(dataset.identifiers, round_index, self.cases_per_round(), self.mc_seed)
-        return mcd.assess_cases(
+        cases = mc_assessment.cases_for_round(dataset.identifiers, round_index, self.cases_per_round(), self.mc_seed)
+        return mc_assessment.assess_cases(
             self._plain_network(), dataset, cases, self.configuration_manager.patch_size, self.mc_passes,
             self.mc_dropout_p, "sigmoid" if self.label_manager.has_regions else "softmax",
             self.mc_patches_per_case, self.mc_seed, self.mc_aggregate, self.mc_top_percent, self.mc_batch_size)
@@ -185,7 +187,7 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
             train_keys = sorted(self.do_split()[0])
             if self.mc_foreground_only:
                 dataset = self.dataset_class(self.preprocessed_dataset_folder, list(train_keys))
-                train_keys = [k for k in train_keys if mcd.has_foreground(dataset.load_case(k)[3])]
+                train_keys = [k for k in train_keys if mc_assessment.has_foreground(dataset.load_case(k)[3])]
             self._mc_candidates = train_keys
         return self._mc_candidates
 
@@ -197,8 +199,9 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
 
         out = Path(self.output_folder)
         self.difficulty.write_csv(out / "difficulty.csv")
-        self.difficulty.plot(out / "difficulty.png", title=f"MC-Dropout difficulty per case ({self.mc_aggregate})")
-        mcd.write_epsilon_csv(out / "epsilon.csv", self.epsilon)
+        difficulty_figure(self.difficulty, out / "difficulty.png",
+                          title=f"MC-Dropout difficulty per case ({self.mc_aggregate})")
+        difficulty.write_epsilon_csv(out / "epsilon.csv", self.epsilon)
 
     # --- checkpoint ---------------------------------------------------------------------------------------------
     def get_extra_state(self) -> dict:
