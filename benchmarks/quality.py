@@ -1,0 +1,262 @@
+"""The quality bench: every method on the same phantom cases, several seeds, one JSON, one table.
+
+    python benchmarks/quality.py --arms core --seeds 0 1 2          # train what is not cached yet, then report
+    python benchmarks/quality.py --table                            # the Markdown table from quality.json
+    python benchmarks/quality.py --table --update-readme            # ... written between the README's markers
+    python benchmarks/quality.py --gpu --arms full_mask --seeds 0   # nnU-Net's default plans (a lent GPU)
+
+Arms are declared in ``benchmarks/quality_arms.py`` (trainer + labels + settings). For seed s, every arm trains
+on the same phantom training cases (phantom seed s, ``--weak mask|box|slice`` as the arm needs) through the stock
+``nnUNetv2_plan_and_preprocess`` / ``nnUNetv2_train ... all`` / ``nnUNetv2_predict`` commands, and is scored on
+the same held-out phantom test cases (phantom seed 1000; two of every ten are fracture-free) by
+:class:`nnunet_fracture.evaluation.bench_scores.BenchScore`. Weak arms are scored on their pseudo-masks inside
+the boxes and on P >= 0.5 over whole volumes.
+
+Each arm x seed result is cached in ``benchmarks/results/quality_runs/<arm>/seed<s>_<key>.json``, where the key
+hashes the arm, the regime, the seed and the phantom version: a re-run trains only what changed, and the table
+grows across sessions. ``benchmarks/results/quality.json`` is rebuilt from the cache after every run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality_arms import ARM_SETS, ARMS, REGIMES, Arm, Regime, run_key  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+README_BEGIN, README_END = "<!-- quality-table:begin -->", "<!-- quality-table:end -->"
+LABEL_IDS = {"mask": 0, "box": 1, "slice": 2, "vae_error": 3}
+TEST_ID = 799
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arms", nargs="+", default=["core"],
+                   help=f"arm names or sets ({', '.join(ARM_SETS)}; arms: {', '.join(ARMS)})")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--regime", choices=sorted(REGIMES), default="cpu",
+                   help="cpu (default): bench plans on a 2-core CPU; gpu: nnU-Net's default plans on cuda; smoke: a "
+                        "minutes-long check that the harness runs (numbers meaningless)")
+    p.add_argument("--gpu", action="store_true", help="same as --regime gpu")
+    p.add_argument("--work", type=Path, default=HERE / "work" / "quality", help="working folder (kept for reuse)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="where quality.json and the run cache go")
+    p.add_argument("--table", action="store_true", help="only print the table from quality.json (train nothing)")
+    p.add_argument("--update-readme", action="store_true", help="write the table between the README's markers")
+    return p
+
+
+def _arm_names(requested: list[str]) -> list[str]:
+    names: list[str] = []
+    for item in requested:
+        if item not in ARM_SETS and item not in ARMS:
+            raise SystemExit(f"unknown arm or set {item!r}; arms: {', '.join(ARMS)}; sets: {', '.join(ARM_SETS)}")
+        for name in ARM_SETS.get(item, (item,)):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _phantom_version() -> str:
+    from nnunet_fracture.dataset_conversion.phantom import PHANTOM_VERSION
+
+    return PHANTOM_VERSION
+
+
+class Workspace:
+    """nnU-Net folders, phantoms and datasets of one regime, built lazily and reused across arms and runs."""
+
+    def __init__(self, root: Path, regime_name: str, regime: Regime):
+        from nnunet_fracture.trainer_discovery import trainer_path
+
+        self.root, self.name, self.regime = root / regime_name, regime_name, regime
+        self.env = {name: str(self.root / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+        for folder in self.env.values():
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        self.env.update(nnUNet_extTrainer=str(trainer_path()), nnUNet_compile="f",
+                        nnUNet_n_proc_DA=os.environ.get("nnUNet_n_proc_DA", "2"))
+        self.log = self.root / "commands.log"
+
+    def phantom(self, seed: int, cases: int) -> Path:
+        from nnunet_fracture.dataset_conversion.phantom import write_phantom
+
+        out = self.root / f"phantom_seed{seed}_{cases}"
+        if not (out / "phantom.json").is_file():
+            write_phantom(out, n_cases=cases, seed=seed, spacing=self.regime.spacing, contrast=self.regime.contrast,
+                          overwrite=True)
+        return out
+
+    def raw(self, dataset_id: int) -> Path | None:
+        found = sorted(Path(self.env["nnUNet_raw"]).glob(f"Dataset{dataset_id:03d}_*"))
+        return found[0] if found else None
+
+    def dataset(self, seed: int, labels: str) -> int:
+        """The training dataset of ``seed`` with ``labels`` (mask | box | slice), converted and preprocessed once."""
+        from nnunet_fracture.dataset_conversion.generic import read_generic
+        from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
+
+        dataset_id = 700 + 10 * seed + LABEL_IDS[labels]
+        if self.raw(dataset_id) is None:
+            write_raw_dataset(read_generic(self.phantom(seed, self.regime.train_cases)), dataset_id,
+                              f"QualityS{seed}{labels.capitalize()}", weak=labels,
+                              raw_root=Path(self.env["nnUNet_raw"]))
+        self.preprocess(dataset_id)
+        return dataset_id
+
+    def preprocess(self, dataset_id: int) -> None:
+        from nnunet_fracture.environment import scoped_environ
+        from nnunet_fracture.planning.tiny_plans import write_tiny_plans
+        from nnunet_fracture.stock_commands import run_stock
+
+        folder = Path(self.env["nnUNet_preprocessed"]) / self.raw(dataset_id).name
+        if not (folder / "nnUNetPlans.json").is_file() or not any(folder.glob("nnUNetPlans_3d_fullres/*")):
+            run_stock(["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", "3d_fullres", "-np", "2",
+                       "--verify_dataset_integrity"], self.log, {**self.env, "nnUNet_n_proc_DA": "1"})
+        r = self.regime
+        if r.plans != "nnUNetPlans" and not (folder / f"{r.plans}.json").is_file():
+            with scoped_environ(self.env):
+                write_tiny_plans(str(dataset_id), plans_name=r.plans, max_features=r.max_features,
+                                 max_patch=r.max_patch, batch_size=r.batch_size)
+
+    def test_dataset(self) -> Path:
+        from nnunet_fracture.dataset_conversion.generic import read_generic
+        from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
+
+        if self.raw(TEST_ID) is None:
+            write_raw_dataset(read_generic(self.phantom(self.regime.test_seed, self.regime.test_cases)), TEST_ID,
+                              "QualityTest", weak="box", raw_root=Path(self.env["nnUNet_raw"]))
+        return self.raw(TEST_ID)
+
+    def train(self, dataset_id: int, trainer: str, settings: str) -> Path:
+        """``nnUNetv2_train DATASET 3d_fullres all -tr TRAINER`` with the regime's schedule; the model folder."""
+        from nnunet_fracture.stock_commands import run_stock
+
+        r = self.regime
+        run_stock(["nnUNetv2_train", dataset_id, "3d_fullres", "all", "-tr", trainer, "-p", r.plans,
+                   "-device", r.device], self.log,
+                  {**self.env, "NNUNET_FRACTURE_SETTINGS": f"{r.schedule()} {settings}".strip()}, echo=True)
+        return Path(self.env["nnUNet_results"]) / self.raw(dataset_id).name / f"{trainer}__{r.plans}__3d_fullres"
+
+    def error_channel(self, seed: int, arm: Arm) -> tuple[int, Path]:
+        """The VAE error-map dataset of ``seed`` and the test images with their error channel (VAE trained once)."""
+        from nnunet_fracture.environment import scoped_environ
+        from nnunet_fracture.inference.vae_error import write_error_dataset, write_error_images
+
+        box_id, e_id = self.dataset(seed, "box"), 700 + 10 * seed + LABEL_IDS["vae_error"]
+        vae = (Path(self.env["nnUNet_results"]) / self.raw(box_id).name
+               / f"nnUNetTrainerNormalVAE__{self.regime.plans}__3d_fullres")
+        if not (vae / "fold_all" / "checkpoint_final.pth").is_file():
+            self.train(box_id, "nnUNetTrainerNormalVAE", arm.channel_settings)
+        if self.raw(e_id) is None:
+            with scoped_environ(self.env):
+                write_error_dataset(box_id, e_id, vae, name=f"QualityS{seed}VaeError", folds=["all"])
+        self.preprocess(e_id)
+        images = self.root / f"test_images_vae_error_seed{seed}"
+        if not images.is_dir():
+            with scoped_environ(self.env):
+                write_error_images(self.test_dataset() / "imagesTr", images, vae, scale_from=e_id, folds=["all"])
+        return e_id, images
+
+    def train_and_predict(self, arm_name: str, arm: Arm, seed: int) -> Path:
+        """Train ``arm`` on fold ``all`` of its dataset for ``seed`` and predict the test cases; the predictions."""
+        from nnunet_fracture.stock_commands import run_stock
+
+        if arm.channel not in (None, "vae_error"):
+            raise ValueError(f"arm {arm_name}: unknown input channel {arm.channel!r}")
+        if arm.channel == "vae_error":
+            dataset_id, images = self.error_channel(seed, arm)
+        else:
+            dataset_id, images = self.dataset(seed, arm.labels), self.test_dataset() / "imagesTr"
+        r = self.regime
+        self.train(dataset_id, arm.trainer, arm.settings)
+        out = self.root / "predictions" / f"{arm_name}_seed{seed}"
+        run_stock(["nnUNetv2_predict", "-i", images, "-o", out, "-d", dataset_id,
+                   "-c", "3d_fullres", "-f", "all", "-tr", arm.trainer, "-p", r.plans, "-device", r.device,
+                   "--save_probabilities", "-npp", "1", "-nps", "1"] + ([] if r.tta else ["--disable_tta"]),
+                  self.log, self.env)
+        return out
+
+
+def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
+    """Train (unless a reference), predict and score one arm x seed; the result entry for quality.json."""
+    from quality_scoring import score_predictions, score_reference
+
+    arm, r = ARMS[arm_name], ws.regime
+    start = time.perf_counter()
+    test, test_phantom = ws.test_dataset(), ws.phantom(r.test_seed, r.test_cases)
+    if arm.reference is not None:
+        scores = score_reference(arm.reference, test, test_phantom, ws.raw(ws.dataset(seed, "box")),
+                                 ws.phantom(seed, r.train_cases))
+    else:
+        scores = score_predictions(ws.train_and_predict(arm_name, arm, seed), test, test_phantom, arm.pseudo_masks,
+                                   ws.root / "pseudo_masks" / f"{arm_name}_seed{seed}")
+    return {**scores, "seconds": round(time.perf_counter() - start, 1),
+            "finished": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+
+
+def cached_runs(results: Path, regime_name: str, regime: Regime) -> dict:
+    """``{arm: {"config": ..., "seeds": {seed: entry}}}`` of the cached results that match today's recipes."""
+    version, arms = _phantom_version(), {}
+    for arm_name, arm in ARMS.items():
+        for path in sorted((results / "quality_runs" / regime_name / arm_name).glob("seed*_*.json")):
+            seed = int(path.stem.split("_")[0][len("seed"):])
+            if path.stem.split("_", 1)[1] != run_key(arm, regime, seed, version):
+                continue  # a result of an older recipe, regime or phantom
+            entry = arms.setdefault(arm_name, {"config": {**asdict(arm), "key_of_seed": {}}, "seeds": {}})
+            entry["seeds"][str(seed)] = json.loads(path.read_text(encoding="utf-8"))
+            entry["config"]["key_of_seed"][str(seed)] = path.stem.split("_", 1)[1]
+    return arms
+
+
+def write_quality_json(results: Path, regime_name: str, regime: Regime) -> Path:
+    out = results / ("quality.json" if regime_name == "cpu" else f"quality_{regime_name}.json")
+    data = {"regime": {"name": regime_name, **asdict(regime)}, "phantom_version": _phantom_version(),
+            "arms": cached_runs(results, regime_name, regime)}
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from quality_table import markdown_table, update_readme
+
+    args = _parser().parse_args(argv)
+    regime_name = "gpu" if args.gpu else args.regime
+    regime = REGIMES[regime_name]
+    if not args.table:
+        ws, version = Workspace(args.work.resolve(), regime_name, regime), _phantom_version()
+        for seed in args.seeds:
+            for arm_name in _arm_names(args.arms):
+                key = run_key(ARMS[arm_name], regime, seed, version)
+                cache = args.results / "quality_runs" / regime_name / arm_name / f"seed{seed}_{key}.json"
+                if cache.is_file():
+                    print(f"[cached] {arm_name} seed {seed}: {cache.name}", flush=True)
+                    continue
+                print(f"[run] {arm_name} seed {seed} ...", flush=True)
+                entry = run_arm(ws, arm_name, seed)
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps(entry, indent=2) + "\n", encoding="utf-8")
+                print(f"[done] {arm_name} seed {seed} in {entry['seconds']:.0f} s: whole-volume Dice "
+                      f"{entry['whole_volume_dice']}, in-box Dice {entry['in_box_dice']}", flush=True)
+                write_quality_json(args.results, regime_name, regime)
+    path = write_quality_json(args.results, regime_name, regime)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    table = markdown_table(data)
+    print(table)
+    if args.update_readme:
+        update_readme(HERE.parent / "README.md", table, README_BEGIN, README_END)
+        print(f"updated the table in {HERE.parent / 'README.md'}")
+    return 0
+
+
+if __name__ == "__main__":  # nnU-Net's spawn pools re-import the main module
+    sys.exit(main())

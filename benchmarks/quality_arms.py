@@ -1,0 +1,107 @@
+"""The quality bench's arms and regimes, declared as data (``benchmarks/quality.py`` runs them).
+
+An arm is a trainer, the kind of labels it trains on (``mask``: true masks; ``box``: box numbers; ``slice``: slice
+ranges), the ``NNUNET_FRACTURE_SETTINGS`` it adds, and for weak arms the pseudo-mask rule that turns its
+probabilities into masks inside the boxes. Two arms need no training: the floor references ``box_fill`` (every
+box filled) and ``hu_threshold`` (inside each box, the voxels above one HU threshold, chosen on the training
+cases). A new method is one more entry in :data:`ARMS`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Arm:
+    trainer: Optional[str]  # None: a reference computed without training
+    labels: str = "mask"  # mask | box | slice: the converter's --weak mode of the training dataset
+    settings: str = ""  # NNUNET_FRACTURE_SETTINGS of this arm, after the regime's schedule
+    pseudo_masks: Optional[str] = None  # pseudo-mask rule (weak arms): in_box_dice scores these masks
+    reference: Optional[str] = None  # box_fill | hu_threshold
+    channel: Optional[str] = None  # vae_error: a VAE error map as input channel _0001 (nnUNetTrainerNormalVAE)
+    channel_settings: str = ""  # NNUNET_FRACTURE_SETTINGS of the VAE trainer, after the regime's schedule
+    note: str = ""
+
+
+ARMS: dict[str, Arm] = {
+    "full_mask": Arm("nnUNetTrainerFracture", note="stock-equivalent Dice + CE on the true masks: the ceiling"),
+    "box_fill": Arm(None, labels="box", reference="box_fill", note="every box filled: the floor"),
+    "hu_threshold": Arm(None, labels="box", reference="hu_threshold",
+                        note="inside each box, HU above the threshold that is best on the training cases"),
+    "weak_bbox": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction",
+                     note="today's default recipe on boxes alone; in-box numbers from its pseudo-masks"),
+    "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
+                      note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
+    "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
+    "focal_tversky": Arm("nnUNetTrainerFocalTversky", note="Focal Tversky + focal loss"),
+    "attention": Arm("nnUNetTrainerAttentionUNet", note="attention gates on every skip"),
+    "slice_lstm": Arm("nnUNetTrainerSliceLSTM", note="2.5D: 2D encoder per slice + ConvLSTM"),
+    "cls_head": Arm("nnUNetTrainerClsHead", note="classification head, P_class x P_seg"),
+    "vae_channel": Arm("nnUNetTrainerWeakBBox", labels="box", settings="lambda_consistency=0.1",
+                       pseudo_masks="fraction", channel="vae_error",
+                       channel_settings="vae_beta=0.1 vae_beta_warmup_epochs=5 vae_box_margin=4",
+                       note="weak boxes with the VAE error map as input channel and L4"),
+}
+
+ARM_SETS: dict[str, tuple[str, ...]] = {
+    "core": ("full_mask", "box_fill", "hu_threshold", "weak_bbox"),
+    "weak_vs_full": ("full_mask", "weak_bbox", "box_fill"),
+    "loss_quality": ("full_mask", "polydice_mcd", "focal_tversky"),
+    "networks": ("full_mask", "attention", "slice_lstm", "cls_head"),
+    "vae_prior": ("weak_bbox", "vae_channel"),
+    "all": tuple(ARMS),
+}
+
+
+@dataclass(frozen=True)
+class Regime:
+    """Data, plans and schedule shared by every arm of one table."""
+
+    train_cases: int
+    test_cases: int
+    spacing: tuple[float, float, float]
+    contrast: str
+    plans: str  # nnUNetPlansBench: written by the bench from nnU-Net's default plans (below); else used as is
+    max_features: int
+    max_patch: int
+    batch_size: int
+    epochs: int
+    iterations: int
+    foreground: float  # oversample_foreground_percent, drawn per sample (probabilistic_oversampling=True)
+    device: str
+    tta: bool
+    test_seed: int = 1000
+    extra: dict = field(default_factory=dict)
+
+    def schedule(self) -> str:
+        return (f"num_epochs={self.epochs} num_iterations_per_epoch={self.iterations} "
+                f"num_val_iterations_per_epoch={max(2, self.iterations // 10)} "
+                f"oversample_foreground_percent={self.foreground} probabilistic_oversampling=true "
+                f"final_validation=false")
+
+
+REGIMES: dict[str, Regime] = {
+    # a 2-core CPU: each arm x seed about 20 minutes (README); tuned on the full-mask arm, then frozen
+    "cpu": Regime(train_cases=25, test_cases=10, spacing=(1.5, 1.5, 1.5), contrast="standard",
+                  plans="nnUNetPlansBench", max_features=32, max_patch=64, batch_size=2, epochs=40, iterations=25,
+                  foreground=0.5, device="cpu", tta=False),
+    # a check that the harness runs end to end (minutes; its numbers mean nothing)
+    "smoke": Regime(train_cases=5, test_cases=5, spacing=(3.0, 3.0, 3.0), contrast="standard",
+                    plans="nnUNetPlansBench", max_features=8, max_patch=16, batch_size=2, epochs=1, iterations=2,
+                    foreground=0.5, device="cpu", tta=False),
+    # a GPU (--gpu): nnU-Net's default plans and a longer schedule
+    "gpu": Regime(train_cases=40, test_cases=10, spacing=(1.5, 1.5, 1.5), contrast="standard",
+                  plans="nnUNetPlans", max_features=0, max_patch=0, batch_size=0, epochs=100, iterations=250,
+                  foreground=0.5, device="cuda", tta=True),
+}
+
+
+def run_key(arm: Arm, regime: Regime, seed: int, phantom_version: str) -> str:
+    """Short hash of everything that decides an arm x seed result: a cached result is reused only if it matches."""
+    recipe = {k: v for k, v in asdict(arm).items() if k != "note"}
+    blob = json.dumps({"arm": recipe, "regime": asdict(regime), "seed": seed, "phantom": phantom_version},
+                      sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]

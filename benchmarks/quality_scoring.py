@@ -1,0 +1,102 @@
+"""Scoring of the quality bench's arms on the held-out test dataset (see ``benchmarks/quality.py``).
+
+Trained arms are read from an ``nnUNetv2_predict --save_probabilities`` folder; the two references are computed
+from the CT and the boxes: ``box_fill`` (the boxes themselves) and ``hu_threshold`` (inside each box, HU >= t,
+with t the threshold of best pooled in-box Dice on the training cases).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+
+from nnunet_fracture.evaluation.bench_scores import BenchScore, KindBox, boxes_mask
+
+HU_STEP = 10  # candidate thresholds of the hu_threshold reference: every 10 HU
+HU_SOFTNESS = 100.0  # the reference's score per voxel: sigmoid((HU - t) / 100) inside the boxes, 0 outside
+
+
+def _read(path: Path) -> np.ndarray:
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def _kinds(phantom_folder: Path) -> dict[str, list[str]]:
+    """Fracture kind of every box (``phantom.json`` lists fractures in box order), by case."""
+    phantom = json.loads((phantom_folder / "phantom.json").read_text(encoding="utf-8"))
+    return {case["case_id"]: [f["type"] for f in case["fractures"]] for case in phantom["cases"]}
+
+
+def cases(raw: Path, phantom: Path) -> Iterator[tuple[str, np.ndarray, list[KindBox]]]:
+    """``(case, ground truth, boxes with their kinds)`` of every case of the dataset converted from ``phantom``."""
+    from nnunet_fracture.dataset_conversion.raw_dataset import read_boxes_json
+
+    boxes, kinds = read_boxes_json(raw / "boxes.json"), _kinds(phantom)
+    for gt_file in sorted((raw / "groundTruthTr").glob("*.nii.gz")):
+        case = gt_file.name[: -len(".nii.gz")]
+        if len(kinds[case]) != len(boxes[case]):
+            raise ValueError(f"case {case}: {len(boxes[case])} boxes in {raw / 'boxes.json'} but "
+                             f"{len(kinds[case])} fractures in the phantom description")
+        yield case, _read(gt_file) > 0, [KindBox(tuple(b["lo"][::-1]), tuple(b["hi"][::-1]), kind)
+                                         for b, kind in zip(boxes[case], kinds[case])]
+
+
+def score_predictions(predictions: Path, test_raw: Path, test_phantom: Path, pseudo_rule: Optional[str],
+                      pseudo_out: Path) -> dict:
+    """An arm's numbers from its test predictions (and its pseudo-masks inside the boxes, for weak arms)."""
+    from nnunet_fracture.inference.probability_files import load_fracture_probability
+    from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
+
+    if pseudo_rule is not None:
+        write_pseudo_masks([predictions], test_raw, pseudo_out, rule=pseudo_rule, overwrite=True)
+    score = BenchScore()
+    for case, gt, boxes in cases(test_raw, test_phantom):
+        probability = load_fracture_probability(predictions / f"{case}.npz", case, gt.shape)
+        mask = _read(predictions / f"{case}.nii.gz") > 0
+        pseudo = None if pseudo_rule is None else _read(pseudo_out / "masks" / f"{case}.nii.gz") > 0
+        score.add(gt, mask, probability, boxes, in_box_mask=pseudo)
+    return score.as_dict()
+
+
+def best_hu_threshold(train_raw: Path, train_phantom: Path) -> float:
+    """The HU threshold t of best pooled Dice of ``HU >= t`` inside the boxes of the training cases."""
+    values, truth = [], []
+    for case, gt, boxes in cases(train_raw, train_phantom):
+        inside = boxes_mask(gt.shape, boxes)
+        values.append(_read(train_raw / "imagesTr" / f"{case}_0000.nii.gz")[inside])
+        truth.append(gt[inside])
+    hu, positive = np.concatenate(values), np.concatenate(truth)
+    thresholds = np.arange(np.floor(hu.min() / HU_STEP) * HU_STEP, hu.max() + HU_STEP, HU_STEP)
+    n_true = positive.sum()
+    best, best_dice = float(thresholds[0]), -1.0
+    for t in thresholds:
+        called = hu >= t
+        tp = np.count_nonzero(called & positive)
+        dice = 2 * tp / (np.count_nonzero(called) + n_true) if n_true else 0.0
+        if dice > best_dice:
+            best, best_dice = float(t), dice
+    return best
+
+
+def score_reference(kind: str, test_raw: Path, test_phantom: Path, train_raw: Path, train_phantom: Path) -> dict:
+    """``box_fill`` or ``hu_threshold`` on the test cases (the threshold chosen on ``train_raw``)."""
+    if kind not in ("box_fill", "hu_threshold"):
+        raise ValueError(f"unknown reference {kind!r}; expected box_fill or hu_threshold")
+    threshold = best_hu_threshold(train_raw, train_phantom) if kind == "hu_threshold" else None
+    score = BenchScore()
+    for case, gt, boxes in cases(test_raw, test_phantom):
+        inside = boxes_mask(gt.shape, boxes)
+        if threshold is None:
+            mask, probability = inside, inside.astype(np.float32)
+        else:
+            hu = _read(test_raw / "imagesTr" / f"{case}_0000.nii.gz").astype(np.float32)
+            mask = inside & (hu >= threshold)
+            probability = np.where(inside, 1 / (1 + np.exp(-(hu - threshold) / HU_SOFTNESS)), 0).astype(np.float32)
+        score.add(gt, mask, probability, boxes)
+    out = score.as_dict()
+    if threshold is not None:
+        out["hu_threshold"] = threshold
+    return out

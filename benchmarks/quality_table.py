@@ -1,0 +1,54 @@
+"""The quality bench's Markdown table, built from ``benchmarks/results/quality.json`` only (never by hand)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+COLUMNS = (("whole_volume_dice", "Dice (whole volume)"), ("whole_volume_precision", "precision"),
+           ("whole_volume_recall", "recall"), ("in_box_dice", "Dice in boxes"), ("pr_auc", "PR-AUC"),
+           ("best_f1", "best F1"), ("detection_auc", "case AUC"), ("fp_voxels_per_normal_case", "FP voxels / normal case"))
+
+
+def mean_std(values: list) -> str:
+    """``0.712 ± 0.031 (3)`` over the seeds that have a number; ``n/a`` when none has."""
+    numbers = np.array([v for v in values if v is not None], dtype=float)
+    if numbers.size == 0:
+        return "n/a"
+    if numbers.size == 1:
+        return f"{numbers[0]:.0f} (1)" if abs(numbers[0]) >= 10 else f"{numbers[0]:.3f} (1)"
+    mean, std = numbers.mean(), numbers.std(ddof=1)
+    if abs(mean) >= 10:
+        return f"{mean:.0f} ± {std:.0f} ({numbers.size})"
+    return f"{mean:.3f} ± {std:.3f} ({numbers.size})"
+
+
+def markdown_table(data: dict) -> str:
+    """One row per arm with runs: mean ± sample std over seeds (number of seeds in brackets)."""
+    regime = data["regime"]
+    header = "| arm | " + " | ".join(title for _, title in COLUMNS) + " | recall by kind | s / run |"
+    rows = [header, "|" + "---|" * (len(COLUMNS) + 3)]
+    for arm, entry in data["arms"].items():
+        seeds = list(entry["seeds"].values())
+        kinds = sorted({k for s in seeds for k in (s.get("recall_by_kind") or {})})
+        by_kind = ", ".join(f"{k} {mean_std([(s.get('recall_by_kind') or {}).get(k) for s in seeds])}"
+                            for k in kinds) or "n/a"
+        cells = [mean_std([s.get(key) for s in seeds]) for key, _ in COLUMNS]
+        seconds = np.mean([s["seconds"] for s in seeds])
+        rows.append(f"| `{arm}` | " + " | ".join(cells) + f" | {by_kind} | {seconds:.0f} |")
+    caption = (f"Regime `{regime['name']}`: {regime['train_cases']} training / {regime['test_cases']} test phantoms "
+               f"({regime['contrast']} contrast, {regime['spacing'][0]} mm), plans `{regime['plans']}`, "
+               f"{regime['epochs']} x {regime['iterations']} iterations, foreground share {regime['foreground']} "
+               f"(per sample), fold `all`, {'with' if regime['tta'] else 'no'} test-time mirroring; mean ± std over "
+               f"seeds (count in brackets); phantom version {data['phantom_version']}.")
+    return caption + "\n\n" + "\n".join(rows)
+
+
+def update_readme(readme: Path, table: str, begin: str, end: str) -> None:
+    """Replace the text between the ``begin`` and ``end`` marker lines of ``readme`` by ``table``."""
+    text = readme.read_text(encoding="utf-8")
+    if begin not in text or end not in text:
+        raise ValueError(f"{readme} lacks the markers {begin} ... {end}; add them where the table belongs")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{begin}\n{table}\n{end}{tail}", encoding="utf-8")

@@ -1,0 +1,82 @@
+"""benchmarks/quality*.py: the cache key, the table built from quality.json, the README update, the HU floor."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from quality_arms import ARM_SETS, ARMS, REGIMES, run_key  # noqa: E402
+from quality_table import markdown_table, mean_std, update_readme  # noqa: E402
+
+
+def test_every_arm_set_names_declared_arms_and_references_need_no_trainer():
+    assert {name for arms in ARM_SETS.values() for name in arms} <= set(ARMS)
+    assert {"full_mask", "box_fill", "weak_bbox", "hu_threshold"} <= set(ARM_SETS["core"])
+    for name, arm in ARMS.items():
+        assert (arm.trainer is None) == (arm.reference is not None), name
+        assert arm.labels in ("mask", "box", "slice"), name
+
+
+def test_run_key_follows_the_recipe_not_the_note():
+    arm, regime = ARMS["full_mask"], REGIMES["cpu"]
+    key = run_key(arm, regime, 0, "2")
+    assert run_key(dataclasses.replace(arm, note="reworded"), regime, 0, "2") == key
+    assert run_key(dataclasses.replace(arm, settings="initial_lr=0.02"), regime, 0, "2") != key
+    assert run_key(arm, dataclasses.replace(regime, epochs=regime.epochs + 1), 0, "2") != key
+    assert run_key(arm, regime, 1, "2") != key and run_key(arm, regime, 0, "3") != key
+
+
+def test_mean_std_by_hand():
+    assert mean_std([0.5, 0.7, None]) == "0.600 ± 0.141 (2)"  # sample std of 0.5, 0.7: sqrt(0.02) = 0.1414
+    assert mean_std([None]) == "n/a" and mean_std([0.25]) == "0.250 (1)"
+    assert mean_std([100.0, 300.0]) == "200 ± 141 (2)"
+
+
+def test_table_from_json_and_readme_markers(tmp_path):
+    seeds = {"0": {"whole_volume_dice": 0.5, "in_box_dice": 0.8, "recall_by_kind": {"wedge": 1.0}, "seconds": 10},
+             "1": {"whole_volume_dice": 0.7, "in_box_dice": 0.6, "recall_by_kind": {"wedge": 0.5}, "seconds": 30}}
+    data = {"regime": {"name": "cpu", **dataclasses.asdict(REGIMES["cpu"])}, "phantom_version": "2",
+            "arms": {"full_mask": {"config": {}, "seeds": seeds}}}
+    table = markdown_table(data)
+    row = next(line for line in table.splitlines() if line.startswith("| `full_mask`"))
+    assert "| 0.600 ± 0.141 (2) |" in row and "| 0.700 ± 0.141 (2) |" in row  # whole volume; in boxes
+    assert "wedge 0.750 ± 0.354 (2)" in row and row.endswith("| 20 |")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- b -->\nold table\n<!-- e -->\nafter\n", encoding="utf-8")
+    update_readme(readme, table, "<!-- b -->", "<!-- e -->")
+    text = readme.read_text(encoding="utf-8")
+    assert "old table" not in text and text.startswith("intro\n<!-- b -->\nRegime `cpu`") and text.endswith("<!-- e -->\nafter\n")
+    with pytest.raises(ValueError, match="lacks the markers"):
+        update_readme(readme, table, "<!-- x -->", "<!-- e -->")
+
+
+def test_hu_floor_picks_the_threshold_of_best_dice(tmp_path):
+    """Two training cases whose fracture voxels are 600 HU in a box of 100 HU bone and 900 HU cortex."""
+    import json
+
+    import SimpleITK as sitk
+    from quality_scoring import best_hu_threshold
+
+    raw, phantom = tmp_path / "raw", tmp_path / "phantom"
+    for sub in ("imagesTr", "groundTruthTr"):
+        (raw / sub).mkdir(parents=True)
+    phantom.mkdir()
+    boxes, described = {}, []
+    for case in ("a", "b"):
+        ct = np.full((1, 4, 4), 100, np.int16)
+        gt = np.zeros((1, 4, 4), np.uint8)
+        ct[0, 0, :], gt[0, 0, :] = 600, 1  # the fracture: one row of 600 HU
+        ct[0, 1, :2] = 900  # cortex: brighter still, not fracture
+        for array, path in ((ct, raw / "imagesTr" / f"{case}_0000.nii.gz"), (gt, raw / "groundTruthTr" / f"{case}.nii.gz")):
+            sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+        boxes[case] = [{"box_id": 1, "lo": [0, 0, 0], "hi": [3, 3, 0]}]
+        described.append({"case_id": case, "fractures": [{"type": "wedge"}]})
+    (raw / "boxes.json").write_text(json.dumps(boxes))
+    (phantom / "phantom.json").write_text(json.dumps({"cases": described}))
+    # HU >= t for t in (100, 600]: 4 true + 2 cortex called -> Dice 8 / 10; t in (600, 900]: only cortex -> 0;
+    # t <= 100: everything -> 8 / 20. The first threshold of the best plateau is 110 (steps of 10 HU)
+    assert best_hu_threshold(raw, phantom) == 110.0
