@@ -21,7 +21,8 @@ from nnunet_fracture.cli import main
 from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
 from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
 from nnunet_fracture.dataset_conversion.reorient import array_axes, reorient_image, write_reoriented_dataset
-from nnunet_fracture.inference.fusion import class_head_fusion, fuse_arrays, fuse_predictions
+from nnunet_fracture.inference.class_head_fusion import class_head_fusion
+from nnunet_fracture.inference.fusion import fuse_arrays, fuse_predictions
 from nnunet_fracture.inference.prediction_folders import PredictionFolder
 from nnunet_fracture.inference.probability_files import load_fracture_probability
 from nnunet_fracture.inference.reorientation import GridMappingError, index_mapping, map_to_grid
