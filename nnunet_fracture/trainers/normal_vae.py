@@ -183,7 +183,7 @@ class nnUNetTrainerNormalVAE(nnUNetTrainerFracture):
 
     # --- final validation: error inside vs outside boxes -------------------------------------------------------
     def run_final_validation(self, save_probabilities: bool = False) -> None:
-        from nnunet_fracture.inference.vae_error import error_predictor, inside_outside_summary
+        from nnunet_fracture.inference.vae_error_model import error_predictor, inside_outside_summary
 
         if self.local_rank != 0:
             return

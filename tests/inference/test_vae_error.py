@@ -131,7 +131,7 @@ def test_error_channel_on_the_ct_grid_and_dataset_kept(vae_model: Path, nnunet_e
 
 
 def test_clear_errors(nnunet_env, tmp_path: Path):
-    from nnunet_fracture.inference.vae_error import ErrorMapModel
+    from nnunet_fracture.inference.vae_error_model import ErrorMapModel
 
     with pytest.raises(FileNotFoundError, match="dataset.json does not exist"):
         write_error_dataset(str(tmp_path), 5, tmp_path / "no_model")
