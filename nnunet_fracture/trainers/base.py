@@ -54,6 +54,9 @@ class nnUNetTrainerFracture(nnUNetTrainer):
     enable_deep_supervision = True
     save_every = 50
     final_validation = True  # False: skip the validation nnUNetv2_train runs after training (``--val`` runs it later)
+    setting_ranges = {"num_epochs": (1, None), "num_iterations_per_epoch": (1, None),
+                      "num_val_iterations_per_epoch": (1, None), "initial_lr": (1e-12, None),
+                      "weight_decay": (0.0, None), "oversample_foreground_percent": (0.0, 1.0), "save_every": (1, None)}
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):

@@ -59,6 +59,10 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
     mc_top_percent = 1.0
     mc_seed = 0
     mc_batch_size = 0  # 0: all N passes of a patch in one forward batch
+    setting_ranges = {"mc_passes": (2, None), "mc_every": (0, None), "mc_cases_per_round": (0, None),
+                      "mc_patches_per_case": (1, None), "mc_batch_size": (0, None), "mc_max_overhead": (1e-12, None),
+                      "weight_polydice": (0.0, None), "weight_ce": (0.0, None)}
+    setting_choices = {"mc_aggregate": mc_assessment.AGGREGATES, "epsilon_direction": difficulty.DIRECTIONS}
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -74,14 +78,6 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
         mcd.check_rate("dropout_p_train", self.dropout_p_train)
         mcd.check_rate("mc_dropout_p", self.mc_dropout_p)
         difficulty.epsilon_by_rank({}, self.epsilon_min, self.epsilon_max, self.epsilon_direction)  # validates
-        for name, minimum in (("mc_passes", 2), ("mc_every", 0), ("mc_cases_per_round", 0),
-                              ("mc_patches_per_case", 1), ("mc_batch_size", 0)):
-            if getattr(self, name) < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {getattr(self, name)!r}")
-        if self.mc_aggregate not in mc_assessment.AGGREGATES:
-            raise ValueError(f"mc_aggregate must be one of {mc_assessment.AGGREGATES}, got {self.mc_aggregate!r}")
-        if not 0 < self.mc_max_overhead:
-            raise ValueError(f"mc_max_overhead must be > 0, got {self.mc_max_overhead!r}")
         if self.mc_every and self.is_cascaded:
             raise RuntimeError(f"{type(self).__name__}: MC-Dropout patches do not include a cascade's previous-stage "
                                f"segmentation; train a non-cascaded configuration or set mc_every=0")

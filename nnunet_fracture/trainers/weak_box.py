@@ -38,7 +38,8 @@ import torch
 from nnunetv2.utilities.helpers import dummy_context
 from torch import distributed as dist
 
-from nnunet_fracture.losses import WeakBoxLoss
+from nnunet_fracture.losses import AGGREGATIONS, WeakBoxLoss
+from nnunet_fracture.losses.box_contrast import CONTRAST_MODES
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.training.box_sampling import BoxAwareDataLoader, use_data_loader
 from nnunet_fracture.training.box_validation import (LOG_KEYS, batch_counts, box_score, ensure_log_keys,
@@ -64,6 +65,10 @@ class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
     negative_margin = 8
     validation_threshold = 0.5
     oversample_foreground_percent = 0.5  # half of every batch centred in a box
+    setting_choices = {"bag_aggregation": AGGREGATIONS, "contrast_mode": CONTRAST_MODES}
+    setting_ranges = {"lambda_outside": (0.0, None), "lambda_mil": (0.0, None), "lambda_contrast": (0.0, None),
+                      "lambda_consistency": (0.0, None), "smooth_max_alpha": (1e-6, None), "negative_margin": (0, None),
+                      "validation_threshold": (0.0, 1.0)}
 
     #: ``--weak`` modes of ``nnunet-fracture convert`` this trainer is meant for
     weak_modes = ("box",)

@@ -15,6 +15,13 @@ inheritance knows all of their settings. A subclass may change a default without
 
 Pairs are ``key=value`` separated by commas and/or whitespace; a value may itself contain commas or spaces when
 it is a bracketed literal (``mirror_axes=(0, 1)``). Values are parsed to the type of the declared default.
+
+A trainer may also bound its settings, collected along the MRO like the names: ``setting_ranges`` maps a name to
+``(low, high)`` (inclusive; ``None`` for no bound) and ``setting_choices`` to the allowed values. Both are checked
+when the settings are resolved, before nnU-Net creates any output folder::
+
+    setting_ranges = {"num_epochs": (1, None), "oversample_foreground_percent": (0.0, 1.0)}
+    setting_choices = {"bag_aggregation": ("mean", "max", "smooth_max")}
 """
 from __future__ import annotations
 
@@ -45,6 +52,35 @@ def declared_settings(cls: type) -> dict[str, object]:
             if name not in names:
                 names.append(name)
     return {name: getattr(cls, name) for name in names}
+
+
+def declared_constraints(cls: type) -> tuple[dict[str, tuple], dict[str, tuple]]:
+    """``(ranges, choices)`` declared along ``cls``'s MRO; a subclass's entry replaces its base's."""
+    ranges: dict[str, tuple] = {}
+    choices: dict[str, tuple] = {}
+    for klass in reversed(cls.__mro__):
+        ranges.update(klass.__dict__.get("setting_ranges", {}))
+        choices.update(klass.__dict__.get("setting_choices", {}))
+    return ranges, choices
+
+
+def check_constraints(cls: type, values: dict[str, object]) -> None:
+    """Raise :class:`SettingsError` naming the setting, its value and what is allowed, for the first value outside
+    its declared range or choices."""
+    ranges, choices = declared_constraints(cls)
+    for name, (low, high) in ranges.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        if (low is not None and value < low) or (high is not None and value > high):
+            allowed = (f"between {low} and {high}" if low is not None and high is not None
+                       else f">= {low}" if low is not None else f"<= {high}")
+            raise SettingsError(f"{cls.__name__}.{name} = {value!r} is out of range: it must be {allowed}. Fix: "
+                                f"change it in {ENV_VAR} (or the trainer's class attribute).")
+    for name, allowed in choices.items():
+        if name in values and values[name] not in allowed:
+            raise SettingsError(f"{cls.__name__}.{name} = {values[name]!r} is not one of "
+                                f"{', '.join(map(repr, allowed))}. Fix: change it in {ENV_VAR}.")
 
 
 def parse_pairs(text: str) -> dict[str, str]:
@@ -102,7 +138,8 @@ def resolve_settings(cls: type, text: str | None = None) -> tuple[dict[str, obje
     ``text`` defaults to the value of ``NNUNET_FRACTURE_SETTINGS``, read now (never at import).
 
     Raises:
-        SettingsError: an unknown name or an unparsable value; the message lists ``cls``'s known settings.
+        SettingsError: an unknown name, an unparsable value (the message lists ``cls``'s known settings), or a value
+            outside its declared range or choices.
     """
     known = declared_settings(cls)
     text = os.environ.get(ENV_VAR, "") if text is None else text
@@ -117,6 +154,7 @@ def resolve_settings(cls: type, text: str | None = None) -> tuple[dict[str, obje
         except ValueError as e:
             raise SettingsError(f"{ENV_VAR}: bad value {raw!r} for {cls.__name__}.{name}: {e}. "
                                 f"Known settings: {_describe(known)}") from None
+    check_constraints(cls, values)
     return values, set(overrides)
 
 

@@ -301,3 +301,25 @@ def test_stock_commands_train_resume_and_predict(dataset: Path, nnunet_env: dict
         assert probabilities.min() >= 0 and probabilities.max() <= 1
         np.testing.assert_allclose(probabilities.sum(0), 1, atol=1e-4)
         np.testing.assert_array_equal(segmentation, probabilities.argmax(0))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("num_epochs=-5", r"nnUNetTrainerFracture.num_epochs = -5 is out of range: it must be >= 1"),
+    ("oversample_foreground_percent=2.0", r"oversample_foreground_percent = 2.0 is out of range: it must be between "
+                                          r"0.0 and 1.0"),
+    ("save_every=0", r"save_every = 0 is out of range: it must be >= 1"),
+    ("initial_lr=-1", r"initial_lr = -1.0 is out of range"),
+])
+def test_out_of_range_settings_are_refused(text: str, message: str):
+    with pytest.raises(SettingsError, match=message):
+        resolve_settings(nnUNetTrainerFracture, text)
+
+
+def test_named_values_are_checked_before_anything_is_written(nnunet_env: dict[str, Path], box_dataset: Path,
+                                                             monkeypatch: pytest.MonkeyPatch):
+    from nnunet_fracture.trainers import nnUNetTrainerWeakBBox
+
+    monkeypatch.setenv(ENV_VAR, "bag_aggregation=foo")
+    with pytest.raises(SettingsError, match=r"bag_aggregation = 'foo' is not one of 'mean', 'max', 'smooth_max'"):
+        make_trainer(nnUNetTrainerWeakBBox, box_dataset)
+    assert not any(nnunet_env["nnUNet_results"].iterdir())  # no fold folder, no log

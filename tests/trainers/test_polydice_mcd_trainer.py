@@ -118,10 +118,11 @@ def test_bad_settings_fail_before_training(dataset, monkeypatch):
     with pytest.raises(ValueError, match=r"mc_dropout_p must be a dropout rate in \[0, 1\), got 1.5"):
         make_trainer(nnUNetTrainerPolyDiceMCD, dataset)
     monkeypatch.setenv(ENV_VAR, "epsilon_direction=sideways")
-    with pytest.raises(ValueError, match="direction must be one of"):
+    with pytest.raises(ValueError, match="epsilon_direction = 'sideways' is not one of 'harder_larger', "
+                                         "'harder_smaller'"):
         make_trainer(nnUNetTrainerPolyDiceMCD, dataset)
     monkeypatch.setenv(ENV_VAR, "mc_passes=1")
-    with pytest.raises(ValueError, match="mc_passes must be an integer >= 2, got 1"):
+    with pytest.raises(ValueError, match="mc_passes = 1 is out of range: it must be >= 2"):
         make_trainer(nnUNetTrainerPolyDiceMCD, dataset)
 
 
