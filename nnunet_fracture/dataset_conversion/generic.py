@@ -118,10 +118,10 @@ def _parse_row(row: dict, where: str) -> BoxRow:
     grade = None
     if grade_text:
         value = _number(grade_text, "grade", f"{where}: case {case_id!r}") if _is_number(grade_text) else -1.0
-        grade = int(value) if value == int(value) else -1
+        grade = int(value) if value == int(value) and 0 <= value <= 3 else -1
         if grade < 0:
-            raise ValueError(f"{where}: case {case_id!r}: grade must be a whole number >= 0 (Genant 0-3), got "
-                             f"{grade_text!r}. Fix: correct it or leave it empty.")
+            raise ValueError(f"{where}: case {case_id!r}: grade must be a Genant grade, a whole number from 0 to 3, "
+                             f"got {grade_text!r}. Fix: correct it or leave it empty.")
     return BoxRow(case_id, lo, hi, space, str(row.get("label", "")).strip(), grade, where)
 
 

@@ -110,6 +110,12 @@ def test_non_numeric_and_fractional_voxel_coordinates(tmp_path):
     expect_error(make_folder(tmp_path, "a,0,0,0,1,1,1,voxel,,x\n"), "case 'a'.*grade")
 
 
+@pytest.mark.parametrize("grade", ["7", "1e23", "-1", "2.5"])
+def test_grade_outside_genant_is_refused(tmp_path, grade):
+    expect_error(make_folder(tmp_path, f"a,0,0,0,1,1,1,voxel,,{grade}\n"),
+                 rf"case 'a': grade must be a Genant grade, a whole number from 0 to 3, got '{grade}'")
+
+
 def test_row_for_unknown_case(tmp_path):
     expect_error(make_folder(tmp_path, "zz,0,0,0,1,1,1,voxel,,\n"), "case 'zz' has a box but no image")
 
