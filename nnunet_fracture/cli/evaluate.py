@@ -32,6 +32,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="operating point in (0, 1]: fracture where probability >= threshold (default 0.5)")
     p.add_argument("--vertebra-min-voxels", type=int, default=1,
                    help="ground-truth fracture voxels a vertebra needs to count as fractured (default 1)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="evaluate although some predicted cases have no ground-truth mask (they are left out, printed "
+                        "and listed in summary.json); without it that is an error")
     p.set_defaults(func=run)
 
 
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> None:
 
     summary = evaluate_folder(args.pred, args.gt, args.out, images=args.images, boxes=args.boxes,
                               vertebrae=args.vertebrae, threshold=args.threshold,
-                              vertebra_min_voxels=args.vertebra_min_voxels)
+                              vertebra_min_voxels=args.vertebra_min_voxels, allow_missing=args.allow_missing)
     case_auc = summary["detection"]["case"]["roc_auc"]
     print(f"mean Dice {summary['mean_dice']:.4f} over {summary['n_cases']} cases; case-level AUC "
           f"{'n/a' if case_auc is None else f'{case_auc:.3f}'}; report in {args.out}")

@@ -52,8 +52,10 @@ from nnunet_fracture.evaluation.report_inputs import BoxNumbers, check_same_geom
 from nnunet_fracture.evaluation.report_streaming import FRACTURE_LABEL, StreamingEvaluation
 from nnunet_fracture.inference.probability_files import load_fracture_probability
 
+
 def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = None, boxes: Optional[Path] = None,
-                    vertebrae: Optional[Path] = None, threshold: float = 0.5, vertebra_min_voxels: int = 1) -> dict:
+                    vertebrae: Optional[Path] = None, threshold: float = 0.5, vertebra_min_voxels: int = 1,
+                    allow_missing: bool = False) -> dict:
     """Evaluate every case of ``gt`` against ``pred`` and write the report to ``out``.
 
     Args:
@@ -67,12 +69,16 @@ def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = No
             geometry); adds vertebra-level detection and ``vertebrae.csv``.
         threshold: operating point in (0, 1] for the thresholded voxel, slice, detection and box numbers.
         vertebra_min_voxels: ground-truth fracture voxels a vertebra needs to count as fractured (>= 1).
+        allow_missing: evaluate although predicted cases have no ground truth; they are listed in
+            ``summary.json`` (``predictions_without_ground_truth``) and printed. Otherwise that is an error, like a
+            ground-truth case without a prediction (a dropped fracture-free case would change detection numbers).
 
     Returns:
         The summary dictionary also written to ``summary.json``.
 
     Raises:
-        FileNotFoundError: a folder or a case's prediction is missing.
+        FileNotFoundError: a folder or a case's prediction is missing, or a predicted case has no ground truth (and
+            not ``allow_missing``).
         ValueError: geometry mismatch, probabilities outside [0, 1], a case missing from ``boxes`` or
             ``vertebrae``, invalid boxes or label maps, or a bad ``threshold`` / ``vertebra_min_voxels``.
     """
@@ -88,6 +94,14 @@ def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = No
         raise FileNotFoundError(f"{len(missing)} case(s) have no prediction in {pred}: {', '.join(missing[:10])}. "
                                 f"Fix: predict all ground-truth cases, or evaluate against a ground-truth folder "
                                 f"holding only the predicted cases.")
+    unmatched = sorted(set(p.name[: -len(".nii.gz")] for p in Path(pred).glob("*.nii.gz")) - set(cases))
+    if unmatched and not allow_missing:
+        raise FileNotFoundError(f"{len(unmatched)} predicted case(s) in {pred} have no ground truth in {gt}: "
+                                f"{', '.join(unmatched[:10])}. Fix: add their masks to {gt}, or pass --allow-missing "
+                                f"to evaluate without them (they are then listed in summary.json).")
+    if unmatched:
+        print(f"evaluate: {len(unmatched)} predicted case(s) without ground truth left out: "
+              f"{', '.join(unmatched[:10])}{' ...' if len(unmatched) > 10 else ''}")
     has_npz = [(Path(pred) / f"{c}.npz").is_file() for c in cases]
     evaluation = StreamingEvaluation(threshold, "probability" if all(has_npz) else "mask", vertebra_min_voxels)
     box_numbers = BoxNumbers(boxes, cases) if boxes is not None else None
@@ -129,6 +143,8 @@ def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = No
         del gt_image, gt_mask, pred_mask, probabilities  # before the next case is read, not after
 
     summary = evaluation.summary()
+    if allow_missing:
+        summary["predictions_without_ground_truth"] = unmatched
     if box_numbers is not None:
         summary["boxes"]["source"] = str(box_numbers.source)
     out = Path(out)

@@ -86,6 +86,16 @@ def test_missing_prediction_names_case(folders):
         evaluate_folder(folders / "pred", folders / "gt", folders / "out")
 
 
+def test_prediction_without_ground_truth_is_an_error_unless_allowed(folders):
+    (folders / "gt" / "b.nii.gz").unlink()  # b, the fracture-free case, was predicted but has no ground truth
+    with pytest.raises(FileNotFoundError, match=r"1 predicted case\(s\) in .* have no ground truth .*: b\. .*"
+                                                r"--allow-missing"):
+        evaluate_folder(folders / "pred", folders / "gt", folders / "out")
+    summary = evaluate_folder(folders / "pred", folders / "gt", folders / "out", allow_missing=True)
+    assert summary["n_cases"] == 1 and summary["predictions_without_ground_truth"] == ["b"]
+    assert main(["evaluate", str(folders / "pred"), str(folders / "gt"), "--out", str(folders / "cli")]) == 1
+
+
 def test_geometry_mismatch_names_case_and_file(folders):
     _write(np.zeros(SHAPE, np.uint8), folders / "pred" / "a.nii.gz", spacing=(1.0, 1.0, 3.0))
     with pytest.raises(ValueError, match=r"case a: prediction .*a\.nii\.gz has spacing"):
