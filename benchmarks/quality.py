@@ -121,7 +121,7 @@ class Workspace:
             run_stock(["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", "3d_fullres", "-np", "2",
                        "--verify_dataset_integrity"], self.log, {**self.env, "nnUNet_n_proc_DA": "1"})
         r = self.regime
-        if r.plans != "nnUNetPlans" and not (folder / f"{r.plans}.json").is_file():
+        if r.plans != "nnUNetPlans":  # always rewritten: a changed regime must not train on stale plans
             with scoped_environ(self.env):
                 write_tiny_plans(str(dataset_id), plans_name=r.plans, max_features=r.max_features,
                                  max_patch=r.max_patch, batch_size=r.batch_size)
