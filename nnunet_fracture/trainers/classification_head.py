@@ -29,13 +29,13 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
-from torch import distributed as dist
 
 from nnunet_fracture.losses.classification_head import ClassificationHeadLoss, classification_target
 from nnunet_fracture.networks.classification_head import ClassificationHeadNetwork
 from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.trainers.slice_lstm import nnUNetTrainerSliceLSTM
+from nnunet_fracture.training.distributed import gather_concatenated
 
 #: keys added to nnU-Net's logger, one value per epoch
 CLS_LOG_KEYS = ("cls_accuracy", "cls_auc")
@@ -98,11 +98,7 @@ class nnUNetTrainerClsHead(nnUNetTrainerFracture):
     def on_validation_epoch_end(self, val_outputs: List[dict]):
         scores = np.concatenate([o.pop("cls_scores") for o in val_outputs])
         labels = np.concatenate([o.pop("cls_labels") for o in val_outputs])
-        if self.is_ddp:
-            gathered = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, (scores, labels))
-            scores = np.concatenate([g[0] for g in gathered])
-            labels = np.concatenate([g[1] for g in gathered])
+        scores, labels = gather_concatenated(scores, labels, enabled=self.is_ddp)
         super().on_validation_epoch_end(val_outputs)
         from nnunet_fracture.evaluation.detection_metrics import detection_metrics  # scikit-learn: import late
 

@@ -33,7 +33,6 @@ import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.helpers import dummy_context
-from torch import distributed as dist
 
 from nnunet_fracture.losses.vae_loss import VAELoss, warmed_up_beta
 from nnunet_fracture.networks.unwrap import unwrap_network
@@ -41,6 +40,7 @@ from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.training.box_sampling import use_data_loader
 from nnunet_fracture.training.error_channel import find_error_channel
 from nnunet_fracture.training.normal_sampling import NormalTissueDataLoader
+from nnunet_fracture.training.distributed import gather_concatenated
 
 VAE_CLASS = "nnunet_fracture.networks.vae.ConvVAE"
 
@@ -169,10 +169,7 @@ class nnUNetTrainerNormalVAE(nnUNetTrainerFracture):
 
     def on_validation_epoch_end(self, val_outputs: List[dict]):
         values = np.array([[o["loss"], o["reconstruction"]] for o in val_outputs], dtype=np.float64)
-        if self.is_ddp:
-            gathered = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, values)
-            values = np.concatenate(gathered)
+        values, = gather_concatenated(values, enabled=self.is_ddp)
         loss, reconstruction = values.mean(axis=0)
         score = 1.0 / (1.0 + reconstruction)
         self.logger.log("mean_fg_dice", score, self.current_epoch)

@@ -24,13 +24,13 @@ from __future__ import annotations
 import time
 
 import torch
-from torch import distributed as dist
 
 from nnunet_fracture.losses import PolyDice1Loss, RegionAndPixelLoss
 from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.training import difficulty, mc_assessment
 from nnunet_fracture.training import mc_dropout as mcd
+from nnunet_fracture.training.distributed import broadcast_from_rank0
 from nnunet_fracture.visualization.difficulty_figure import difficulty_figure
 from nnunet_fracture.training.loss_wrapping import PerImageEpsilonLoss, nnunet_scale_weights
 
@@ -148,11 +148,7 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
         """Assess this round's cases (rank 0), share the result, update the table and ``eps1``, write the files."""
         start = time.perf_counter()
         training_seconds = start - self._mc_clock
-        values = self._assess_round() if self.local_rank == 0 else None
-        if self.is_ddp:
-            shared = [values]
-            dist.broadcast_object_list(shared, src=0)
-            values = shared[0]
+        values = broadcast_from_rank0(self._assess_round() if self.local_rank == 0 else None, enabled=self.is_ddp)
         self.difficulty.record(self.current_epoch, values)
         self.epsilon = difficulty.epsilon_by_rank(self.difficulty.latest(), self.epsilon_min, self.epsilon_max,
                                            self.epsilon_direction)

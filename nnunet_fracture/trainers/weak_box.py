@@ -36,7 +36,6 @@ from typing import Iterator, List
 import numpy as np
 import torch
 from nnunetv2.utilities.helpers import dummy_context
-from torch import distributed as dist
 
 from nnunet_fracture.losses import AGGREGATIONS, WeakBoxLoss
 from nnunet_fracture.losses.box_contrast import CONTRAST_MODES
@@ -46,6 +45,7 @@ from nnunet_fracture.training.box_validation import (LOG_KEYS, batch_counts, box
                                                      stats_from_counts)
 from nnunet_fracture.training.error_channel import find_error_channel
 from nnunet_fracture.training.loss_wrapping import nnunet_scale_weights
+from nnunet_fracture.training.distributed import gather_concatenated
 
 
 class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
@@ -180,11 +180,8 @@ class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
     def on_validation_epoch_end(self, val_outputs: List[dict]):
         losses = np.array([o['loss'] for o in val_outputs], dtype=np.float64)
         counts = np.stack([o['box_counts'] for o in val_outputs]).sum(axis=0)
-        if self.is_ddp:
-            gathered = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, (losses, counts))
-            losses = np.concatenate([g[0] for g in gathered])
-            counts = np.stack([g[1] for g in gathered]).sum(axis=0)
+        losses, counts = gather_concatenated(losses, counts[None], enabled=self.is_ddp)
+        counts = counts.sum(axis=0)
         stats = stats_from_counts(counts)
         score = box_score(stats)
         epoch = self.current_epoch
