@@ -33,7 +33,6 @@ import contextlib
 from functools import partial
 from typing import Iterator, List
 
-import numpy as np
 import torch
 from nnunetv2.utilities.helpers import dummy_context
 
@@ -41,11 +40,10 @@ from nnunet_fracture.losses import AGGREGATIONS, WeakBoxLoss
 from nnunet_fracture.losses.box_contrast import CONTRAST_MODES
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.training.box_sampling import BoxAwareDataLoader, use_data_loader
-from nnunet_fracture.training.box_validation import (LOG_KEYS, batch_counts, box_score, ensure_log_keys,
-                                                     stats_from_counts)
+from nnunet_fracture.training.box_validation import batch_counts, finish_validation_epoch
 from nnunet_fracture.training.error_channel import find_error_channel
+from nnunet_fracture.training.weak_dataset import check_weak_dataset
 from nnunet_fracture.training.loss_wrapping import nnunet_scale_weights
-from nnunet_fracture.training.distributed import gather_concatenated
 
 
 class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
@@ -76,27 +74,10 @@ class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self._check_dataset(dataset_json)
+        note = check_weak_dataset(self.label_manager, dataset_json, type(self).__name__, self.weak_modes)
+        if note:
+            self.print_to_log_file(note)
         self.error_channel = find_error_channel(dataset_json)
-
-    def _check_dataset(self, dataset_json: dict) -> None:
-        """Refuse datasets whose labels are not box numbers under one fracture region."""
-        name = type(self).__name__
-        lm = self.label_manager
-        if not lm.has_regions or len(lm.foreground_regions) != 1:
-            raise RuntimeError(
-                f"{name} needs a weak-box dataset: labels {{background: 0, fracture: [1, 2, ...]}} (one region "
-                f"whose label values are box numbers), but dataset.json declares {dataset_json.get('labels')}. "
-                f"Fix: write the dataset with `nnunet-fracture convert ... --weak {self.weak_modes[0]}`.")
-        weak = (dataset_json.get("nnunet_fracture") or {}).get("weak")
-        if weak is None:
-            self.print_to_log_file(f"{name}: dataset.json has no nnunet_fracture provenance; treating its label "
-                                   f"values as box numbers")
-        elif weak not in self.weak_modes:
-            raise RuntimeError(
-                f"{name} is meant for datasets written with --weak {' or '.join(self.weak_modes)}, but this one "
-                f"was written with --weak {weak}. Fix: use "
-                f"{'nnUNetTrainerWeakSlice' if weak == 'slice' else 'nnUNetTrainerWeakBBox'} or convert again.")
 
     # --- loss ------------------------------------------------------------------------------------------------
     def _build_loss(self):
@@ -178,24 +159,7 @@ class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
         return {'loss': loss.detach().cpu().numpy(), 'box_counts': counts}
 
     def on_validation_epoch_end(self, val_outputs: List[dict]):
-        losses = np.array([o['loss'] for o in val_outputs], dtype=np.float64)
-        counts = np.stack([o['box_counts'] for o in val_outputs]).sum(axis=0)
-        losses, counts = gather_concatenated(losses, counts[None], enabled=self.is_ddp)
-        counts = counts.sum(axis=0)
-        stats = stats_from_counts(counts)
-        score = box_score(stats)
-        epoch = self.current_epoch
-        logging = self.logger.local_logger.my_fantastic_logging
-        ensure_log_keys(logging, epoch)
-        self.logger.log('mean_fg_dice', score, epoch)
-        self.logger.log('dice_per_class_or_region', [score], epoch)
-        self.logger.log('val_losses', float(losses.mean()), epoch)
-        for key, value in zip(LOG_KEYS, (stats.mass_inside_fraction, stats.hit_rate, stats.outside_fp_rate)):
-            self.logger.log(key, value, epoch)
-        self.print_to_log_file(
-            f"box-aware validation: mass inside boxes {stats.mass_inside_fraction:.4f}, box hit rate "
-            f"{stats.hit_rate:.4f} ({int(stats.boxes_hit)}/{int(stats.boxes_total)}), outside FP rate "
-            f"{stats.outside_fp_rate:.2e}, box score {score:.4f}")
+        finish_validation_epoch(self, val_outputs)
 
 
 class nnUNetTrainerWeakSlice(nnUNetTrainerWeakBBox):

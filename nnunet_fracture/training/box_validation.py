@@ -58,3 +58,28 @@ def ensure_log_keys(logging: dict, epoch: int) -> None:
     for key in LOG_KEYS:
         values = logging.setdefault(key, [])
         values.extend([math.nan] * max(0, epoch - len(values)))
+
+
+def finish_validation_epoch(trainer, val_outputs: list[dict]) -> BoxStats:
+    """A weak-box trainer's ``on_validation_epoch_end``: pool the epoch's ``box_counts`` and losses over the
+    validation steps (and DDP ranks), log the :func:`box_score` as nnU-Net's pseudo Dice, the mean loss and the
+    :data:`LOG_KEYS`, and write one log line. Returns the pooled statistics."""
+    from nnunet_fracture.training.distributed import gather_concatenated
+
+    losses = np.array([o["loss"] for o in val_outputs], dtype=np.float64)
+    counts = np.stack([o["box_counts"] for o in val_outputs]).sum(axis=0)
+    losses, counts = gather_concatenated(losses, counts[None], enabled=trainer.is_ddp)
+    stats = stats_from_counts(counts)
+    score = box_score(stats)
+    epoch, logger = trainer.current_epoch, trainer.logger
+    ensure_log_keys(logger.local_logger.my_fantastic_logging, epoch)
+    logger.log("mean_fg_dice", score, epoch)
+    logger.log("dice_per_class_or_region", [score], epoch)
+    logger.log("val_losses", float(losses.mean()), epoch)
+    for key, value in zip(LOG_KEYS, (stats.mass_inside_fraction, stats.hit_rate, stats.outside_fp_rate)):
+        logger.log(key, value, epoch)
+    trainer.print_to_log_file(
+        f"box-aware validation: mass inside boxes {stats.mass_inside_fraction:.4f}, box hit rate "
+        f"{stats.hit_rate:.4f} ({int(stats.boxes_hit)}/{int(stats.boxes_total)}), outside FP rate "
+        f"{stats.outside_fp_rate:.2e}, box score {score:.4f}")
+    return stats

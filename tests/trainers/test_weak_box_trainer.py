@@ -11,7 +11,7 @@ import torch
 from nnunet_fracture.losses import WeakBoxLoss
 from nnunet_fracture.stock_commands import run_stock
 from nnunet_fracture.trainers import nnUNetTrainerFracture, nnUNetTrainerWeakBBox, nnUNetTrainerWeakSlice
-from nnunet_fracture.trainers import weak_box as weak_box_module
+from nnunet_fracture.training import box_validation as box_validation_module
 from nnunet_fracture.training.box_sampling import BoxAwareDataLoader
 from nnunet_fracture.training.box_validation import LOG_KEYS
 from nnunet_fracture.training.settings import ENV_VAR
@@ -54,7 +54,7 @@ def test_validation_logs_box_aware_numbers(box_dataset: Path, monkeypatch: pytes
         scored.append(stats)
         return 0.4321
 
-    monkeypatch.setattr(weak_box_module, "box_score", recording_box_score)
+    monkeypatch.setattr(box_validation_module, "box_score", recording_box_score)
     trainer = make_trainer(nnUNetTrainerWeakBBox, box_dataset)
     trainer.run_training()
     logged = trainer.logger.local_logger.my_fantastic_logging
