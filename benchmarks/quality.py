@@ -27,6 +27,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_arms import ARM_SETS, ARMS, REGIMES, Arm, Regime, run_key  # noqa: E402
@@ -216,9 +218,26 @@ def cached_runs(results: Path, regime_name: str, regime: Regime) -> dict:
     return arms
 
 
-def write_quality_json(results: Path, regime_name: str, regime: Regime) -> Path:
+def test_set_facts(work: Path, regime_name: str, regime: Regime) -> dict | None:
+    """Cases, fracture-free cases and the mean ground-truth volume of a fractured test case (voxels), read from
+    the workspace's test dataset (None before it exists): the scale of ``fp_voxels_per_normal_case``."""
+    from quality_scoring import cases
+
+    ws_root = work / regime_name
+    raw = sorted((ws_root / "nnUNet_raw").glob(f"Dataset{TEST_ID}_*"))
+    phantom = ws_root / f"phantom_seed{regime.test_seed}_{regime.test_cases}"
+    if not raw or not (phantom / "phantom.json").is_file():
+        return None
+    volumes = [int(gt.sum()) for _, gt, _ in cases(raw[0], phantom)]
+    fractured = [v for v in volumes if v > 0]
+    return {"cases": len(volumes), "fracture_free_cases": len(volumes) - len(fractured),
+            "mean_fracture_voxels_per_fractured_case": float(np.mean(fractured)) if fractured else None}
+
+
+def write_quality_json(results: Path, regime_name: str, regime: Regime, work: Path) -> Path:
     out = results / ("quality.json" if regime_name == "cpu" else f"quality_{regime_name}.json")
     data = {"regime": {"name": regime_name, **asdict(regime)}, "phantom_version": _phantom_version(),
+            "test_set": test_set_facts(work, regime_name, regime),
             "arms": cached_runs(results, regime_name, regime)}
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -247,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 cache.write_text(json.dumps(entry, indent=2) + "\n", encoding="utf-8")
                 print(f"[done] {arm_name} seed {seed} in {entry['seconds']:.0f} s: whole-volume Dice "
                       f"{entry['whole_volume_dice']}, in-box Dice {entry['in_box_dice']}", flush=True)
-                write_quality_json(args.results, regime_name, regime)
-    path = write_quality_json(args.results, regime_name, regime)
+                write_quality_json(args.results, regime_name, regime, args.work)
+    path = write_quality_json(args.results, regime_name, regime, args.work)
     data = json.loads(path.read_text(encoding="utf-8"))
     table = markdown_table(data)
     print(table)

@@ -41,6 +41,11 @@ def markdown_table(data: dict) -> str:
                f"{regime['epochs']} x {regime['iterations']} iterations, foreground share {regime['foreground']} "
                f"(per sample), fold `all`, {'with' if regime['tta'] else 'no'} test-time mirroring; mean ± std over "
                f"seeds (count in brackets); phantom version {data['phantom_version']}.")
+    facts = data.get("test_set")
+    if facts and facts.get("mean_fracture_voxels_per_fractured_case"):
+        caption += (f" The test set has {facts['cases']} cases, {facts['fracture_free_cases']} of them fracture-free; "
+                    f"a fractured test case holds {facts['mean_fracture_voxels_per_fractured_case']:.0f} fracture "
+                    f"voxels on average (the scale of the false positives per fracture-free case).")
     return caption + "\n\n" + "\n".join(rows)
 
 
