@@ -41,10 +41,10 @@ from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
 import nnunet_fracture
 from nnunet_fracture.inference import image_grid
-from nnunet_fracture.inference.pseudo_masks import _replace_folder
+from nnunet_fracture.io.output_folders import replace_folder
 from nnunet_fracture.networks.unwrap import unwrap_network
-from nnunet_fracture.visualization.overlay_layers import (BONE_WINDOW, PLANES, CTWindow, draw_ct, draw_heat,
-                                                          heat_colorbar, new_figure, save_figure)
+from nnunet_fracture.visualization.attention_figure import level_figure
+from nnunet_fracture.visualization.overlay_layers import BONE_WINDOW, CTWindow, save_figure
 
 PROVENANCE = "attention_maps.json"
 _IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -276,21 +276,6 @@ def _view_point(ct: sitk.Image, display: sitk.Image, point_ijk: Optional[Sequenc
     return tuple(int(v) for v in reversed(index))  # type: ignore[return-value]
 
 
-def level_figure(ct_display: np.ndarray, map_display: np.ndarray, spacing_zyx, point_zyx, title: str,
-                 window: CTWindow = BONE_WINDOW):
-    """Axial, coronal and sagittal planes through ``point_zyx`` (display grid): CT with the coefficients."""
-    fig = new_figure(15.0, 5.6)
-    axes = fig.subplots(1, 3)
-    for ax, plane in zip(axes, PLANES):
-        index = int(point_zyx[plane.axis])
-        draw_ct(ax, plane, plane.cut(ct_display, index), window, spacing_zyx)
-        draw_heat(ax, plane, plane.cut(map_display, index), spacing_zyx)
-        ax.set_title(f"{plane.name}, {'zyx'[plane.axis]} = {index}", fontsize=10)
-    heat_colorbar(fig, axes, label="attention coefficient")
-    fig.suptitle(title, fontsize=10)
-    return fig
-
-
 def _level_spacing_xyz(level_stride: Sequence[int], case_spacing: Sequence[float], plans_manager,
                        configuration_manager) -> list[float]:
     """Voxel size (mm, ITK x, y, z) of a level's grid; ``case_spacing`` is nnU-Net's (array order)."""
@@ -407,7 +392,7 @@ def export_attention_maps(model: Path | str, case: str | Path, out: Path | str, 
             "plugin_version": nnunet_fracture.__version__,
         }
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2))
-        _replace_folder(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -46,7 +46,7 @@ from nnunet_fracture.inference.class_head_fusion import ClassProbability, class_
 from nnunet_fracture.inference.prediction_folders import (PredictionFolder, model_info, open_prediction_folders,
                                                           read_grid)
 from nnunet_fracture.inference.probability_files import load_fracture_probability
-from nnunet_fracture.inference.pseudo_masks import _check_out, _check_out_is_not_an_input, _replace_folder
+from nnunet_fracture.io.output_folders import check_output_folder, check_output_not_an_input, replace_folder
 from nnunet_fracture.inference.reorientation import INTERPOLATORS, GridMappingError, map_to_grid
 
 PLANES = ("axial", "coronal", "sagittal")
@@ -267,13 +267,13 @@ def fuse_predictions(out: Path | str, axial: Optional[Path | str] = None, corona
         raise ValueError(f"nothing to fuse: only --{next(iter(given))} was given. Fix: pass two or three planes, or "
                          f"--class-probability for class-head fusion.")
     out = Path(out).absolute()
-    _check_out(out, overwrite)
+    check_output_folder(out, overwrite)
     folders = dict(zip(given, open_prediction_folders(list(given.values()), OUTPUT_FILE_ENDING)))
     cases = _check_cases(folders)
     targets = _TargetGrids(dataset, folders.get("axial"), cases)
     classes = ClassProbability(class_probability, cases) if class_probability is not None else None
     inputs = [f.path for f in folders.values()] + ([targets.dataset_folder] if targets.dataset_folder else [])
-    _check_out_is_not_an_input(out, inputs + ([classes.source] if classes is not None else []))
+    check_output_not_an_input(out, inputs + ([classes.source] if classes is not None else []))
     planes, warnings = _slicing_warnings(folders, cases[0])
     if targets.reoriented_from is not None:
         warnings.append(f"--dataset {targets.dataset_folder} is a reoriented copy of {targets.reoriented_from}; the "
@@ -324,8 +324,8 @@ def fuse_predictions(out: Path | str, axial: Optional[Path | str] = None, corona
                         "segmentation": f"<case>{OUTPUT_FILE_ENDING}: uint8, 1 where P >= threshold, target grid"},
         }
         (tmp / "fusion.json").write_text(json.dumps(provenance, indent=2))
-        _check_out(out, overwrite)
-        _replace_folder(tmp, out)
+        check_output_folder(out, overwrite)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

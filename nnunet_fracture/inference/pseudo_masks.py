@@ -58,6 +58,7 @@ from nnunet_fracture.inference.prediction_folders import (UNCERTAINTY_KINDS, Pre
                                                           fused_probability, model_info, open_prediction_folders,
                                                           read_grid)
 from nnunet_fracture.inference.source_dataset import BoxEntry, SourceDataset
+from nnunet_fracture.io.output_folders import check_output_folder, check_output_not_an_input, swap_in
 
 RULES = ("fixed", "otsu", "fraction")
 #: A box with constant probability has no Otsu threshold; it is kept whole only at or above this value.
@@ -210,45 +211,6 @@ def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule
     }
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file. Fix: name a folder.")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"--out {out} exists and is not empty. Fix: pass --overwrite to replace it, or choose "
-                              f"another folder.")
-
-
-def _check_out_is_not_an_input(out: Path, inputs: Sequence[Path]) -> None:
-    resolved = out.resolve()
-    for path in inputs:
-        path = path.resolve()
-        if resolved == path or resolved in path.parents:
-            raise ValueError(f"--out {out} is or contains the input {path}; replacing it would destroy the input. "
-                             f"Fix: choose a separate output folder.")
-
-
-def _swap_in(tmp: Path, target: Path) -> Optional[Path]:
-    """Rename ``tmp`` to ``target``; an existing ``target`` is first moved to a hidden folder, returned."""
-    trash = None
-    if target.exists():
-        trash = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(target, trash)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        if trash is not None:
-            os.replace(trash, target)
-        raise
-    return trash
-
-
-
-def _replace_folder(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` to ``target`` and delete what ``target`` held before (when nothing else must follow)."""
-    trash = _swap_in(tmp, target)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
-
 def _write(image: sitk.Image, path: Path) -> None:
     sitk.WriteImage(image, str(path), True)
 
@@ -283,11 +245,11 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
         raise ValueError("--export-dataset and --name go together. Fix: pass both (e.g. --export-dataset 502 "
                          "--name PhantomPseudo) or neither.")
     out = Path(out).absolute()
-    _check_out(out, overwrite)
+    check_output_folder(out, overwrite)
     source = SourceDataset.open(dataset)
     folders = open_prediction_folders(predictions, source.file_ending)
     cases = select_cases(folders, source.cases, source.boxes_file)
-    _check_out_is_not_an_input(out, [f.path for f in folders] + [source.folder])
+    check_output_not_an_input(out, [f.path for f in folders] + [source.folder])
     export = DatasetExport(export_dataset, export_name, source, overwrite) if export_dataset is not None else None
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -320,8 +282,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
         (tmp / "pseudo_masks.json").write_text(json.dumps(provenance, indent=2))
         if export is not None:
             export.finish(provenance)
-        _check_out(out, overwrite)
-        trash = _swap_in(tmp, out)
+        check_output_folder(out, overwrite)
+        trash = swap_in(tmp, out)
         if export is not None:
             try:
                 export.install()
