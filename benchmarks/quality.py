@@ -199,7 +199,7 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
                                  ws.phantom(seed, r.train_cases))
     else:
         scores = score_predictions(ws.train_and_predict(arm_name, arm, seed), test, test_phantom, arm.pseudo_masks,
-                                   ws.root / "pseudo_masks" / f"{arm_name}_seed{seed}")
+                                   ws.root / "pseudo_masks" / f"{arm_name}_seed{seed}", arm.refine)
     return {**scores, "seconds": round(time.perf_counter() - start, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
 

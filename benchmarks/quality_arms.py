@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 
+_ADDED_LATER = ("refine",)
+
+
 @dataclass(frozen=True)
 class Arm:
     trainer: Optional[str]  # None: a reference computed without training
@@ -23,8 +26,11 @@ class Arm:
     reference: Optional[str] = None  # box_fill | hu_threshold
     channel: Optional[str] = None  # vae_error: a VAE error map as input channel _0001 (nnUNetTrainerNormalVAE)
     channel_settings: str = ""  # NNUNET_FRACTURE_SETTINGS of the VAE trainer, after the regime's schedule
+    refine: Optional[str] = None  # pseudo-masks --refine METHOD (weak arms)
     note: str = ""
 
+
+_PRIORS_OFF = "lambda_outside=0 lambda_mil=0 lambda_contrast=0"  # the box priors replace L1-L3
 
 ARMS: dict[str, Arm] = {
     "full_mask": Arm("nnUNetTrainerFracture", note="stock-equivalent Dice + CE on the true masks: the ceiling"),
@@ -33,6 +39,15 @@ ARMS: dict[str, Arm] = {
                         note="inside each box, HU above the threshold that is best on the training cases"),
     "weak_bbox": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction",
                      note="today's default recipe on boxes alone; in-box numbers from its pseudo-masks"),
+    "plane_bags": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                      settings=f"{_PRIORS_OFF} lambda_tightness=1",
+                      note="plane bags with a smooth maximum and focal unary (Wang & Xia in 3D), P >= 0.5 in boxes"),
+    "plus_size": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                     settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1",
+                     note="plane bags + size bounds (Kervadec log-barrier)"),
+    "plus_affinity": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                         settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1",
+                         note="plane bags + size bounds + HU affinity (BoxInst in 3D)"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -103,7 +118,8 @@ REGIMES: dict[str, Regime] = {
 
 def run_key(arm: Arm, regime: Regime, seed: int, phantom_version: str) -> str:
     """Short hash of everything that decides an arm x seed result: a cached result is reused only if it matches."""
-    recipe = {k: v for k, v in asdict(arm).items() if k != "note"}
+    # fields added after results were cached count only when set, so that adding one keeps the old keys valid
+    recipe = {k: v for k, v in asdict(arm).items() if k != "note" and not (k in _ADDED_LATER and v is None)}
     blob = json.dumps({"arm": recipe, "regime": asdict(regime), "seed": seed, "phantom": phantom_version},
                       sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]

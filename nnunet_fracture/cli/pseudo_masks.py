@@ -35,6 +35,11 @@ Rules (applied to each box on its own):
             scored best when a weak model's P is high in most of each box (phantom v1, tiny plans);
             set --fraction to roughly how much of a box the fracture fills (phantom boxes: 13 % on average).
 Where boxes overlap, each box is thresholded on its own voxels and the mask is the union.
+
+Refinement (--refine random_walker): each box's mask is re-drawn on the CT by a random walker (scikit-image)
+seeded with the background around the box and the voxels with P >= 0.8 inside it; a refined mask filling less
+than 2 % or more than 30 % of its box is reset to the rule's mask. The csv's refinement column says, per box:
+refined, reset, no_seed (no confident voxel to grow from) or none.
 """
 
 PSEUDO_MASKS_EPILOG = """\
@@ -74,6 +79,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="name of the exported dataset (with --export-dataset)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a non-empty --out and an existing dataset with the --export-dataset ID")
+    p.add_argument("--refine", choices=("none", "random_walker"), default="none",
+                   help="re-draw each box's mask on the CT (see Refinement above; default none)")
     p.set_defaults(func=run)
 
 
@@ -82,7 +89,8 @@ def run(args: argparse.Namespace) -> None:
 
     prov = write_pseudo_masks(args.pred, args.dataset, args.out, rule=args.rule, threshold=args.threshold,
                               fraction=args.fraction, min_threshold=args.min_threshold,
-                              export_dataset=args.export_dataset, export_name=args.name, overwrite=args.overwrite)
+                              export_dataset=args.export_dataset, export_name=args.name, overwrite=args.overwrite,
+                              refine=args.refine)
     print(f"wrote pseudo-masks of {prov['num_cases']} cases ({prov['num_boxes']} boxes, {prov['num_empty_boxes']} "
           f"empty) to {args.out}; uncertainty: {prov['uncertainty']['kind']}")
     if prov["export_dataset"]:

@@ -17,6 +17,11 @@ ones; a case that ``boxes.json`` does not list is an error.
   broken by array order inside the box (k, then j, then i, smallest first), so results are deterministic. The
   threshold reported is the smallest kept P.
 
+**Refinement** (``refine="random_walker"``, :mod:`~nnunet_fracture.inference.refinement`): each box's mask is
+then re-drawn on the CT by a random walker seeded with the background around the box and the confident voxels
+inside it; a refined mask whose share of the box breaks the size bounds is reset to the rule's mask. The
+``refinement`` column of ``pseudo_masks.csv`` says what happened to each box.
+
 **Boxes and overlaps.** Each box's rule sees exactly that box's own voxels, so a threshold is never distorted by
 a neighbouring box. The case mask is the union of the per-box selections: a voxel inside several boxes is
 fracture if any of them keeps it. Every voxel outside all boxes is 0. A box where nothing is kept is not filled
@@ -54,6 +59,7 @@ from tqdm import tqdm
 
 from nnunet_fracture.dataset_conversion.box_geometry import array_to_image
 from nnunet_fracture.inference.dataset_export import DatasetExport
+from nnunet_fracture.inference.refinement import Refinement, refine_box
 from nnunet_fracture.inference.prediction_folders import (UNCERTAINTY_KINDS, PredictionFolder, select_cases,
                                                           fused_probability, model_info, open_prediction_folders,
                                                           read_grid)
@@ -64,7 +70,7 @@ RULES = ("fixed", "otsu", "fraction")
 #: A box with constant probability has no Otsu threshold; it is kept whole only at or above this value.
 CONSTANT_BOX_THRESHOLD = 0.5
 CSV_COLUMNS = ("case", "box_id", "label", "rule", "threshold", "comparison", "voxels_in_box", "voxels_kept",
-               "max_probability", "mean_probability", "mean_uncertainty", "empty")
+               "max_probability", "mean_probability", "mean_uncertainty", "empty", "refinement")
 OUTPUT_FILE_ENDING = ".nii.gz"
 OVERLAP_POLICY = ("each box's rule sees that box's own voxels; the case mask is the union of the per-box "
                   "selections (a voxel in several boxes is kept if any of them keeps it); 0 outside every box")
@@ -148,7 +154,8 @@ def box_region(entry: BoxEntry) -> tuple[slice, slice, slice]:
 
 
 def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray, boxes: Sequence[BoxEntry],
-                     rule: Rule) -> tuple[np.ndarray, list[dict]]:
+                     rule: Rule, refinement: Refinement = Refinement("none"), ct_hu: Optional[np.ndarray] = None,
+                     spacing: Optional[tuple[float, ...]] = None) -> tuple[np.ndarray, list[dict]]:
     """Pseudo-mask of one case (uint8 0/1, zero outside every box) and one table row per box.
 
     Args:
@@ -157,20 +164,27 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
         uncertainty: uncertainty map of the same shape.
         boxes: the case's boxes, inside the image.
         rule: the selection rule.
+        refinement: how each box's selection is refined on the CT (``method="none"``: not at all).
+        ct_hu: the CT in HU, same shape (needed unless ``refinement.method == "none"``).
+        spacing: voxel spacing in the array's axis order (mm).
     """
+    if refinement.method != "none" and ct_hu is None:
+        raise ValueError(f"case {case}: refinement {refinement.method!r} needs the CT")
     mask = np.zeros(probability.shape, dtype=np.uint8)
     rows = []
     for entry in boxes:
         region = box_region(entry)
         p = probability[region]
         selection = select_in_box(p, rule)
-        mask[region] |= selection.keep.astype(np.uint8)
-        kept = int(np.count_nonzero(selection.keep))
+        refined = refine_box(ct_hu, probability, region, selection.keep, refinement, spacing)
+        mask[region] |= refined.keep.astype(np.uint8)
+        kept = int(np.count_nonzero(refined.keep))
         rows.append({"case": case, "box_id": entry.box_id, "label": entry.label, "rule": rule.name,
                      "threshold": selection.threshold, "comparison": selection.comparison,
                      "voxels_in_box": int(p.size), "voxels_kept": kept, "max_probability": float(p.max()),
                      "mean_probability": float(p.mean(dtype=np.float64)),
-                     "mean_uncertainty": float(uncertainty[region].mean(dtype=np.float64)), "empty": kept == 0})
+                     "mean_uncertainty": float(uncertainty[region].mean(dtype=np.float64)), "empty": kept == 0,
+                     "refinement": refined.outcome})
     return mask, rows
 
 
@@ -183,7 +197,8 @@ def _threshold_summary(rows: list[dict]) -> dict:
 
 
 def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule: Rule, kind: str,
-                rows: list[dict], cases: list[str], export: Optional[DatasetExport]) -> dict:
+                rows: list[dict], cases: list[str], export: Optional[DatasetExport],
+                refinement: Refinement) -> dict:
     from nnunet_fracture import __version__
 
     empty = [{"case": r["case"], "box_id": r["box_id"]} for r in rows if r["empty"]]
@@ -198,6 +213,9 @@ def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule
         "uncertainty": {"kind": kind, "description": UNCERTAINTY_KINDS[kind]},
         "rule": rule.name,
         "parameters": rule.parameters(),
+        "refinement": refinement.parameters(),
+        "refinement_outcomes": {o: sum(r["refinement"] == o for r in rows)
+                                for o in sorted({r["refinement"] for r in rows})},
         "box_regions": OVERLAP_POLICY,
         "thresholds": _threshold_summary(rows),
         "num_cases": len(cases),
@@ -218,7 +236,8 @@ def _write(image: sitk.Image, path: Path) -> None:
 def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | Path, out: Path | str,
                        rule: str = "fixed", threshold: float = 0.5, fraction: float = 0.3,
                        min_threshold: float = 0.05, export_dataset: Optional[int] = None,
-                       export_name: Optional[str] = None, overwrite: bool = False) -> dict:
+                       export_name: Optional[str] = None, overwrite: bool = False,
+                       refine: str = "none") -> dict:
     """Write pseudo-masks, probabilities, uncertainty maps, the box table and provenance to ``out``.
 
     Args:
@@ -232,6 +251,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
         export_dataset: also write ``$nnUNet_raw/DatasetXXX_<export_name>`` with the masks as labels.
         export_name: name of the exported dataset (required with ``export_dataset``).
         overwrite: replace an existing ``out`` and an existing dataset with the export ID.
+        refine: ``"none"`` or ``"random_walker"`` (module docstring).
 
     Returns:
         The provenance dictionary written to ``pseudo_masks.json``.
@@ -241,6 +261,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             written then.
     """
     selection_rule = Rule(rule, threshold, fraction, min_threshold)
+    refinement = Refinement(refine)
     if (export_dataset is None) != (export_name is None):
         raise ValueError("--export-dataset and --name go together. Fix: pass both (e.g. --export-dataset 502 "
                          "--name PhantomPseudo) or neither.")
@@ -267,7 +288,12 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             boxes = source.case_boxes(case, tuple(grid.GetSize()))
             probability, uncertainty, kind = fused_probability(folders, case, grid, image_file)
             kinds.add(kind)
-            mask, case_rows = case_pseudo_mask(case, probability, uncertainty, boxes, selection_rule)
+            ct_hu = spacing = None
+            if refinement.method != "none":
+                ct = sitk.ReadImage(str(image_file))
+                ct_hu, spacing = sitk.GetArrayFromImage(ct), tuple(ct.GetSpacing()[::-1])
+            mask, case_rows = case_pseudo_mask(case, probability, uncertainty, boxes, selection_rule, refinement,
+                                               ct_hu, spacing)
             rows.extend(case_rows)
             mask_image = array_to_image(mask, grid)
             _write(mask_image, tmp / "masks" / f"{case}{OUTPUT_FILE_ENDING}")
@@ -277,7 +303,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
                 export.add_case(case, mask_image)
             del probability, uncertainty, mask, mask_image
         (kind,) = kinds
-        provenance = _provenance(folders, source, selection_rule, kind, rows, cases, export)
+        provenance = _provenance(folders, source, selection_rule, kind, rows, cases, export, refinement)
         pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(tmp / "pseudo_masks.csv", index=False)
         (tmp / "pseudo_masks.json").write_text(json.dumps(provenance, indent=2))
         if export is not None:

@@ -1,7 +1,10 @@
 """Weak-box losses (one concept per file); data contract in :mod:`nnunet_fracture.losses.bag_aggregation`."""
 from nnunet_fracture.losses.bag_aggregation import AGGREGATIONS, BoxBags, aggregate_bags, find_bags
+from nnunet_fracture.losses.box_affinity import BoxAffinityLoss
 from nnunet_fracture.losses.box_contrast import BoxContrastLoss
 from nnunet_fracture.losses.box_mil import BoxMILLoss
+from nnunet_fracture.losses.box_size import BoxSizeLoss, extended_log_barrier
+from nnunet_fracture.losses.box_tightness import BoxTightnessLoss
 from nnunet_fracture.losses.compound import RegionAndPixelLoss
 from nnunet_fracture.losses.focal import FocalLoss
 from nnunet_fracture.losses.focal_tversky import FocalTverskyLoss
@@ -13,9 +16,12 @@ from nnunet_fracture.losses.weak_box import WeakBoxLoss, deep_supervision_weight
 
 __all__ = [
     "AGGREGATIONS",
+    "BoxAffinityLoss",
     "BoxBags",
     "BoxContrastLoss",
     "BoxMILLoss",
+    "BoxSizeLoss",
+    "BoxTightnessLoss",
     "ConsistencyLoss",
     "FocalLoss",
     "FocalTverskyLoss",
@@ -26,5 +32,6 @@ __all__ = [
     "WeakBoxLoss",
     "aggregate_bags",
     "deep_supervision_weights",
+    "extended_log_barrier",
     "find_bags",
 ]

@@ -180,17 +180,39 @@ def aggregate_bags(logits: torch.Tensor, box_numbers: BoxNumbers, mode: str = "m
     check_aggregation(mode, alpha)
     bags = checked_bags(logits, box_numbers)
     x = logits.float().reshape(logits.shape[0], -1)[bags.inside]
-    k, segment = bags.count, bags.voxel_bag
+    return pool_segments(x, bags.voxel_bag, bags.count, mode, alpha, log)
+
+
+def pool_segments(x: torch.Tensor, segment: torch.Tensor, count: int, mode: str = "mean", alpha: float = 4.0,
+                  log: bool = False) -> torch.Tensor:
+    """Pool the probabilities ``sigmoid(x)`` of flat logits within segments (bags) ``0..count-1``.
+
+    The building block of :func:`aggregate_bags` and of the plane bags of
+    :mod:`nnunet_fracture.losses.plane_bags`: any grouping of voxels into bags, one scatter pass, no Python loop.
+
+    Args:
+        x: float ``(M,)`` logits of the voxels that belong to some bag.
+        segment: long ``(M,)``, the bag of each voxel; every bag ``0..count-1`` must hold at least one voxel.
+        count: number of bags.
+        mode, alpha, log: as for :func:`aggregate_bags`.
+
+    Returns:
+        float ``(count,)``, the pooled probability (or its log) of each bag.
+    """
+    check_aggregation(mode, alpha)
+    if x.shape != segment.shape:
+        raise ValueError(f"x shape {tuple(x.shape)} differs from segment shape {tuple(segment.shape)}")
+    x = x.float()
     if mode == "max":
-        top = x.new_full((k,), -math.inf).scatter_reduce(0, segment, x, "amax")
+        top = x.new_full((count,), -math.inf).scatter_reduce(0, segment, x, "amax")
         return torch.nn.functional.logsigmoid(top) if log else torch.sigmoid(top)
     log_p = torch.nn.functional.logsigmoid(x)
     if mode == "mean":
-        sizes = torch.bincount(segment, minlength=k).to(x.dtype)
-        log_pool = _segment_logsumexp(log_p, segment, k) - torch.log(sizes)
+        sizes = torch.bincount(segment, minlength=count).to(x.dtype)
+        log_pool = _segment_logsumexp(log_p, segment, count) - torch.log(sizes)
     else:
         weight_logits = alpha * torch.sigmoid(x)
-        log_pool = _segment_logsumexp(log_p + weight_logits, segment, k) - \
-            _segment_logsumexp(weight_logits, segment, k)
+        log_pool = _segment_logsumexp(log_p + weight_logits, segment, count) - \
+            _segment_logsumexp(weight_logits, segment, count)
         log_pool = torch.clamp(log_pool, max=0.0)  # S <= max P <= 1; guards against rounding above 0
     return log_pool if log else torch.exp(log_pool)

@@ -1,8 +1,9 @@
 """The weak-box loss ``L = sum_i lambda_i L_i`` over deep-supervision scales, the loss of the weak-box trainers.
 
-``L1`` :class:`OutsideBackgroundLoss`, ``L2`` :class:`BoxMILLoss`, ``L3`` :class:`BoxContrastLoss` and ``L4``
-:class:`ConsistencyLoss`; see those modules and the data contract in
-:mod:`nnunet_fracture.losses.bag_aggregation`. The bags of each scale are found once and shared by ``L1``-``L3``.
+``L1`` :class:`OutsideBackgroundLoss`, ``L2`` :class:`BoxMILLoss` (one bag per box), ``L3``
+:class:`BoxContrastLoss`, ``L4`` :class:`ConsistencyLoss`, and the box priors :class:`BoxTightnessLoss` (plane
+bags), :class:`BoxSizeLoss` (size bounds) and :class:`BoxAffinityLoss` (HU affinity); see those modules and the
+data contract in :mod:`nnunet_fracture.losses.bag_aggregation`. The bags of each scale are found once and shared.
 """
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ import torch
 from torch import nn
 
 from nnunet_fracture.losses.bag_aggregation import check_aggregation, check_weak_box_shapes, find_bags
+from nnunet_fracture.losses.box_affinity import BoxAffinityLoss
 from nnunet_fracture.losses.box_contrast import BoxContrastLoss
 from nnunet_fracture.losses.box_mil import BoxMILLoss
+from nnunet_fracture.losses.box_size import BoxSizeLoss
+from nnunet_fracture.losses.box_tightness import BoxTightnessLoss
 from nnunet_fracture.losses.outside_background import OutsideBackgroundLoss
 from nnunet_fracture.losses.vae_consistency import ConsistencyLoss
 
 Scales = Union[torch.Tensor, Sequence[torch.Tensor]]
-COMPONENTS = ("outside", "mil", "contrast", "consistency")
+COMPONENTS = ("outside", "mil", "contrast", "consistency", "tightness", "size", "affinity")
+BAG_COMPONENTS = ("outside", "mil", "contrast", "tightness", "size")
 
 
 def deep_supervision_weights(n_scales: int) -> list[float]:
@@ -45,7 +50,8 @@ def _check_non_negative(name: str, value: object) -> float:
 
 
 class WeakBoxLoss(nn.Module):
-    """``L = lambda_outside L1 + lambda_mil L2 + lambda_contrast L3 + lambda_consistency L4``.
+    """``L = lambda_outside L1 + lambda_mil L2 + lambda_contrast L3 + lambda_consistency L4
+    + lambda_tightness L_tight + lambda_size L_size + lambda_affinity L_aff``.
 
     ``forward`` takes single tensors or lists with one entry per deep-supervision scale, highest resolution
     first (what nnU-Net's network and data loader give with deep supervision on). Over scales the loss is
@@ -59,9 +65,14 @@ class WeakBoxLoss(nn.Module):
     averaging (``torch.nn.functional.interpolate(mode="area")``, i.e. adaptive average pooling), which keeps it
     in ``[0, 1]`` and matches the mean error over the voxels a low-resolution voxel covers.
 
-    After each ``forward``, ``last_components`` holds detached floats for logging: ``outside``, ``mil``,
-    ``contrast``, ``consistency`` (each the scale-weighted sum ``sum_s w_s L_i(s)``, 0.0 when not computed) and
-    ``total``.
+    ``L_tight`` (:class:`BoxTightnessLoss`) takes the annotation margin at full resolution (``margin``, voxels per
+    axis) and scales it to each lower scale by the ratio of the shapes. ``L_size`` (:class:`BoxSizeLoss`) reads
+    its barrier sharpness from ``self.size.t``, which the trainer raises per epoch. ``L_aff``
+    (:class:`BoxAffinityLoss`) needs the CT in HU (``image_hu``, full resolution) and is computed at the highest
+    resolution only, with weight 1; without ``image_hu`` it is skipped.
+
+    After each ``forward``, ``last_components`` holds detached floats for logging: one per name of
+    :data:`COMPONENTS` (each the scale-weighted sum ``sum_s w_s L_i(s)``, 0.0 when not computed) and ``total``.
 
     Args:
         lambda_outside: weight of L1 (outside voxels are background), >= 0.
@@ -72,6 +83,13 @@ class WeakBoxLoss(nn.Module):
         alpha: smooth-max sharpness (> 0), Wang & Xia, MICCAI 2021.
         margin: L3 margin (>= 0).
         contrast_mode: L3 statistic, ``"max"`` or ``"mean"`` (box-level variant).
+        lambda_tightness, lambda_size, lambda_affinity: weights of the box priors, >= 0.
+        tightness_margin: annotation margin in voxels per spatial axis at full resolution.
+        tightness_beta, tightness_gamma, tightness_gamma_out: the focal weights of :class:`BoxTightnessLoss`.
+        size_bounds: ``(lower, upper)`` share of a box the fracture fills, for :class:`BoxSizeLoss`.
+        size_t: the size barrier's initial sharpness.
+        affinity_theta, affinity_tau, affinity_dilation: :class:`BoxAffinityLoss`'s HU scale, threshold and
+            neighbour spacing (voxels per axis).
         scale_weights: one non-negative weight per deep-supervision scale, not all zero; ``None`` = nnU-Net's.
             Ignored for single-tensor input.
 
@@ -82,13 +100,21 @@ class WeakBoxLoss(nn.Module):
     def __init__(self, lambda_outside: float = 1.0, lambda_mil: float = 1.0, lambda_contrast: float = 0.1,
                  lambda_consistency: float = 0.0, aggregation: str = "mean", alpha: float = 4.0,
                  margin: float = 0.3, contrast_mode: str = "max",
-                 scale_weights: Optional[Iterable[float]] = None) -> None:
+                 scale_weights: Optional[Iterable[float]] = None, lambda_tightness: float = 0.0,
+                 lambda_size: float = 0.0, lambda_affinity: float = 0.0,
+                 tightness_margin: Sequence[float] = (1.0, 1.0, 1.0), tightness_beta: float = 0.25,
+                 tightness_gamma: float = 2.0, tightness_gamma_out: float = 0.0, size_bounds: Sequence[float] = (0.02, 0.3), size_t: float = 5.0,
+                 affinity_theta: float = 50.0, affinity_tau: float = 0.3,
+                 affinity_dilation: Sequence[int] = (1, 1, 1)) -> None:
         super().__init__()
         self.lambdas = {
             "outside": _check_non_negative("lambda_outside", lambda_outside),
             "mil": _check_non_negative("lambda_mil", lambda_mil),
             "contrast": _check_non_negative("lambda_contrast", lambda_contrast),
             "consistency": _check_non_negative("lambda_consistency", lambda_consistency),
+            "tightness": _check_non_negative("lambda_tightness", lambda_tightness),
+            "size": _check_non_negative("lambda_size", lambda_size),
+            "affinity": _check_non_negative("lambda_affinity", lambda_affinity),
         }
         check_aggregation(aggregation, alpha)
         if scale_weights is not None:
@@ -104,6 +130,12 @@ class WeakBoxLoss(nn.Module):
         self.mil = BoxMILLoss(aggregation=aggregation, alpha=alpha)
         self.contrast = BoxContrastLoss(margin=margin, mode=contrast_mode)
         self.consistency = ConsistencyLoss()
+        self.tightness = BoxTightnessLoss(margin=tightness_margin, alpha=alpha, beta=tightness_beta,
+                                          gamma=tightness_gamma, gamma_out=tightness_gamma_out)
+        if isinstance(size_bounds, (str, bytes)) or len(size_bounds) != 2:
+            raise ValueError(f"size_bounds must be (lower, upper), got {size_bounds!r}")
+        self.size = BoxSizeLoss(lower=size_bounds[0], upper=size_bounds[1], t=size_t)
+        self.affinity = BoxAffinityLoss(theta=affinity_theta, tau=affinity_tau, dilation=affinity_dilation)
         self.last_components: dict[str, float] = {}
 
     def weights_for(self, n_scales: int) -> list[float]:
@@ -120,14 +152,16 @@ class WeakBoxLoss(nn.Module):
         total = sum(self.scale_weights)
         return [w / total for w in self.scale_weights]
 
-    def forward(self, logits: Scales, box_numbers: Scales,
-                error_map: Optional[Scales] = None) -> torch.Tensor:
+    def forward(self, logits: Scales, box_numbers: Scales, error_map: Optional[Scales] = None,
+                image_hu: Optional[torch.Tensor] = None) -> torch.Tensor:
         """
         Args:
             logits: ``(B, 1, *spatial)`` fracture logits, or a list of them, highest resolution first.
             box_numbers: the matching box-number map(s) (a list exactly when ``logits`` is a list).
             error_map: optional ``(B, 1, *spatial)`` normalised VAE reconstruction error at the resolution of
                 the first scale (resized to the others by area averaging), or a list with one map per scale.
+            image_hu: optional ``(B, 1, *spatial)`` CT in HU at the resolution of the first scale (for
+                ``L_aff``).
 
         Returns:
             float32 scalar, the weighted total.
@@ -144,11 +178,17 @@ class WeakBoxLoss(nn.Module):
         error_scales = self._error_scales(error_map, logit_scales, weights) if use_consistency else None
 
         sums: dict[str, torch.Tensor] = {}
+        full_shape = logit_scales[0].shape[2:]
         for s, (x, numbers, weight) in enumerate(zip(logit_scales, number_scales, weights)):
             if weight == 0:
                 continue
-            bags = find_bags(numbers) if any(self.lambdas[k] > 0 for k in ("outside", "mil", "contrast")) else None
+            bags = find_bags(numbers) if any(self.lambdas[k] > 0 for k in BAG_COMPONENTS) else None
             terms = {}
+            if self.lambdas["tightness"] > 0:
+                margin = [m * n / f for m, n, f in zip(self.tightness.margin, x.shape[2:], full_shape)]
+                terms["tightness"] = self.tightness(x, bags, margin)
+            if self.lambdas["size"] > 0:
+                terms["size"] = self.size(x, bags)
             if self.lambdas["outside"] > 0:
                 terms["outside"] = self.outside(x, bags)
             if self.lambdas["mil"] > 0:
@@ -159,6 +199,8 @@ class WeakBoxLoss(nn.Module):
                 terms["consistency"] = self.consistency(x, error_scales[s])
             for name, value in terms.items():
                 sums[name] = sums[name] + weight * value if name in sums else weight * value
+        if self.lambdas["affinity"] > 0 and image_hu is not None:
+            sums["affinity"] = self.affinity(logit_scales[0], number_scales[0], image_hu)
 
         if sums:
             total = sum(self.lambdas[name] * value for name, value in sums.items())
@@ -210,5 +252,5 @@ class WeakBoxLoss(nn.Module):
         return scales
 
     def extra_repr(self) -> str:
-        lambdas = ", ".join(f"lambda_{k}={v}" for k, v in self.lambdas.items())
+        lambdas = ", ".join(f"lambda_{k}={v}" for k, v in self.lambdas.items() if v)
         return f"{lambdas}, scale_weights={self.scale_weights}"

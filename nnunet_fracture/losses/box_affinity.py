@@ -1,0 +1,116 @@
+"""HU affinity inside boxes: neighbours of similar density get the same label (BoxInst's pairwise term, in 3D)."""
+from __future__ import annotations
+
+import itertools
+import math
+from numbers import Real
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from nnunet_fracture.losses.bag_aggregation import check_fracture_logits
+
+
+def half_neighbourhood(dilation: Sequence[int]) -> list[tuple[int, ...]]:
+    """The offsets of a 3x3(x3) neighbourhood spread by ``dilation`` voxels per axis, one of each ``+-`` pair
+    (13 in 3D, 4 in 2D): a pair ``(i, i + o)`` is the same pair as ``(i + o, i)``."""
+    offsets = []
+    for step in itertools.product((-1, 0, 1), repeat=len(dilation)):
+        if any(step) and next(s for s in step if s) > 0:
+            offsets.append(tuple(s * d for s, d in zip(step, dilation)))
+    return offsets
+
+
+def _pair_slices(offset: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    first, second = [], []
+    for o in offset:
+        first.append(slice(0, -o) if o > 0 else slice(-o, None))
+        second.append(slice(o, None) if o > 0 else slice(0, o if o < 0 else None))
+    return tuple(first), tuple(second)
+
+
+class BoxAffinityLoss(nn.Module):
+    """``L = -mean log(p_i p_j + (1 - p_i)(1 - p_j))`` over neighbour pairs inside one box whose densities are
+    alike, ``exp(-|HU_i - HU_j| / theta) >= tau``.
+
+    The pairwise term of Tian, Shen, Wang & Chen, "BoxInst: high-performance instance segmentation with box
+    annotations", CVPR 2021, with colour replaced by Hounsfield units and their 2D 8-neighbourhood (dilation 2)
+    by the 3D 26-neighbourhood, spread by ``dilation`` voxels per axis (the trainer sets it from millimetres).
+    ``p_i p_j + (1 - p_i)(1 - p_j)`` is the probability that both voxels get the same label, so the term pulls
+    similar neighbours towards agreement and leaves pairs across a density edge (a fracture band's border) free.
+    Only pairs with both voxels in the same box count: outside the boxes the label is already known. Logs come
+    from the logits (``logaddexp`` of the two log-probabilities), so the term is finite for any logit.
+
+    Args:
+        theta: similarity scale in HU (> 0): a difference of ``theta`` HU gives similarity ``1/e``.
+        tau: similarity threshold in (0, 1]; BoxInst used 0.3.
+        dilation: voxels between neighbours, one per spatial axis (>= 1).
+
+    Raises:
+        ValueError: on arguments outside these ranges.
+    """
+
+    def __init__(self, theta: float = 50.0, tau: float = 0.3, dilation: Sequence[int] = (1, 1, 1)) -> None:
+        super().__init__()
+        if isinstance(theta, bool) or not isinstance(theta, Real) or not math.isfinite(theta) or theta <= 0:
+            raise ValueError(f"theta must be a finite number > 0 (HU), got {theta!r}")
+        if isinstance(tau, bool) or not isinstance(tau, Real) or not 0 < tau <= 1:
+            raise ValueError(f"tau must be a number in (0, 1], got {tau!r}")
+        if isinstance(dilation, (str, bytes)) or not dilation or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dilation):
+            raise ValueError(f"dilation must be one integer >= 1 per spatial axis, got {dilation!r}")
+        self.theta, self.tau, self.dilation = float(theta), float(tau), tuple(dilation)
+        self.offsets = half_neighbourhood(self.dilation)
+
+    def forward(self, logits: torch.Tensor, box_numbers: torch.Tensor, image_hu: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            logits: ``(B, 1, *spatial)`` fracture logits.
+            box_numbers: ``(B, 1, *spatial)`` box-number map (0 = outside every box).
+            image_hu: ``(B, 1, *spatial)`` CT in Hounsfield units, aligned with the logits.
+
+        Returns:
+            float32 scalar (a graph-connected zero when no pair qualifies).
+
+        Raises:
+            ValueError: if the shapes differ or ``dilation`` does not match the spatial axes.
+        """
+        check_fracture_logits(logits)
+        for name, other in (("box_numbers", box_numbers), ("image_hu", image_hu)):
+            if tuple(other.shape) != tuple(logits.shape):
+                raise ValueError(f"{name} shape {tuple(other.shape)} differs from logits shape "
+                                 f"{tuple(logits.shape)}; all must be (B, 1, *spatial)")
+        if len(self.dilation) != logits.ndim - 2:
+            raise ValueError(f"dilation has {len(self.dilation)} entries but logits {tuple(logits.shape)} has "
+                             f"{logits.ndim - 2} spatial axes")
+        numbers = box_numbers.detach().round().long()
+        inside = (numbers > 0).flatten(0, 1).any(dim=0)
+        if not bool(inside.any()):
+            return logits.float().sum() * 0.0
+        # only pairs inside one box count, so the bounding region of all boxes holds every pair
+        corner = torch.nonzero(inside)
+        region = (slice(None), slice(None)) + tuple(
+            slice(int(lo), int(hi) + 1) for lo, hi in zip(corner.min(dim=0).values, corner.max(dim=0).values))
+        x, numbers, hu = logits[region].float(), numbers[region], image_hu[region].detach().float()
+        log_p, log_q = torch.nn.functional.logsigmoid(x), torch.nn.functional.logsigmoid(-x)
+        min_similarity_log = math.log(self.tau)
+        total, count = logits.float().sum() * 0.0, 0
+        for offset in self.offsets:
+            if any(abs(o) >= s for o, s in zip(offset, x.shape[2:])):
+                continue
+            a, b = _pair_slices(offset)
+            a, b = (slice(None), slice(None)) + a, (slice(None), slice(None)) + b
+            same_box = (numbers[a] == numbers[b]) & (numbers[a] > 0)
+            alike = -(hu[a] - hu[b]).abs() / self.theta >= min_similarity_log
+            keep = same_box & alike
+            n = int(keep.sum())
+            if n == 0:
+                continue
+            agree = torch.logaddexp(log_p[a] + log_p[b], log_q[a] + log_q[b])
+            total = total - agree[keep].sum()
+            count += n
+        return total / max(count, 1)
+
+    def extra_repr(self) -> str:
+        return f"theta={self.theta}, tau={self.tau}, dilation={self.dilation}"

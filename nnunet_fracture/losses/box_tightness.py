@@ -1,0 +1,106 @@
+"""The box tightness prior as a focal multiple-instance loss over plane bags (Wang & Xia, MICCAI 2021, in 3D)."""
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from nnunet_fracture.losses.bag_aggregation import BoxNumbers, check_aggregation, checked_bags, pool_segments
+from nnunet_fracture.losses.plane_bags import check_margin, find_plane_bags
+
+
+def _check_unit(name: str, value: object, low_open: bool = False) -> float:
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
+    if not ok or (low_open and value == 0):
+        raise ValueError(f"{name} must be a number in {'(0' if low_open else '[0'}, 1], got {value!r}")
+    return float(value)
+
+
+class BoxTightnessLoss(nn.Module):
+    """Every plane through a box's core holds fracture; every voxel outside all boxes is background.
+
+    ``L = -mean_pos beta (1 - S)^gamma log S - mean_out (1 - beta) P^gamma_out log(1 - P)``
+
+    over the plane bags of :mod:`nnunet_fracture.losses.plane_bags` (``S``: the bag's smooth maximum, the
+    alpha-softmax ``sum p exp(alpha p) / sum exp(alpha p)``) and the voxels outside every box (each its own
+    negative bag). This is the unary term of Wang & Xia, "Bounding box tightness prior for weakly supervised
+    image segmentation", MICCAI 2021 (their defaults ``beta = 0.25``, ``gamma = 2``, ``alpha`` in 4-8), with their
+    lines across a 2D box replaced by the planes across a 3D box, and one change: Wang & Xia divide both sums by
+    the number of positive bags. In a 2D image the negative pixels outnumber the line bags about a hundredfold;
+    in a 3D patch the outside voxels outnumber the plane bags about ten-thousandfold, and with their
+    normalisation the network learned to keep P near 0 everywhere (measured on the bench phantom: no box reached
+    P = 0.5 in 30 epochs, PR-AUC 0.014). Each term is therefore averaged over its own members. And the focal
+    factor is set apart for the outside voxels (``gamma_out``, default 0: plain cross entropy): with
+    ``gamma_out = 2`` the few outside voxels that look like a fracture weigh too little in the mean, and the
+    network painted 7 % of the bone outside the boxes (bench phantom, 30 epochs). Unlike a mean over the box (``BoxMILLoss`` with ``aggregation="mean"``), which is
+    minimised only by ``P = 1`` on the whole box, a smooth maximum is satisfied by a few confident voxels per
+    plane, so the network is free to leave the rest of the box - mostly healthy bone - at 0.
+
+    Logs are taken from the logits (``log S`` by log-sum-exp, ``log(1 - P) = -softplus(x)``), so the loss is
+    finite for any logit.
+
+    Args:
+        margin: annotation margin in voxels, one per spatial axis, at the resolution of the logits.
+        alpha: smooth-max sharpness (> 0).
+        beta: weight of the positive bags in [0, 1] (negatives get ``1 - beta``).
+        gamma: focal exponent of the plane bags (>= 0; 0 gives plain cross entropy).
+        gamma_out: focal exponent of the outside voxels (>= 0).
+        aggregation: the plane pool, ``"smooth_max"`` (default), ``"max"`` or ``"mean"``.
+
+    Raises:
+        ValueError: on any argument outside these ranges.
+    """
+
+    def __init__(self, margin: Sequence[float] = (1.0, 1.0, 1.0), alpha: float = 4.0, beta: float = 0.25,
+                 gamma: float = 2.0, aggregation: str = "smooth_max", gamma_out: float = 0.0) -> None:
+        super().__init__()
+        check_aggregation(aggregation, alpha)
+        self.margin = check_margin(margin)
+        self.alpha, self.aggregation = float(alpha), aggregation
+        self.beta = _check_unit("beta", beta)
+        for name, value in (("gamma", gamma), ("gamma_out", gamma_out)):
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        self.gamma, self.gamma_out = float(gamma), float(gamma_out)
+
+    def forward(self, logits: torch.Tensor, box_numbers: BoxNumbers, margin: Sequence[float] | None = None
+                ) -> torch.Tensor:
+        """
+        Args:
+            logits: ``(B, 1, *spatial)`` fracture logits.
+            box_numbers: ``(B, 1, *spatial)`` box-number map, or its ``BoxBags``.
+            margin: the annotation margin at this resolution, if it differs from the constructor's (a lower
+                deep-supervision scale).
+
+        Returns:
+            float32 scalar.
+
+        Raises:
+            ValueError: if ``logits`` has more than one channel, the shapes differ or ``margin`` has the wrong
+                length.
+        """
+        bags = checked_bags(logits, box_numbers)
+        margin = self.margin if margin is None else check_margin(margin)
+        if len(margin) != logits.ndim - 2:
+            raise ValueError(f"margin has {len(margin)} entries but logits {tuple(logits.shape)} has "
+                             f"{logits.ndim - 2} spatial axes")
+        x = logits.float().reshape(logits.shape[0], -1)
+        total = x.sum() * 0.0
+        planes = find_plane_bags(bags, margin) if bags.count else None
+        if planes is not None and planes.count:
+            inside = x[bags.inside]
+            log_s = pool_segments(inside[planes.member], planes.segment, planes.count, self.aggregation,
+                                  self.alpha, log=True)
+            total = total - (self.beta * (1 - log_s.exp()) ** self.gamma * log_s).mean()
+        outside = x[bags.outside]
+        if outside.numel():
+            p = torch.sigmoid(outside)
+            total = total + ((1 - self.beta) * p ** self.gamma_out * torch.nn.functional.softplus(outside)).mean()
+        return total
+
+    def extra_repr(self) -> str:
+        return (f"margin={self.margin}, aggregation={self.aggregation!r}, alpha={self.alpha}, beta={self.beta}, "
+                f"gamma={self.gamma}, gamma_out={self.gamma_out}")

@@ -1,0 +1,145 @@
+"""Plane bags: the tightness prior of a 3D box as multiple-instance bags.
+
+A radiologist's box is tight up to an annotation margin: every axis-aligned plane through the box *core* (the box
+shrunk by that margin on each side) meets the fracture, if the fracture is one connected object. So for each
+axis ``a`` and each index ``k`` of the core along ``a``, the voxels of the box whose coordinate on ``a`` is ``k``
+form a positive bag (Wang & Xia, "Bounding box tightness prior for weakly supervised image segmentation",
+MICCAI 2021, whose 2D bags are the lines crossing a box; in 3D a line need not meet a connected object, a plane
+must). Planes in the margin band are left out of the bags.
+
+A training patch may cut a box. A side of a box that touches the patch border is treated as cut: it is not
+shrunk (the box goes on beyond it), and the planes of the *other* axes are dropped, because a cut plane may
+miss the fracture. The planes along the cut axis itself stay valid. :func:`box_extents` also says which boxes
+are whole inside the patch, which the size bounds of :mod:`nnunet_fracture.losses.box_size` need.
+
+Bags are found from the box-number map alone (see the data contract in
+:mod:`nnunet_fracture.losses.bag_aggregation`), once per deep-supervision scale, without a Python loop over
+boxes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Real
+from typing import Sequence
+
+import torch
+
+from nnunet_fracture.losses.bag_aggregation import BoxBags
+
+
+@dataclass(frozen=True)
+class BoxExtents:
+    """Where each box bag lies in the patch.
+
+    Attributes:
+        lo, hi: long ``(K, D)``, the first and last index of bag ``k`` along spatial axis ``d`` (inclusive).
+        cut_lo, cut_hi: bool ``(K, D)``, the box touches the patch's lower / upper border on that axis, so it may
+            go on beyond the patch.
+    """
+
+    lo: torch.Tensor
+    hi: torch.Tensor
+    cut_lo: torch.Tensor
+    cut_hi: torch.Tensor
+
+    @property
+    def whole(self) -> torch.Tensor:
+        """bool ``(K,)``: the box is cut on no side, so the patch holds all of it."""
+        return ~(self.cut_lo | self.cut_hi).any(dim=1)
+
+
+@dataclass(frozen=True)
+class PlaneBags:
+    """The plane bags of a batch.
+
+    Attributes:
+        member: long ``(M,)``, for each membership the position of the voxel among the inside voxels
+            (the order of ``flat[bags.inside]``); a voxel belongs to up to one plane per axis.
+        segment: long ``(M,)``, the plane bag of each membership, ``0..count-1``.
+        box: long ``(count,)``, the box bag (index into :class:`~nnunet_fracture.losses.bag_aggregation.BoxBags`)
+            each plane belongs to.
+        axis: long ``(count,)``, the spatial axis each plane is perpendicular to.
+    """
+
+    member: torch.Tensor
+    segment: torch.Tensor
+    box: torch.Tensor
+    axis: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        return int(self.box.numel())
+
+
+def inside_coordinates(bags: BoxBags) -> torch.Tensor:
+    """long ``(M, D)``: the spatial coordinates of every inside voxel, in the order of ``flat[bags.inside]``."""
+    spatial = bags.shape[2:]
+    flat = torch.nonzero(bags.inside.reshape(-1), as_tuple=False).squeeze(1) % math.prod(spatial)
+    coords = []
+    for size in reversed(spatial):
+        coords.append(flat % size)
+        flat = torch.div(flat, size, rounding_mode="floor")
+    return torch.stack(coords[::-1], dim=1)
+
+
+def box_extents(bags: BoxBags, coords: torch.Tensor | None = None) -> BoxExtents:
+    """The extent of every box bag in its patch, and which of its sides the patch border cuts."""
+    coords = inside_coordinates(bags) if coords is None else coords
+    k, d = bags.count, coords.shape[1]
+    index = bags.voxel_bag.unsqueeze(1).expand(-1, d)
+    lo = coords.new_full((k, d), torch.iinfo(torch.long).max).scatter_reduce(0, index, coords, "amin")
+    hi = coords.new_full((k, d), -1).scatter_reduce(0, index, coords, "amax")
+    sizes = torch.tensor(bags.shape[2:], device=coords.device)
+    return BoxExtents(lo, hi, lo == 0, hi == sizes - 1)
+
+
+def check_margin(margin: object, n_axes: int | None = None) -> tuple[float, ...]:
+    """Check an annotation margin: one number >= 0 per spatial axis (voxels).
+
+    Raises:
+        ValueError: if it is not a sequence of finite numbers >= 0 (of length ``n_axes`` when given).
+    """
+    if isinstance(margin, (str, bytes)) or not isinstance(margin, Sequence) or not margin or not all(
+            isinstance(m, Real) and not isinstance(m, bool) and math.isfinite(m) and m >= 0 for m in margin):
+        raise ValueError(f"margin must be one finite number >= 0 (voxels) per spatial axis, got {margin!r}")
+    if n_axes is not None and len(margin) != n_axes:
+        raise ValueError(f"margin has {len(margin)} entries but the patch has {n_axes} spatial axes")
+    return tuple(float(m) for m in margin)
+
+
+def find_plane_bags(bags: BoxBags, margin: Sequence[float]) -> PlaneBags:
+    """The plane bags of every box bag, with ``margin`` voxels (per spatial axis, rounded) of annotation margin.
+
+    Args:
+        bags: the box bags of one box-number map.
+        margin: annotation margin in voxels at this map's resolution, one entry per spatial axis.
+
+    Returns:
+        :class:`PlaneBags` (``count == 0`` when no box has a valid plane).
+    """
+    n_axes = len(bags.shape) - 2
+    margin = check_margin(margin, n_axes)
+    coords = inside_coordinates(bags)
+    ext = box_extents(bags, coords)
+    shrink = torch.tensor([int(round(m)) for m in margin], device=coords.device)
+    core_lo = torch.where(ext.cut_lo, ext.lo, ext.lo + shrink)
+    core_hi = torch.where(ext.cut_hi, ext.hi, ext.hi - shrink)
+    cut = ext.cut_lo | ext.cut_hi
+    longest = max(bags.shape[2:])
+    members, keys = [], []
+    for a in range(n_axes):
+        others_cut = torch.cat([cut[:, :a], cut[:, a + 1:]], dim=1).any(dim=1)
+        valid = ~others_cut & (core_lo[:, a] <= core_hi[:, a])
+        bag = bags.voxel_bag
+        k = coords[:, a]
+        keep = valid[bag] & (k >= core_lo[bag, a]) & (k <= core_hi[bag, a])
+        members.append(torch.nonzero(keep, as_tuple=False).squeeze(1))
+        keys.append((bag[keep] * n_axes + a) * longest + k[keep])
+    member, key = torch.cat(members), torch.cat(keys)
+    if key.numel() == 0:
+        empty = key.new_zeros(0)
+        return PlaneBags(empty, empty, empty, empty)
+    unique, segment = torch.unique(key, sorted=True, return_inverse=True)
+    box_axis = torch.div(unique, longest, rounding_mode="floor")
+    return PlaneBags(member, segment, torch.div(box_axis, n_axes, rounding_mode="floor"), box_axis % n_axes)

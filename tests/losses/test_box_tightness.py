@@ -1,0 +1,82 @@
+import math
+
+import pytest
+import torch
+
+from nnunet_fracture.losses import BoxMILLoss, BoxTightnessLoss
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def softmax_pool(ps, alpha=4.0):
+    return sum(p * math.exp(alpha * p) for p in ps) / sum(math.exp(alpha * p) for p in ps)
+
+
+def test_focal_unary_of_plane_bags_and_outside_voxels_by_hand():
+    # a 1 x 2 x 2 patch region: box = row 0 (two voxels), outside = row 1
+    p = torch.tensor([[0.9, 0.3], [0.2, 0.6]])
+    logits = torch.log(p / (1 - p)).reshape(1, 1, 1, 2, 2)
+    numbers = torch.tensor([[1, 1], [0, 0]]).reshape(1, 1, 1, 2, 2)
+    loss = BoxTightnessLoss(margin=(0, 0, 0), alpha=4.0, beta=0.25, gamma=2.0)(logits, numbers)
+    # the box touches the patch border on every axis: all three axes are cut, so no plane is valid ...
+    outside = sum(0.75 * -math.log(1 - q) for q in (0.2, 0.6)) / 2  # gamma_out = 0: plain cross entropy
+    assert loss.item() == pytest.approx(outside, rel=1e-5)  # ... only the outside voxels count
+
+
+def test_focal_outside_term_by_hand():
+    p = torch.tensor([[0.9, 0.3], [0.2, 0.6]])
+    logits = torch.log(p / (1 - p)).reshape(1, 1, 1, 2, 2)
+    numbers = torch.tensor([[1, 1], [0, 0]]).reshape(1, 1, 1, 2, 2)
+    loss = BoxTightnessLoss(margin=(0, 0, 0), gamma_out=2.0)(logits, numbers)
+    assert loss.item() == pytest.approx(sum(0.75 * q ** 2 * -math.log(1 - q) for q in (0.2, 0.6)) / 2, rel=1e-5)
+
+
+def test_planes_of_a_whole_box_by_hand():
+    p = torch.full((1, 1, 3, 4, 3), 0.1)
+    p[0, 0, 1, 1, 1], p[0, 0, 1, 2, 1] = 0.9, 0.3  # the box is voxels (1, 1..2, 1)
+    numbers = torch.zeros(p.shape, dtype=torch.long)
+    numbers[0, 0, 1, 1:3, 1] = 1
+    loss = BoxTightnessLoss(margin=(0, 0, 0))(torch.log(p / (1 - p)), numbers)
+    # planes: z = 1 -> {0.9, 0.3}; y = 1 -> {0.9}; y = 2 -> {0.3}; x = 1 -> {0.9, 0.3}
+    bags = [softmax_pool([0.9, 0.3]), 0.9, 0.3, softmax_pool([0.9, 0.3])]
+    positive = sum(0.25 * (1 - s) ** 2 * -math.log(s) for s in bags) / 4
+    negative = 0.75 * -math.log(0.9)  # the mean over the outside voxels, all at P = 0.1
+    assert loss.item() == pytest.approx(positive + negative, rel=1e-5)
+
+
+def test_a_smooth_maximum_is_satisfied_by_a_few_voxels_unlike_the_mean():
+    numbers = torch.zeros(1, 1, 6, 6, 6, dtype=torch.long)
+    numbers[0, 0, 1:5, 1:5, 1:5] = 1
+    cross = torch.full(numbers.shape, -6.0)  # three lines through the box: they meet every plane
+    cross[0, 0, 2, 2, 1:5] = 6.0
+    cross[0, 0, 1:5, 2, 2] = 6.0
+    cross[0, 0, 2, 1:5, 2] = 6.0
+    full = torch.where(numbers > 0, 6.0, -6.0)
+    loss = BoxTightnessLoss(margin=(0, 0, 0), alpha=8.0)
+    assert loss(cross, numbers).item() - loss(full, numbers).item() < 0.01
+    # 10 of the 64 box voxels on: the mean pool is 0.16, so a mean bag is far from satisfied
+    assert BoxMILLoss(aggregation="mean")(cross, numbers).item() > 1.5
+
+
+def test_gradient_flows_to_every_voxel_of_a_plane():
+    numbers = torch.zeros(1, 1, 5, 5, 5, dtype=torch.long)
+    numbers[0, 0, 1:4, 1:4, 1:4] = 1
+    logits = torch.zeros(numbers.shape, requires_grad=True)
+    BoxTightnessLoss(margin=(0, 0, 0))(logits, numbers).backward()
+    inside = numbers.bool()
+    assert bool((logits.grad[inside] < 0).all())  # raise P in the box
+    assert bool((logits.grad[~inside] > 0).all())  # lower P outside
+
+
+@pytest.mark.parametrize("kwargs", [{"beta": 1.5}, {"gamma": -1}, {"gamma_out": -2}, {"alpha": 0}, {"margin": (1, -1, 0)},
+                                    {"aggregation": "median"}])
+def test_bad_arguments_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        BoxTightnessLoss(**kwargs)
+
+
+def test_margin_must_match_the_axes():
+    with pytest.raises(ValueError, match="spatial axes"):
+        BoxTightnessLoss(margin=(1, 1))(torch.zeros(1, 1, 4, 4, 4), torch.zeros(1, 1, 4, 4, 4))

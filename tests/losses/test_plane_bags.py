@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from nnunet_fracture.losses import find_bags
+from nnunet_fracture.losses.plane_bags import box_extents, check_margin, find_plane_bags
+
+
+def numbers_with(box: tuple[slice, ...], shape=(8, 8, 8), value=1) -> torch.Tensor:
+    numbers = torch.zeros((1, 1) + shape, dtype=torch.int16)
+    numbers[(0, 0) + box] = value
+    return numbers
+
+
+def planes_per_axis(planes) -> list[int]:
+    return torch.bincount(planes.axis, minlength=3).tolist()
+
+
+def test_core_planes_of_a_whole_box():
+    # box z 2..5, y 2..6, x 3..4; margin 1 voxel in z and y, 0 in x
+    planes = find_plane_bags(find_bags(numbers_with((slice(2, 6), slice(2, 7), slice(3, 5)))), (1, 1, 0))
+    assert planes_per_axis(planes) == [2, 3, 2]  # z core 3..4, y core 3..5, x 3..4
+    sizes = torch.bincount(planes.segment).tolist()
+    assert sizes == [5 * 2] * 2 + [4 * 2] * 3 + [4 * 5] * 2  # a plane holds the whole box section
+    assert planes.box.tolist() == [0] * 7
+
+
+def test_a_box_cut_by_the_patch_keeps_only_the_planes_along_the_cut_axis():
+    # the box runs into the upper z border: z planes stay (unshrunk at the cut side), y and x planes go
+    bags = find_bags(numbers_with((slice(5, 8), slice(2, 6), slice(2, 6))))
+    ext = box_extents(bags)
+    assert ext.cut_hi.tolist() == [[True, False, False]] and not bool(ext.whole.any())
+    planes = find_plane_bags(bags, (1, 1, 1))
+    assert planes_per_axis(planes) == [2, 0, 0]  # z 6..7: shrunk at the lower side only
+
+
+def test_a_box_thinner_than_twice_the_margin_has_no_planes_on_that_axis():
+    planes = find_plane_bags(find_bags(numbers_with((slice(2, 4), slice(2, 7), slice(2, 7)))), (1, 1, 1))
+    assert planes_per_axis(planes) == [0, 3, 3]
+
+
+def test_two_samples_and_two_boxes_give_separate_bags():
+    numbers = torch.zeros((2, 1, 8, 8, 8), dtype=torch.int16)
+    numbers[0, 0, 1:4, 1:4, 1:4] = 1
+    numbers[0, 0, 5:7, 5:7, 5:7] = 2
+    numbers[1, 0, 2:5, 2:5, 2:5] = 1
+    planes = find_plane_bags(find_bags(numbers), (0, 0, 0))
+    assert torch.bincount(planes.box).tolist() == [9, 6, 9]
+
+
+def test_no_box_no_planes():
+    assert find_plane_bags(find_bags(torch.zeros(1, 1, 4, 4, 4)), (1, 1, 1)).count == 0
+
+
+@pytest.mark.parametrize("margin", [(1, 1), (-1, 0, 0), "abc", (float("nan"), 0, 0), (True, 0, 0)])
+def test_bad_margins_are_refused(margin):
+    with pytest.raises(ValueError, match="margin"):
+        check_margin(margin, 3)
