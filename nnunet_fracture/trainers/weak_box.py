@@ -39,7 +39,7 @@ from nnunetv2.utilities.helpers import dummy_context
 from nnunet_fracture.losses import AGGREGATIONS, WeakBoxLoss
 from nnunet_fracture.losses.box_contrast import CONTRAST_MODES
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
-from nnunet_fracture.training.box_priors import barrier_sharpness, dilation_voxels, hu_from_normalised, margin_voxels
+from nnunet_fracture.training.box_priors import BoxPriorSettings, hu_from_normalised
 from nnunet_fracture.training.box_sampling import BoxAwareDataLoader, use_data_loader
 from nnunet_fracture.training.box_validation import batch_counts, finish_validation_epoch
 from nnunet_fracture.training.error_channel import find_error_channel
@@ -47,14 +47,12 @@ from nnunet_fracture.training.weak_dataset import check_weak_dataset
 from nnunet_fracture.training.loss_wrapping import nnunet_scale_weights
 
 
-class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
+class nnUNetTrainerWeakBBox(BoxPriorSettings, nnUNetTrainerFracture):
     """Box-level weak supervision: every 3D box is a bag aggregated by its mean probability (settable)."""
 
     settings = ("lambda_outside", "lambda_mil", "lambda_contrast", "lambda_consistency", "bag_aggregation",
                 "smooth_max_alpha", "contrast_margin", "contrast_mode", "negative_margin",
-                "validation_threshold", "lambda_tightness", "annotation_margin_mm", "tightness_beta",
-                "tightness_gamma", "tightness_gamma_out", "lambda_size", "size_lower", "size_upper", "size_t0", "size_t_growth",
-                "size_t_max", "lambda_affinity", "affinity_theta_hu", "affinity_tau", "affinity_dilation_mm")
+                "validation_threshold")
     lambda_outside = 1.0
     lambda_mil = 1.0
     lambda_contrast = 0.1
@@ -65,32 +63,11 @@ class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
     contrast_mode = "max"
     negative_margin = 8
     validation_threshold = 0.5
-    lambda_tightness = 0.0  # plane bags (losses.box_tightness)
-    annotation_margin_mm = 6.0  # the phantom's boxes overhang the fracture by 1-4 voxels of 1.5 mm
-    tightness_beta = 0.25
-    tightness_gamma = 2.0
-    tightness_gamma_out = 0.0
-    lambda_size = 0.0  # size bounds (losses.box_size); the phantom's fractures fill 3.5-19 % of their boxes
-    size_lower = 0.02
-    size_upper = 0.3
-    size_t0 = 5.0
-    size_t_growth = 1.1
-    size_t_max = 50.0
-    lambda_affinity = 0.0  # HU affinity (losses.box_affinity)
-    affinity_theta_hu = 50.0  # about the phantom's noise (sigma 20-40 HU)
-    affinity_tau = 0.3
-    affinity_dilation_mm = 1.5
     oversample_foreground_percent = 0.5  # half of every batch centred in a box
     setting_choices = {"bag_aggregation": AGGREGATIONS, "contrast_mode": CONTRAST_MODES}
     setting_ranges = {"lambda_outside": (0.0, None), "lambda_mil": (0.0, None), "lambda_contrast": (0.0, None),
                       "lambda_consistency": (0.0, None), "smooth_max_alpha": (1e-6, None), "negative_margin": (0, None),
-                      "validation_threshold": (0.0, 1.0), "lambda_tightness": (0.0, None),
-                      "annotation_margin_mm": (0.0, None), "tightness_beta": (0.0, 1.0), "tightness_gamma": (0.0, None),
-                      "tightness_gamma_out": (0.0, None),
-                      "lambda_size": (0.0, None), "size_lower": (0.0, 1.0), "size_upper": (0.0, 1.0),
-                      "size_t0": (1e-6, None), "size_t_growth": (1.0, None), "size_t_max": (1e-6, None),
-                      "lambda_affinity": (0.0, None), "affinity_theta_hu": (1e-6, None), "affinity_tau": (1e-6, 1.0),
-                      "affinity_dilation_mm": (1e-6, None)}
+                      "validation_threshold": (0.0, 1.0)}
 
     #: ``--weak`` modes of ``nnunet-fracture convert`` this trainer is meant for
     weak_modes = ("box",)
@@ -105,19 +82,12 @@ class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
 
     # --- loss ------------------------------------------------------------------------------------------------
     def _build_loss(self):
-        spacing = self.configuration_manager.spacing
         return WeakBoxLoss(lambda_outside=self.lambda_outside, lambda_mil=self.lambda_mil,
                            lambda_contrast=self.lambda_contrast, lambda_consistency=self.lambda_consistency,
                            aggregation=self.bag_aggregation, alpha=self.smooth_max_alpha,
                            margin=self.contrast_margin, contrast_mode=self.contrast_mode,
-                           scale_weights=nnunet_scale_weights(self), lambda_tightness=self.lambda_tightness,
-                           tightness_margin=margin_voxels(self.annotation_margin_mm, spacing),
-                           tightness_beta=self.tightness_beta, tightness_gamma=self.tightness_gamma,
-                           tightness_gamma_out=self.tightness_gamma_out,
-                           lambda_size=self.lambda_size, size_bounds=(self.size_lower, self.size_upper),
-                           size_t=self.size_t0, lambda_affinity=self.lambda_affinity,
-                           affinity_theta=self.affinity_theta_hu, affinity_tau=self.affinity_tau,
-                           affinity_dilation=dilation_voxels(self.affinity_dilation_mm, spacing))
+                           scale_weights=nnunet_scale_weights(self),
+                           **self.box_prior_loss_arguments(self.configuration_manager.spacing))
 
     def _weak_loss(self):
         inner = getattr(self.loss, "seg_loss", self.loss)  # the classification head wraps the weak-box loss
@@ -127,7 +97,7 @@ class nnUNetTrainerWeakBBox(nnUNetTrainerFracture):
         super().on_train_epoch_start()
         loss = self._weak_loss()
         if loss is not None and self.lambda_size > 0:
-            loss.size.t = barrier_sharpness(self.current_epoch, self.size_t0, self.size_t_growth, self.size_t_max)
+            loss.size.t = self.size_barrier_at(self.current_epoch)
 
     # --- L4: the VAE error channel of the batch as the consistency target -----------------------------------------
     def _uses_error_map(self) -> bool:

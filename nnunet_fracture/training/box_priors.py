@@ -1,6 +1,6 @@
-"""What the box-prior losses need from a trainer: millimetres turned into voxels, the patch back in HU, and the
-size barrier's sharpness per epoch (:class:`~nnunet_fracture.losses.WeakBoxLoss`'s tightness, affinity and size
-terms)."""
+"""The box priors' side of a weak-box trainer: their settings (:class:`BoxPriorSettings`, a mixin), and what the
+losses need from the trainer - millimetres turned into voxels, the patch back in HU, and the size barrier's
+sharpness per epoch (:class:`~nnunet_fracture.losses.WeakBoxLoss`'s tightness, size and affinity terms)."""
 from __future__ import annotations
 
 import math
@@ -49,3 +49,55 @@ def barrier_sharpness(epoch: int, t0: float, growth: float, t_max: float) -> flo
     if epoch * math.log(growth) >= math.log(t_max / t0):  # also avoids overflowing growth ** epoch
         return float(t_max)
     return t0 * growth ** epoch
+
+
+class BoxPriorSettings:
+    """Settings of the box priors, mixed into a weak-box trainer (collected along the MRO like any trainer's
+    settings, :mod:`nnunet_fracture.training.settings`).
+
+    ``lambda_tightness``: plane bags (:class:`~nnunet_fracture.losses.BoxTightnessLoss`) with
+    ``annotation_margin_mm`` of box overhang left out; ``lambda_size``: the share of each box the fracture fills
+    lies in ``[size_lower, size_upper]`` (:class:`~nnunet_fracture.losses.BoxSizeLoss`), with the barrier's ``t``
+    growing from ``size_t0`` by ``size_t_growth`` per epoch up to ``size_t_max``; ``lambda_affinity``: neighbours
+    ``affinity_dilation_mm`` apart whose HU differ little agree (:class:`~nnunet_fracture.losses.BoxAffinityLoss`).
+    """
+
+    settings = ("lambda_tightness", "annotation_margin_mm", "tightness_beta", "tightness_gamma",
+                "tightness_gamma_out", "lambda_size", "size_lower", "size_upper", "size_t0", "size_t_growth",
+                "size_t_max", "lambda_affinity", "affinity_theta_hu", "affinity_tau", "affinity_dilation_mm")
+    lambda_tightness = 0.0
+    annotation_margin_mm = 6.0  # the phantom's boxes overhang the fracture by 1-4 voxels of 1.5 mm
+    tightness_beta = 0.25  # Wang & Xia's focal weights
+    tightness_gamma = 2.0
+    tightness_gamma_out = 0.0  # see BoxTightnessLoss: focal outside voxels weighed too little in 3D
+    lambda_size = 0.0
+    size_lower = 0.02  # the phantom's fractures fill 3.5-19 % of their boxes
+    size_upper = 0.3
+    size_t0 = 5.0  # Kervadec et al.: 5, times 1.1 per epoch
+    size_t_growth = 1.1
+    size_t_max = 50.0
+    lambda_affinity = 0.0
+    affinity_theta_hu = 50.0  # about the phantom's noise (sigma 20-40 HU)
+    affinity_tau = 0.3  # BoxInst
+    affinity_dilation_mm = 1.5
+    setting_ranges = {"lambda_tightness": (0.0, None), "annotation_margin_mm": (0.0, None),
+                      "tightness_beta": (0.0, 1.0), "tightness_gamma": (0.0, None), "tightness_gamma_out": (0.0, None),
+                      "lambda_size": (0.0, None), "size_lower": (0.0, 1.0), "size_upper": (0.0, 1.0),
+                      "size_t0": (1e-6, None), "size_t_growth": (1.0, None), "size_t_max": (1e-6, None),
+                      "lambda_affinity": (0.0, None), "affinity_theta_hu": (1e-6, None), "affinity_tau": (1e-6, 1.0),
+                      "affinity_dilation_mm": (1e-6, None)}
+
+    def box_prior_loss_arguments(self, spacing: Sequence[float]) -> dict:
+        """The :class:`~nnunet_fracture.losses.WeakBoxLoss` arguments of the box priors, for patches of ``spacing``."""
+        return dict(lambda_tightness=self.lambda_tightness,
+                    tightness_margin=margin_voxels(self.annotation_margin_mm, spacing),
+                    tightness_beta=self.tightness_beta, tightness_gamma=self.tightness_gamma,
+                    tightness_gamma_out=self.tightness_gamma_out, lambda_size=self.lambda_size,
+                    size_bounds=(self.size_lower, self.size_upper), size_t=self.size_t0,
+                    lambda_affinity=self.lambda_affinity, affinity_theta=self.affinity_theta_hu,
+                    affinity_tau=self.affinity_tau,
+                    affinity_dilation=dilation_voxels(self.affinity_dilation_mm, spacing))
+
+    def size_barrier_at(self, epoch: int) -> float:
+        """The size barrier's ``t`` in ``epoch``."""
+        return barrier_sharpness(epoch, self.size_t0, self.size_t_growth, self.size_t_max)

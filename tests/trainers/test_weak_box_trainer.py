@@ -71,6 +71,28 @@ def test_validation_logs_box_aware_numbers(box_dataset: Path, monkeypatch: pytes
     assert (Path(trainer.output_folder) / "checkpoint_final.pth").is_file()
 
 
+def test_box_priors_get_millimetres_hu_and_a_growing_barrier(box_dataset: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(ENV_VAR, "num_epochs=2 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 "
+                                "lambda_outside=0 lambda_mil=0 lambda_contrast=0 lambda_tightness=1 lambda_size=1 "
+                                "lambda_affinity=1 annotation_margin_mm=3 size_t0=4 size_t_growth=2 size_t_max=100")
+    trainer = make_trainer(nnUNetTrainerWeakBBox, box_dataset)
+    seen = []
+    original = WeakBoxLoss.forward
+
+    def recording_forward(self, *args, **kwargs):
+        seen.append(("image_hu" in kwargs, self.size.t))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(WeakBoxLoss, "forward", recording_forward)
+    trainer.run_training()
+    spacing = trainer.configuration_manager.spacing
+    assert trainer.loss.tightness.margin == pytest.approx(tuple(3 / s for s in spacing))
+    # every training and validation step passed the patch in HU; the barrier was 4 in epoch 0 and 8 in epoch 1
+    assert all(passed for passed, _ in seen)
+    assert [t for _, t in seen] == [4.0] * 3 + [8.0] * 3
+    assert trainer.loss.last_components["tightness"] > 0
+
+
 def test_refuses_datasets_that_are_not_box_numbers(weak_dataset_cache, nnunet_env, tiny_dataset_cache):
     from nnunet_fracture.planning.tiny_plans import write_tiny_plans
     from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, install
