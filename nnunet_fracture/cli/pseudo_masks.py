@@ -81,6 +81,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="replace a non-empty --out and an existing dataset with the --export-dataset ID")
     p.add_argument("--refine", choices=("none", "random_walker"), default="none",
                    help="re-draw each box's mask on the CT (see Refinement above; default none)")
+    p.add_argument("--ignore-band", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="with --export-dataset: box voxels left out of the mask with LOW <= P < HIGH are labelled "
+                        "nnU-Net's 'ignore' (2) in the exported labels, e.g. --ignore-band 0.2 0.5")
     p.set_defaults(func=run)
 
 
@@ -90,7 +93,8 @@ def run(args: argparse.Namespace) -> None:
     prov = write_pseudo_masks(args.pred, args.dataset, args.out, rule=args.rule, threshold=args.threshold,
                               fraction=args.fraction, min_threshold=args.min_threshold,
                               export_dataset=args.export_dataset, export_name=args.name, overwrite=args.overwrite,
-                              refine=args.refine)
+                              refine=args.refine,
+                              ignore_band=tuple(args.ignore_band) if args.ignore_band else None)
     print(f"wrote pseudo-masks of {prov['num_cases']} cases ({prov['num_boxes']} boxes, {prov['num_empty_boxes']} "
           f"empty) to {args.out}; uncertainty: {prov['uncertainty']['kind']}")
     if prov["export_dataset"]:

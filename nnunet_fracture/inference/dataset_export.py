@@ -3,7 +3,7 @@
 Layout of ``$nnUNet_raw/DatasetXXX_NAME``::
 
     imagesTr/<case>_XXXX<ending>   every channel, copied byte for byte from the source dataset
-    labelsTr/<case><ending>        the pseudo-mask, uint8 {0, 1}, on the image's grid
+    labelsTr/<case><ending>        the pseudo-mask, uint8 {0, 1} (and 2 = ignore with an ignore band), on the image's grid
     boxes.json                     copied from the source dataset
     groundTruthTr/, vertebraeTr/   copied per case where the source has them (evaluation only)
     dataset.json                   channel_names and file_ending of the source, labels {background: 0,
@@ -31,6 +31,9 @@ from nnunet_fracture.dataset_conversion.raw_dataset import (check_dataset_id_fre
                                                              install_dataset, staging_folder)
 from nnunet_fracture.inference.source_dataset import SourceDataset
 
+IGNORE_LABEL = 2
+IGNORE_MEANING = ("2 = ignore: a box voxel left out of the pseudo-mask whose probability is in the uncertain band "
+                  "(see pseudo_masks.json); nnU-Net's ignore label, masked out of the stock losses")
 LABEL_MEANING = ("1 = pseudo-mask (model probability selected inside a box, see pseudo_masks.json), 0 = elsewhere; "
                  "meant to be checked and corrected by a human before training the strong model")
 
@@ -44,6 +47,8 @@ class DatasetExport:
         source: the dataset the pseudo-masks were made from.
         overwrite: replace an existing dataset with this ID (any name) once the new one is complete.
         raw_root: where to write; default ``$nnUNet_raw``.
+        with_ignore: the labels also hold nnU-Net's ignore label (:data:`IGNORE_LABEL`, declared ``"ignore"`` in
+            dataset.json, which nnU-Net requires to be the highest label).
 
     Raises:
         ValueError: bad ID or name, or the ID of the source dataset itself.
@@ -51,7 +56,7 @@ class DatasetExport:
     """
 
     def __init__(self, dataset_id: int, name: str, source: SourceDataset, overwrite: bool = False,
-                 raw_root: Optional[Path | str] = None) -> None:
+                 raw_root: Optional[Path | str] = None, with_ignore: bool = False) -> None:
         if isinstance(dataset_id, bool) or not isinstance(dataset_id, (int, np.integer)) or not 1 <= dataset_id <= 999:
             raise ValueError(f"export dataset id must be an integer from 1 to 999, got {dataset_id!r}. Fix: pick a "
                              f"free number, e.g. --export-dataset 502.")
@@ -70,6 +75,7 @@ class DatasetExport:
         check_dataset_id_free(self.raw_root, self.dataset_id, overwrite)
         self.source = source
         self.overwrite = overwrite
+        self.with_ignore = with_ignore
         self.folder_name = dataset_folder_name(self.dataset_id, name)
         self.target = self.raw_root / self.folder_name
         self.tmp: Optional[Path] = None
@@ -107,7 +113,7 @@ class DatasetExport:
         block = {
             "plugin_version": __version__,
             "weak": "pseudo",
-            "label_meaning": LABEL_MEANING,
+            "label_meaning": LABEL_MEANING + ("; " + IGNORE_MEANING if self.with_ignore else ""),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "source_dataset": str(self.source.folder),
             "source_provenance": meta.get("nnunet_fracture"),
@@ -121,7 +127,7 @@ class DatasetExport:
             "description": f"Pseudo-masks from {self.source.folder.name} (rule {provenance.get('rule')}), written by "
                            f"nnunet_fracture",
             "channel_names": meta["channel_names"],
-            "labels": {"background": 0, "fracture": 1},
+            "labels": {"background": 0, "fracture": 1, **({"ignore": IGNORE_LABEL} if self.with_ignore else {})},
             "numTraining": len(self.cases),
             "file_ending": self.source.file_ending,
             "nnunet_fracture": block,

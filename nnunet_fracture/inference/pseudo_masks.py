@@ -37,7 +37,9 @@ complete, so an error leaves nothing behind)::
     pseudo_masks.json             provenance: inputs, model info, rule, parameters, thresholds, uncertainty kind
 
 With ``export_dataset`` the masks also become the labels of a new nnU-Net raw dataset
-(:mod:`~nnunet_fracture.inference.dataset_export`).
+(:mod:`~nnunet_fracture.inference.dataset_export`). With an ``ignore_band (low, high)`` too, the box voxels left out
+of a mask whose P lies in ``[low, high)`` are labelled nnU-Net's ``ignore`` (2) there: the strong model is then
+neither taught they are fracture nor that they are not (a self-training round's uncertain voxels).
 """
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ from skimage.filters import threshold_otsu
 from tqdm import tqdm
 
 from nnunet_fracture.dataset_conversion.box_geometry import array_to_image
-from nnunet_fracture.inference.dataset_export import DatasetExport
+from nnunet_fracture.inference.dataset_export import IGNORE_LABEL, DatasetExport
 from nnunet_fracture.inference.refinement import Refinement, refine_box
 from nnunet_fracture.inference.prediction_folders import (UNCERTAINTY_KINDS, PredictionFolder, select_cases,
                                                           fused_probability, model_info, open_prediction_folders,
@@ -188,6 +190,19 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
     return mask, rows
 
 
+def ignored_labels(mask: np.ndarray, probability: np.ndarray, boxes: Sequence[BoxEntry],
+                   band: tuple[float, float]) -> np.ndarray:
+    """Training labels of a self-training round: the mask (1), nnU-Net's ignore label where a box voxel outside the
+    mask has ``band[0] <= P < band[1]``, 0 elsewhere (uint8)."""
+    labels = mask.astype(np.uint8, copy=True)
+    for entry in boxes:
+        region = box_region(entry)
+        p = probability[region]
+        uncertain = (labels[region] == 0) & (p >= band[0]) & (p < band[1])
+        labels[region][uncertain] = IGNORE_LABEL
+    return labels
+
+
 def _threshold_summary(rows: list[dict]) -> dict:
     values = np.array([r["threshold"] for r in rows if math.isfinite(r["threshold"])], dtype=np.float64)
     if values.size == 0:
@@ -198,7 +213,7 @@ def _threshold_summary(rows: list[dict]) -> dict:
 
 def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule: Rule, kind: str,
                 rows: list[dict], cases: list[str], export: Optional[DatasetExport],
-                refinement: Refinement) -> dict:
+                refinement: Refinement, ignore_band: Optional[tuple[float, float]]) -> dict:
     from nnunet_fracture import __version__
 
     empty = [{"case": r["case"], "box_id": r["box_id"]} for r in rows if r["empty"]]
@@ -214,6 +229,7 @@ def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule
         "rule": rule.name,
         "parameters": rule.parameters(),
         "refinement": refinement.parameters(),
+        "ignore_band": list(ignore_band) if ignore_band is not None else None,
         "refinement_outcomes": {o: sum(r["refinement"] == o for r in rows)
                                 for o in sorted({r["refinement"] for r in rows})},
         "box_regions": OVERLAP_POLICY,
@@ -237,7 +253,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
                        rule: str = "fixed", threshold: float = 0.5, fraction: float = 0.3,
                        min_threshold: float = 0.05, export_dataset: Optional[int] = None,
                        export_name: Optional[str] = None, overwrite: bool = False,
-                       refine: str = "none") -> dict:
+                       refine: str = "none", ignore_band: Optional[tuple[float, float]] = None) -> dict:
     """Write pseudo-masks, probabilities, uncertainty maps, the box table and provenance to ``out``.
 
     Args:
@@ -252,6 +268,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
         export_name: name of the exported dataset (required with ``export_dataset``).
         overwrite: replace an existing ``out`` and an existing dataset with the export ID.
         refine: ``"none"`` or ``"random_walker"`` (module docstring).
+        ignore_band: ``(low, high)``, with ``export_dataset``: box voxels outside the mask with ``low <= P < high``
+            become nnU-Net's ignore label in the exported labels.
 
     Returns:
         The provenance dictionary written to ``pseudo_masks.json``.
@@ -262,6 +280,13 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
     """
     selection_rule = Rule(rule, threshold, fraction, min_threshold)
     refinement = Refinement(refine)
+    if ignore_band is not None:
+        if export_dataset is None:
+            raise ValueError("--ignore-band only shapes the exported labels. Fix: add --export-dataset ID --name NAME "
+                             "or leave --ignore-band out.")
+        low, high = ignore_band
+        if not 0 <= low < high <= 1:
+            raise ValueError(f"--ignore-band must be two probabilities LOW < HIGH in [0, 1], got {low} {high}")
     if (export_dataset is None) != (export_name is None):
         raise ValueError("--export-dataset and --name go together. Fix: pass both (e.g. --export-dataset 502 "
                          "--name PhantomPseudo) or neither.")
@@ -271,7 +296,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
     folders = open_prediction_folders(predictions, source.file_ending)
     cases = select_cases(folders, source.cases, source.boxes_file)
     check_output_not_an_input(out, [f.path for f in folders] + [source.folder])
-    export = DatasetExport(export_dataset, export_name, source, overwrite) if export_dataset is not None else None
+    export = (DatasetExport(export_dataset, export_name, source, overwrite, with_ignore=ignore_band is not None)
+              if export_dataset is not None else None)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
@@ -300,10 +326,12 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             _write(array_to_image(probability, grid), tmp / "probabilities" / f"{case}{OUTPUT_FILE_ENDING}")
             _write(array_to_image(uncertainty, grid), tmp / "uncertainty" / f"{case}{OUTPUT_FILE_ENDING}")
             if export is not None:
-                export.add_case(case, mask_image)
+                label = mask_image if ignore_band is None else array_to_image(
+                    ignored_labels(mask, probability, boxes, ignore_band), grid)
+                export.add_case(case, label)
             del probability, uncertainty, mask, mask_image
         (kind,) = kinds
-        provenance = _provenance(folders, source, selection_rule, kind, rows, cases, export, refinement)
+        provenance = _provenance(folders, source, selection_rule, kind, rows, cases, export, refinement, ignore_band)
         pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(tmp / "pseudo_masks.csv", index=False)
         (tmp / "pseudo_masks.json").write_text(json.dumps(provenance, indent=2))
         if export is not None:

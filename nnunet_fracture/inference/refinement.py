@@ -66,8 +66,8 @@ class Refinement:
 
 @dataclass(frozen=True)
 class RefinedBox:
-    """The refined mask of one box (box-shaped bool array) and what happened: ``refined``, ``no_seed`` or
-    ``reset`` (the refined mask broke the size bounds)."""
+    """The refined mask of one box (box-shaped bool array) and what happened: ``refined``, ``no_seed``,
+    ``no_contrast`` (a uniform CT crop), ``reset`` (the refined mask broke the size bounds) or ``none``."""
 
     keep: np.ndarray
     outcome: str
@@ -109,6 +109,8 @@ def refine_box(ct_hu: np.ndarray, probability: np.ndarray, region: tuple[slice, 
     seeds[box_p >= settings.foreground_seed] = FRACTURE
     labels[inner] = seeds
     hu = ct_hu[crop].astype(np.float64)
+    if float(hu.std()) == 0.0:  # a uniform CT has no edge to follow (and scikit-image would divide by 0)
+        return RefinedBox(rule_keep, "no_contrast")
     walked = random_walker(hu, labels, beta=walker_beta(hu, settings.theta_hu), mode="cg_j", tol=1e-4,
                            spacing=spacing)
     keep = walked[inner] == FRACTURE

@@ -379,6 +379,51 @@ def test_export_dataset(src, nnunet_env, tmp_path):
     assert sorted(p.name for p in nnunet_env["nnUNet_raw"].iterdir()) == ["Dataset501_Src", "Dataset502_Other"]
 
 
+def test_export_with_an_ignore_band(src, nnunet_env, tmp_path):
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    fold = prediction_folder(tmp_path / "pred_f0", fold0())
+    prov = write_pseudo_masks([fold], 501, tmp_path / "out", rule="fixed", export_dataset=502, export_name="Pseudo",
+                              ignore_band=(0.25, 0.5))
+    ds = nnunet_env["nnUNet_raw"] / "Dataset502_Pseudo"
+    # frac: the four B1 voxels >= 0.5 are fracture; B3's 0.3 and 0.35 lie in [0.25, 0.5) -> ignore; B1's 0.1 and
+    # B2's 0.02 stay background, and so does the 0.6 outside every box. two: A keeps its 0.6s, B its 0.9 and the
+    # 0.6 at i 2-3 (in A too); the 0.2 at i 4 is below the band.
+    expected_frac = mask_from(B1_HIGH)
+    expected_frac[3, 4, 1] = expected_frac[3, 4, 2] = 2
+    assert np.array_equal(read(ds / "labelsTr" / "frac.nii.gz"), expected_frac)
+    assert np.array_equal(read(ds / "labelsTr" / "two.nii.gz"), mask_from([(0, 0, i) for i in (0, 1, 2, 3, 5)]))
+    assert not read(ds / "labelsTr" / "normal.nii.gz").any()  # no box: nothing uncertain
+    meta = json.loads((ds / "dataset.json").read_text(encoding="utf-8"))
+    assert meta["labels"] == {"background": 0, "fracture": 1, "ignore": 2}
+    assert prov["ignore_band"] == [0.25, 0.5]
+    # the pseudo-masks themselves stay 0/1
+    assert set(np.unique(read(tmp_path / "out" / "masks" / "frac.nii.gz"))) == {0, 1}
+    verify_dataset_integrity(str(ds), num_processes=1)
+
+
+def test_refinement_is_recorded_per_box(src, tmp_path):
+    fold = prediction_folder(tmp_path / "pred_f0", fold0())
+    prov = write_pseudo_masks([fold], 501, tmp_path / "out", rule="fixed", refine="random_walker")
+    table = rows(tmp_path / "out")
+    # B1 has voxels >= 0.8 to grow from, but the tiny CT is uniform (-1000 HU): nothing to follow, the rule's mask
+    # stays; B2 and B3 and the 'two' boxes have no confident voxel except B (0.9)
+    assert table[("frac", 1)]["refinement"] == "no_contrast" and table[("frac", 2)]["refinement"] == "no_seed"
+    assert table[("two", 2)]["refinement"] == "no_contrast"
+    assert prov["refinement"]["method"] == "random_walker"
+    assert prov["refinement_outcomes"] == {"no_contrast": 2, "no_seed": 3}
+    assert np.array_equal(read(tmp_path / "out" / "masks" / "frac.nii.gz"), mask_from(B1_HIGH))
+
+
+def test_an_ignore_band_needs_an_export_and_an_order(src, tmp_path):
+    fold = prediction_folder(tmp_path / "pred_f0", fold0())
+    with pytest.raises(ValueError, match="--ignore-band only shapes the exported labels"):
+        write_pseudo_masks([fold], 501, tmp_path / "out", ignore_band=(0.2, 0.5))
+    with pytest.raises(ValueError, match="LOW < HIGH"):
+        write_pseudo_masks([fold], 501, tmp_path / "out", export_dataset=502, export_name="P", ignore_band=(0.5, 0.2))
+    assert not (tmp_path / "out").exists()
+
+
 def test_failing_export_install_restores_the_old_output(src, nnunet_env, tmp_path, monkeypatch):
     from nnunet_fracture.inference.dataset_export import DatasetExport
 

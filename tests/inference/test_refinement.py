@@ -50,6 +50,13 @@ def test_without_a_confident_voxel_the_rule_mask_stays():
     assert out.outcome == "no_seed" and out.keep is rule
 
 
+def test_a_uniform_ct_keeps_the_rule_mask():
+    _, p = band_case()
+    rule = p[BOX] >= 0.5
+    out = refine_box(np.full((12, 12, 12), 300.0), p, BOX, rule, Refinement())
+    assert out.outcome == "no_contrast" and out.keep is rule
+
+
 def test_method_none_changes_nothing():
     ct, p = band_case()
     rule = p[BOX] >= 0.5
