@@ -6,7 +6,7 @@ from nnunet_fracture.cli import build_parser, main
 from nnunet_fracture.trainer_discovery import trainer_path
 
 VERBS = ["phantom", "convert", "trainer-path", "tiny-plans", "evaluate", "pseudo-masks", "visualize", "reorient",
-         "fuse", "attention-maps", "vae-error"]
+         "fuse", "attention-maps", "vae-error", "self-train"]
 
 
 @pytest.mark.parametrize("verb", VERBS)

@@ -1,0 +1,152 @@
+"""Self-training rounds: the flywheel from boxes to a fully supervised model, through the stock nnU-Net commands.
+
+Round ``r`` (1..N) takes probabilities predicted on the box dataset's own training images - the weak model's for
+round 1, the previous round's model's after that - and
+
+1. writes pseudo-masks inside the boxes (:func:`~nnunet_fracture.inference.pseudo_masks.write_pseudo_masks`, with
+   the chosen rule and refinement) and exports them as a new raw dataset ``first_id + r - 1``, the uncertain box
+   voxels (``ignore_band``) labelled nnU-Net's ``ignore``;
+2. gives it the box dataset's plans (``nnUNetv2_extract_fingerprint``, ``nnUNetv2_move_plans_between_datasets``,
+   ``nnUNetv2_preprocess``), so every round trains with the same patch, spacing and network;
+3. trains ``trainer`` on it (``nnUNetv2_train``; the stock ``nnUNetTrainer`` by default) and predicts the box
+   dataset's images with ``--save_probabilities`` (``nnUNetv2_predict``): the next round's input.
+
+Simple Does It (Khoreva et al., CVPR 2017) and BoxTeacher (Cheng et al., CVPR 2023) use such rounds to get within
+a few percent of full supervision. Each round's numbers - boxes kept, refined, reset and empty, and, where the box
+dataset has ``groundTruthTr`` (the phantom), the pseudo-masks' Dice inside the boxes - go to
+``<out>/self_training.json`` as soon as the round is done, with the commands' log in ``<out>/commands.log``.
+The model of the last round is the strong model.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from tqdm import tqdm
+
+from nnunet_fracture.environment import nnunet_folder
+from nnunet_fracture.inference.pseudo_masks import box_region, write_pseudo_masks
+from nnunet_fracture.inference.source_dataset import SourceDataset
+from nnunet_fracture.io.output_folders import check_output_folder
+from nnunet_fracture.stock_commands import run_stock
+
+RECORD = "self_training.json"
+
+
+def in_box_dice(masks: Path, source: SourceDataset) -> Optional[float]:
+    """Pooled Dice of the pseudo-masks in ``masks`` against the source's ``groundTruthTr`` inside the boxes, or
+    ``None`` when the source has no ground truth (real data)."""
+    truth_folder = source.folder / "groundTruthTr"
+    if not truth_folder.is_dir():
+        return None
+    overlap = total = 0
+    for mask_file in sorted(masks.glob(f"*{source.file_ending}")):
+        case = mask_file.name[: -len(source.file_ending)]
+        truth_file = truth_folder / mask_file.name
+        if not truth_file.is_file():
+            continue
+        mask = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_file))) > 0
+        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(truth_file))) > 0
+        inside = np.zeros(mask.shape, dtype=bool)
+        for entry in source.case_boxes(case, mask.shape[::-1]):
+            inside[box_region(entry)] = True
+        overlap += int(np.count_nonzero(mask & truth & inside))
+        total += int(np.count_nonzero(mask & inside)) + int(np.count_nonzero(truth & inside))
+    return 2 * overlap / total if total else None
+
+
+def _write_record(out: Path, record: dict) -> None:
+    staged = out / f".{RECORD}.partial"
+    staged.write_text(json.dumps(record, indent=2))
+    os.replace(staged, out / RECORD)
+
+
+def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out: Path | str, first_id: int,
+               name: str, rounds: int = 2, plans: str = "nnUNetPlans", configuration: str = "3d_fullres",
+               fold: str = "all", trainer: str = "nnUNetTrainer", device: str = "cuda", rule: str = "fixed",
+               threshold: float = 0.5, refine: str = "random_walker",
+               ignore_band: Optional[tuple[float, float]] = (0.2, 0.5), overwrite: bool = False,
+               disable_tta: bool = False) -> dict:
+    """Run ``rounds`` self-training rounds (module docstring).
+
+    Args:
+        predictions: ``nnUNetv2_predict --save_probabilities`` folder(s) of the weak model on the box dataset's
+            ``imagesTr`` (several = one per fold).
+        dataset: the box dataset (ID, name or folder), preprocessed with ``plans``.
+        out: working folder (``round<r>/pseudo_masks``, ``round<r>/predictions``, the record and the log).
+        first_id: nnU-Net ID of round 1's dataset; round ``r`` gets ``first_id + r - 1``.
+        name: dataset name stem; round ``r``'s dataset is ``<name>R<r>``.
+        rounds: number of rounds (>= 1).
+        plans, configuration, fold, trainer, device: what ``nnUNetv2_train`` / ``nnUNetv2_predict`` get.
+        rule, threshold, refine, ignore_band: the pseudo-mask settings of every round.
+        overwrite: replace an existing ``out`` and existing datasets with the rounds' IDs.
+        disable_tta: predict without test-time mirroring (faster).
+
+    Returns:
+        The record written to ``<out>/self_training.json``.
+
+    Raises:
+        ValueError: bad arguments (before anything is written).
+        RuntimeError: a stock command failed (its log's tail in the message; the finished rounds stay recorded).
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+    if not 1 <= first_id <= 1000 - rounds:
+        raise ValueError(f"--first-id {first_id} leaves no room for {rounds} dataset IDs (1-999). Fix: pick a "
+                         f"free ID from 1 to {999 - rounds + 1}.")
+    out = Path(out).absolute()
+    check_output_folder(out, overwrite)
+    source = SourceDataset.open(dataset)
+    if source.dataset_id is None:
+        raise ValueError(f"{source.folder} is not an nnU-Net dataset folder (DatasetXXX_NAME): its plans cannot "
+                         f"be moved to the rounds' datasets. Fix: pass the box dataset by its ID.")
+    if source.dataset_id in range(first_id, first_id + rounds):
+        raise ValueError(f"--first-id {first_id} would overwrite the box dataset {source.dataset_id}. Fix: pick "
+                         "IDs after it.")
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "commands.log"
+    record = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+              "box_dataset": str(source.folder), "weak_predictions": [str(Path(p).absolute()) for p in predictions],
+              "settings": {"plans": plans, "configuration": configuration, "fold": fold, "trainer": trainer,
+                           "rule": rule, "threshold": threshold, "refine": refine,
+                           "ignore_band": list(ignore_band) if ignore_band else None},
+              "rounds": []}
+    current = [Path(p) for p in predictions]
+    for r in tqdm(range(1, rounds + 1), desc="self-training", unit="round"):
+        dataset_id, folder = first_id + r - 1, out / f"round{r}"
+        provenance = write_pseudo_masks(current, source.folder, folder / "pseudo_masks", rule=rule,
+                                        threshold=threshold, refine=refine, ignore_band=ignore_band,
+                                        export_dataset=dataset_id, export_name=f"{name}R{r}", overwrite=overwrite)
+        run_stock(["nnUNetv2_extract_fingerprint", "-d", dataset_id, "-np", "1"], log)
+        run_stock(["nnUNetv2_move_plans_between_datasets", "-s", source.dataset_id, "-t", dataset_id,
+                   "-sp", plans, "-tp", plans], log)
+        # nnU-Net's planner puts dataset.json next to the plans, and nnUNetv2_preprocess reads it from there
+        exported = Path(provenance["export_dataset"])
+        shutil.copyfile(exported / "dataset.json", nnunet_folder("nnUNet_preprocessed") / exported.name / "dataset.json")
+        run_stock(["nnUNetv2_preprocess", "-d", dataset_id, "-plans_name", plans, "-c", configuration,
+                   "-np", "1"], log)
+        run_stock(["nnUNetv2_train", dataset_id, configuration, fold, "-tr", trainer, "-p", plans,
+                   "-device", device], log)
+        predicted = folder / "predictions"
+        run_stock(["nnUNetv2_predict", "-i", source.folder / "imagesTr", "-o", predicted, "-d", dataset_id,
+                   "-c", configuration, "-f", fold, "-tr", trainer, "-p", plans, "-device", device,
+                   "--save_probabilities", "-npp", "1", "-nps", "1"] + (["--disable_tta"] if disable_tta else []),
+                  log)
+        record["rounds"].append({
+            "round": r, "dataset": provenance["export_dataset"],
+            "pseudo_masks": str(folder / "pseudo_masks"),
+            "boxes": provenance["num_boxes"], "empty_boxes": provenance["num_empty_boxes"],
+            "refinement_outcomes": provenance["refinement_outcomes"],
+            "in_box_dice_vs_ground_truth": in_box_dice(folder / "pseudo_masks" / "masks", source),
+            "model": f"{trainer}__{plans}__{configuration} of dataset {dataset_id}, fold {fold}",
+            "predictions": str(predicted),
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+        _write_record(out, record)
+        current = [predicted]
+    return record

@@ -1,0 +1,94 @@
+"""``nnunet-fracture self-train`` end to end through the stock commands on the tiny weak-box dataset (CPU)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunet_fracture.cli import main
+from nnunet_fracture.self_training import self_train
+from nnunet_fracture.stock_commands import run_stock
+from nnunet_fracture.training.settings import ENV_VAR
+from nnunet_tiny_dataset import quiet_env
+from trainer_helpers import prepared_weak
+from weak_box_tiny_dataset import DATASETS
+
+TINY = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 final_validation=false"
+
+
+def test_bad_arguments_write_nothing(tmp_path):
+    with pytest.raises(ValueError, match="rounds must be an integer >= 1"):
+        self_train([tmp_path], 988, tmp_path / "out", first_id=990, name="S", rounds=0)
+    with pytest.raises(ValueError, match="leaves no room for 3 dataset IDs"):
+        self_train([tmp_path], 988, tmp_path / "out", first_id=998, name="S", rounds=3)
+    assert not (tmp_path / "out").exists()
+
+
+def test_in_box_dice_by_hand(nnunet_env, tmp_path):
+    from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
+    from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
+    from nnunet_fracture.inference.source_dataset import SourceDataset
+    from nnunet_fracture.self_training import in_box_dice
+
+    shape = (4, 5, 6)
+
+    def on_grid(array):
+        return sitk.GetImageFromArray(array.astype(np.uint8))
+
+    truth = np.zeros(shape)
+    truth[0, 0, 0:3] = 1
+    truth[3, 4, 5] = 1  # outside the box: not counted
+    source = write_raw_dataset([CaseRecord("frac", on_grid(np.zeros(shape)), [VoxelBox((0, 0, 0), (2, 2, 1))],
+                                           on_grid(truth))], 501, "Src", raw_root=nnunet_env["nnUNet_raw"])
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    mask = np.zeros(shape)
+    mask[0, 0, 0:2] = 1  # two of the three true voxels in the box
+    mask[1, 1, 1] = 1  # one false positive in the box
+    sitk.WriteImage(on_grid(mask), str(masks / "frac.nii.gz"))
+    assert in_box_dice(masks, SourceDataset.open(source)) == pytest.approx(2 * 2 / (3 + 3))
+
+
+@pytest.mark.slow
+def test_one_round_through_the_stock_commands(weak_dataset_cache, nnunet_env, tmp_path, monkeypatch, capsys):
+    prepared_weak(weak_dataset_cache, nnunet_env, "box")
+    dataset_id, name = DATASETS["box"]
+    for key, value in quiet_env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv(ENV_VAR, TINY)
+    log = tmp_path / "commands.log"
+    run_stock(["nnUNetv2_train", dataset_id, "3d_fullres", "all", "-tr", "nnUNetTrainerWeakBBox",
+               "-p", "nnUNetPlansTiny", "-device", "cpu"], log)
+    weak = tmp_path / "weak_pred"
+    run_stock(["nnUNetv2_predict", "-i", nnunet_env["nnUNet_raw"] / name / "imagesTr", "-o", weak, "-d", dataset_id,
+               "-c", "3d_fullres", "-f", "all", "-tr", "nnUNetTrainerWeakBBox", "-p", "nnUNetPlansTiny",
+               "-device", "cpu", "--save_probabilities", "--disable_tta", "-npp", "1", "-nps", "1"], log)
+
+    out = tmp_path / "self"
+    assert main(["self-train", str(weak), "--dataset", str(dataset_id), "--out", str(out), "--first-id", "990",
+                 "--name", "TinySelf", "--rounds", "1", "-p", "nnUNetPlansTiny", "-tr", "nnUNetTrainerFracture",
+                 "-device", "cpu", "--threshold", "0.001", "--refine", "none", "--disable-tta"]) == 0
+    printed = capsys.readouterr().out
+    assert "round 1: " in printed and "strong model: nnUNetTrainerFracture__nnUNetPlansTiny__3d_fullres" in printed
+
+    record = json.loads((out / "self_training.json").read_text())
+    [entry] = record["rounds"]
+    raw = nnunet_env["nnUNet_raw"]
+    assert entry["dataset"] == str(raw / "Dataset990_TinySelfR1")
+    meta = json.loads((raw / "Dataset990_TinySelfR1" / "dataset.json").read_text())
+    assert meta["labels"] == {"background": 0, "fracture": 1, "ignore": 2}
+    # labels: the round's pseudo-mask (1), ignore (2) only inside the boxes, background elsewhere
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / "Dataset990_TinySelfR1" / "labelsTr" / "case0.nii.gz")))
+    boxes = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / name / "labelsTr" / "case0.nii.gz"))) > 0
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "round1" / "pseudo_masks" / "masks" / "case0.nii.gz")))
+    assert np.array_equal(labels == 1, mask == 1) and not labels[~boxes].any() and mask.any()
+    assert 0.0 < entry["in_box_dice_vs_ground_truth"] <= 1.0
+    model = nnunet_env["nnUNet_results"] / "Dataset990_TinySelfR1" / "nnUNetTrainerFracture__nnUNetPlansTiny__3d_fullres"
+    assert (model / "fold_all" / "checkpoint_final.pth").is_file()
+    for case in ("case0", "case4"):  # the strong model predicted the box dataset's images for the next round
+        assert (out / "round1" / "predictions" / f"{case}.npz").is_file()
+    plans = json.loads((nnunet_env["nnUNet_preprocessed"] / "Dataset990_TinySelfR1" / "nnUNetPlansTiny.json").read_text())
+    assert plans["dataset_name"] == "Dataset990_TinySelfR1"
