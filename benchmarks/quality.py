@@ -31,13 +31,15 @@ import numpy as np
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_arms import ARM_SETS, ARMS, REGIMES, Arm, Regime, run_key  # noqa: E402
+from quality_arms import ARM_SETS, ARMS, REGIMES, Arm, Regime, check_arms, run_key  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 README_BEGIN, README_END = "<!-- quality-table:begin -->", "<!-- quality-table:end -->"
 LABEL_IDS = {"mask": 0, "box": 1, "slice": 2, "vae_error": 3}
 TEST_ID = 799
+SELF_TRAINING_IDS = 750  # round k of seed s: 750 + 10 s + k
+STRONG_TRAINER = "nnUNetTrainerFracture"  # the stock-equivalent trainer of the self-training rounds
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,10 +78,10 @@ def _phantom_version() -> str:
 class Workspace:
     """nnU-Net folders, phantoms and datasets of one regime, built lazily and reused across arms and runs."""
 
-    def __init__(self, root: Path, regime_name: str, regime: Regime):
+    def __init__(self, root: Path, regime_name: str, regime: Regime, results: Path = RESULTS):
         from nnunet_fracture.trainer_discovery import trainer_path
 
-        self.root, self.name, self.regime = root / regime_name, regime_name, regime
+        self.root, self.name, self.regime, self.results = root / regime_name, regime_name, regime, results
         self.env = {name: str(self.root / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
         for folder in self.env.values():
             Path(folder).mkdir(parents=True, exist_ok=True)
@@ -169,22 +171,46 @@ class Workspace:
 
     def train_and_predict(self, arm_name: str, arm: Arm, seed: int) -> Path:
         """Train ``arm`` on fold ``all`` of its dataset for ``seed`` and predict the test cases; the predictions."""
-        from nnunet_fracture.stock_commands import run_stock
-
         if arm.channel not in (None, "vae_error"):
             raise ValueError(f"arm {arm_name}: unknown input channel {arm.channel!r}")
         if arm.channel == "vae_error":
             dataset_id, images = self.error_channel(seed, arm)
         else:
             dataset_id, images = self.dataset(seed, arm.labels), self.test_dataset() / "imagesTr"
-        r = self.regime
         self.train(dataset_id, arm.trainer, arm.settings)
-        out = self.root / "predictions" / f"{arm_name}_seed{seed}"
+        trainer = arm.trainer
+        if arm.self_training_rounds:
+            dataset_id, trainer = self.self_training(arm_name, arm, seed, dataset_id), STRONG_TRAINER
+        return self.predict(images, self.root / "predictions" / f"{arm_name}_seed{seed}", dataset_id, trainer)
+
+    def predict(self, images: Path, out: Path, dataset_id: int, trainer: str) -> Path:
+        """``nnUNetv2_predict`` of fold ``all`` with probabilities; ``out``."""
+        from nnunet_fracture.stock_commands import run_stock
+
+        r = self.regime
         run_stock(["nnUNetv2_predict", "-i", images, "-o", out, "-d", dataset_id,
-                   "-c", "3d_fullres", "-f", "all", "-tr", arm.trainer, "-p", r.plans, "-device", r.device,
+                   "-c", "3d_fullres", "-f", "all", "-tr", trainer, "-p", r.plans, "-device", r.device,
                    "--save_probabilities", "-npp", "1", "-nps", "1"] + ([] if r.tta else ["--disable_tta"]),
                   self.log, self.env)
         return out
+
+    def self_training(self, arm_name: str, arm: Arm, seed: int, weak_id: int) -> int:
+        """The weak model predicts its own training images, then ``nnunet-fracture self-train`` runs the arm's rounds
+        with :data:`STRONG_TRAINER` on the regime's schedule; the dataset ID of the last round."""
+        from nnunet_fracture.environment import scoped_environ
+        from nnunet_fracture.self_training import self_train
+
+        r = self.regime
+        weak = self.predict(self.raw(weak_id) / "imagesTr", self.root / "predictions" / f"{arm_name}_seed{seed}_train",
+                            weak_id, arm.trainer)
+        first = SELF_TRAINING_IDS + 10 * seed + 1
+        with scoped_environ({**self.env, "NNUNET_FRACTURE_SETTINGS": r.schedule()}):
+            self_train([weak], weak_id, self.root / "self_training" / f"{arm_name}_seed{seed}", first_id=first,
+                       name=f"QualityS{seed}{arm_name.replace('_', '').capitalize()}", rounds=arm.self_training_rounds,
+                       plans=r.plans, trainer=STRONG_TRAINER, device=r.device, rule=arm.pseudo_masks or "fixed",
+                       refine=arm.refine or "none", ignore_band=arm.ignore_band, overwrite=True,
+                       disable_tta=not r.tta)
+        return first + arm.self_training_rounds - 1
 
 
 def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
@@ -198,10 +224,23 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
         scores = score_reference(arm.reference, test, test_phantom, ws.raw(ws.dataset(seed, "box")),
                                  ws.phantom(seed, r.train_cases))
     else:
-        scores = score_predictions(ws.train_and_predict(arm_name, arm, seed), test, test_phantom, arm.pseudo_masks,
+        # a self-trained model is a fully supervised one: scored on its own masks, in the boxes too
+        rule = None if arm.self_training_rounds else arm.pseudo_masks
+        reused = ws.root / "predictions" / f"{arm.predictions_of}_seed{seed}"
+        if arm.predictions_of is not None and not cached_result(ws, arm.predictions_of, seed):
+            raise RuntimeError(f"arm {arm_name} reuses the predictions of {arm.predictions_of}, which has no result "
+                               f"for seed {seed} yet; run --arms {arm.predictions_of} --seeds {seed} first")
+        predictions = reused if arm.predictions_of is not None else ws.train_and_predict(arm_name, arm, seed)
+        scores = score_predictions(predictions, test, test_phantom, rule,
                                    ws.root / "pseudo_masks" / f"{arm_name}_seed{seed}", arm.refine)
     return {**scores, "seconds": round(time.perf_counter() - start, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+
+
+def cached_result(ws: Workspace, arm_name: str, seed: int) -> bool:
+    """Whether ``arm_name`` has a result of today's recipe for ``seed`` (so its predictions folder is that model's)."""
+    key = run_key(ARMS[arm_name], ws.regime, seed, _phantom_version())
+    return (ws.results / "quality_runs" / ws.name / arm_name / f"seed{seed}_{key}.json").is_file()
 
 
 def cached_runs(results: Path, regime_name: str, regime: Regime) -> dict:
@@ -252,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     regime_name = "gpu" if args.gpu else args.regime
     regime = REGIMES[regime_name]
     if not args.table:
-        ws, version = Workspace(args.work.resolve(), regime_name, regime), _phantom_version()
+        check_arms()
+        ws, version = Workspace(args.work.resolve(), regime_name, regime, args.results), _phantom_version()
         for seed in args.seeds:
             for arm_name in _arm_names(args.arms):
                 key = run_key(ARMS[arm_name], regime, seed, version)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 
-_ADDED_LATER = ("refine",)
+_ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "predictions_of")
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,10 @@ class Arm:
     channel: Optional[str] = None  # vae_error: a VAE error map as input channel _0001 (nnUNetTrainerNormalVAE)
     channel_settings: str = ""  # NNUNET_FRACTURE_SETTINGS of the VAE trainer, after the regime's schedule
     refine: Optional[str] = None  # pseudo-masks --refine METHOD (weak arms)
+    self_training_rounds: Optional[int] = None  # self-train rounds after the weak model (scored: the last model)
+    ignore_band: Optional[tuple[float, float]] = None  # the self-training rounds' ignore band
+    predictions_of: Optional[str] = None  # reuse that arm's test predictions of the seed (same model), e.g. to
+    # score a pseudo-mask refinement without training again; the recipe (trainer, labels, settings) must match
     note: str = ""
 
 
@@ -48,6 +52,10 @@ ARMS: dict[str, Arm] = {
     "plus_affinity": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                          settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1",
                          note="plane bags + size bounds + HU affinity (BoxInst in 3D)"),
+    "plus_refinement": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                           settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1",
+                           predictions_of="plus_affinity",
+                           note="plus_affinity's model, its pseudo-masks refined by the random walker on the CT"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -114,6 +122,24 @@ REGIMES: dict[str, Regime] = {
                   plans="nnUNetPlans", max_features=0, max_patch=0, batch_size=0, epochs=100, iterations=250,
                   foreground=0.5, device="cuda", tta=True),
 }
+
+
+def check_arms() -> None:
+    """An arm that reuses another's predictions must train the same model.
+
+    Raises:
+        ValueError: naming the arm and the field that differs.
+    """
+    for name, arm in ARMS.items():
+        if arm.predictions_of is None:
+            continue
+        source = ARMS.get(arm.predictions_of)
+        if source is None:
+            raise ValueError(f"arm {name}: predictions_of names an unknown arm {arm.predictions_of!r}")
+        for field_name in ("trainer", "labels", "settings", "channel", "channel_settings", "self_training_rounds"):
+            if getattr(arm, field_name) != getattr(source, field_name):
+                raise ValueError(f"arm {name}: reuses the predictions of {arm.predictions_of} but its {field_name} "
+                                 "differs")
 
 
 def run_key(arm: Arm, regime: Regime, seed: int, phantom_version: str) -> str:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from quality_arms import ARM_SETS, ARMS, REGIMES, run_key  # noqa: E402
+import quality_arms  # noqa: E402
+from quality_arms import ARM_SETS, ARMS, REGIMES, Arm, check_arms, run_key  # noqa: E402
 from quality_table import markdown_table, mean_std, update_readme  # noqa: E402
 
 
@@ -28,6 +29,22 @@ def test_run_key_follows_the_recipe_not_the_note():
     assert run_key(dataclasses.replace(arm, settings="initial_lr=0.02"), regime, 0, "2") != key
     assert run_key(arm, dataclasses.replace(regime, epochs=regime.epochs + 1), 0, "2") != key
     assert run_key(arm, regime, 1, "2") != key and run_key(arm, regime, 0, "3") != key
+    # options added after results were cached change the key only when set
+    assert run_key(dataclasses.replace(arm, refine="random_walker"), regime, 0, "2") != key
+    assert run_key(dataclasses.replace(arm, refine=None), regime, 0, "2") == key
+
+
+def test_arms_that_reuse_predictions_must_train_the_same_model(monkeypatch):
+    check_arms()  # the declared arms are consistent
+    base = Arm("nnUNetTrainerWeakBBox", labels="box", settings="lambda_tightness=1")
+    monkeypatch.setitem(quality_arms.ARMS, "base_probe", base)
+    monkeypatch.setitem(quality_arms.ARMS, "refined_probe", dataclasses.replace(base, refine="random_walker",
+                                                                              predictions_of="base_probe"))
+    check_arms()
+    monkeypatch.setitem(quality_arms.ARMS, "refined_probe", dataclasses.replace(
+        base, settings="lambda_tightness=2", predictions_of="base_probe"))
+    with pytest.raises(ValueError, match="refined_probe: reuses the predictions of base_probe but its settings"):
+        check_arms()
 
 
 def test_mean_std_by_hand():
