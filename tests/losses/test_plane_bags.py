@@ -20,7 +20,7 @@ def test_core_planes_of_a_whole_box():
     planes = find_plane_bags(find_bags(numbers_with((slice(2, 6), slice(2, 7), slice(3, 5)))), (1, 1, 0))
     assert planes_per_axis(planes) == [2, 3, 2]  # z core 3..4, y core 3..5, x 3..4
     sizes = torch.bincount(planes.segment).tolist()
-    assert sizes == [5 * 2] * 2 + [4 * 2] * 3 + [4 * 5] * 2  # a plane holds the whole box section
+    assert sizes == [3 * 2] * 2 + [2 * 2] * 3 + [2 * 3] * 2  # a plane holds the core's cross-section
     assert planes.box.tolist() == [0] * 7
 
 
@@ -36,6 +36,7 @@ def test_a_box_cut_by_the_patch_keeps_only_the_planes_along_the_cut_axis():
 def test_a_box_thinner_than_twice_the_margin_has_no_planes_on_that_axis():
     planes = find_plane_bags(find_bags(numbers_with((slice(2, 4), slice(2, 7), slice(2, 7)))), (1, 1, 1))
     assert planes_per_axis(planes) == [0, 3, 3]
+    assert torch.bincount(planes.segment).tolist() == [2 * 3] * 6  # z not shrunk: both z rows, 3 core voxels
 
 
 def test_two_samples_and_two_boxes_give_separate_bags():
