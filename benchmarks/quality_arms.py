@@ -56,6 +56,14 @@ ARMS: dict[str, Arm] = {
                            settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1",
                            predictions_of="plus_affinity",
                            note="plus_affinity's model, its pseudo-masks refined by the random walker on the CT"),
+    "flywheel_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                       settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1",
+                       self_training_rounds=1, ignore_band=(0.2, 0.5),
+                       note="plus_refinement's pseudo-masks on the training cases -> one stock training round"),
+    "flywheel": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                    settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1",
+                    self_training_rounds=2, ignore_band=(0.2, 0.5),
+                    note="two self-training rounds: the final model, scored on whole volumes"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -75,6 +83,9 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "loss_quality": ("full_mask", "polydice_mcd", "focal_tversky"),
     "networks": ("full_mask", "attention", "slice_lstm", "cls_head"),
     "vae_prior": ("weak_bbox", "vae_channel"),
+    # the ablation of the weak-box recipe, one ingredient per row (README)
+    "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "weak_bbox", "plane_bags", "plus_size", "plus_affinity",
+                    "plus_refinement", "flywheel_r1", "flywheel"),
     "all": tuple(ARMS),
 }
 

@@ -11,6 +11,7 @@ the original image (z, y, x for SimpleITK images):
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -89,10 +90,15 @@ def _read_fracture_channel(npz_file: Path, case: str, shape: tuple[int, ...]) ->
                 return out
     except (zipfile.BadZipFile, _Unsupported):
         pass
-    with np.load(npz_file) as data:
-        if "probabilities" not in data:
-            raise ValueError(missing)
-        probabilities = data["probabilities"]
+    try:
+        with np.load(npz_file) as data:
+            if "probabilities" not in data:
+                raise ValueError(missing)
+            probabilities = data["probabilities"]
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"case {case}: {npz_file} is not a readable npz archive ({type(e).__name__}: {e}); it is "
+                         f"truncated or corrupt. Fix: predict this case again with nnUNetv2_predict "
+                         f"--save_probabilities") from None
     _check_shape(probabilities.shape, shape, npz_file, case)
     return probabilities[fracture_channel(probabilities.shape[0], npz_file, case)]
 

@@ -51,3 +51,15 @@ def test_missing_array_and_non_finite_values(tmp_path):
     np.savez_compressed(tmp_path / "n.npz", probabilities=bad)
     with pytest.raises(ValueError, match="NaN or infinite"):
         load_fracture_probability(tmp_path / "n.npz", "n", SHAPE)
+
+
+@pytest.mark.parametrize("keep", [0, 30, 200, None])
+def test_a_truncated_archive_is_a_one_line_error_naming_case_and_fix(tmp_path, keep):
+    full = tmp_path / "full.npz"
+    np.savez_compressed(full, probabilities=np.random.default_rng(0).random((2, 8, 8, 8)).astype(np.float32))
+    data = full.read_bytes()
+    broken = tmp_path / "case7.npz"
+    broken.write_bytes(data[: len(data) // 2] if keep is None else data[:keep])
+    with pytest.raises(ValueError, match=r"case case7: .*case7.npz is not a readable npz archive .*Fix: predict "
+                                         r"this case again"):
+        load_fracture_probability(broken, "case7", (8, 8, 8))
