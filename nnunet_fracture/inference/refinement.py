@@ -8,7 +8,9 @@ instance and semantic segmentation", CVPR 2017, refine box-derived labels with G
 - **seeds**: every crop voxel outside the box is background (the box says so), and every box voxel with
   ``P >= foreground_seed`` is fracture; box voxels with ``P <= background_seed`` are background too;
 - scikit-image's :func:`~skimage.segmentation.random_walker` (Grady, "Random walks for image segmentation",
-  IEEE TPAMI 2006) labels the rest from the CT in HU, with edge weights ``exp(-dHU^2 / (2 theta^2))``;
+  IEEE TPAMI 2006) labels the rest from the CT in HU, with edge weights ``exp(-dHU^2 / (2 theta^2))`` between
+  neighbours along the finest axis (a Gaussian in HU, unlike the affinity loss's ``exp(-|dHU| / theta)``); along a
+  coarser axis the difference is divided by the spacing ratio, as scikit-image does with ``spacing``;
 - the result is clipped to the box. A box without a fracture seed keeps the rule's mask (nothing to grow
   from), and a refined mask whose share of its box lies outside ``size_bounds`` is **reset** to the rule's mask
   and flagged, not kept (Simple Does It's reset of implausible masks).
@@ -111,8 +113,9 @@ def refine_box(ct_hu: np.ndarray, probability: np.ndarray, region: tuple[slice, 
     hu = ct_hu[crop].astype(np.float64)
     if float(hu.std()) == 0.0:  # a uniform CT has no edge to follow (and scikit-image would divide by 0)
         return RefinedBox(rule_keep, "no_contrast")
+    relative = None if spacing is None else tuple(s / min(spacing) for s in spacing)
     walked = random_walker(hu, labels, beta=walker_beta(hu, settings.theta_hu), mode="cg_j", tol=1e-4,
-                           spacing=spacing)
+                           spacing=relative)
     keep = walked[inner] == FRACTURE
     share = float(keep.mean())
     low, high = settings.size_bounds

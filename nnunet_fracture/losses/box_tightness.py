@@ -94,7 +94,7 @@ class BoxTightnessLoss(nn.Module):
             inside = x[bags.inside]
             log_s = pool_segments(inside[planes.member], planes.segment, planes.count, self.aggregation,
                                   self.alpha, log=True)
-            total = total - (self.beta * (1 - log_s.exp()) ** self.gamma * log_s).mean()
+            total = total - (self.beta * (-torch.expm1(log_s)) ** self.gamma * log_s).mean()
         outside = x[bags.outside]
         if outside.numel():
             p = torch.sigmoid(outside)

@@ -11,9 +11,15 @@ cross-sections were tried first and failed on the bench phantom: every one of th
 rim, which lies in the margin just outside the fracture, and the network satisfied the bags by painting the
 cortex of every vertebra (fracture voxels P 0.005, in-box Dice 0.004, 120 epochs).
 
-A training patch may cut a box. A side of a box that touches the patch border is treated as cut: it is not
-shrunk (the box goes on beyond it), and the planes of the *other* axes are dropped, because a cut plane may
-miss the fracture. The planes along the cut axis itself stay valid. :func:`box_extents` also says which boxes
+A training patch may cut a box. A side of a box that touches the patch border is treated as cut: the planes of
+the *other* axes are dropped, because a cut plane may miss the fracture, while the planes along the cut axis
+itself stay valid. A cut side is shrunk by the margin like any other (the box may also end exactly at the border,
+and then its outer planes are margin). Margins are rounded *up* to whole voxels (at least 1 when above 0), so
+the low-resolution deep-supervision scales keep the rim out too.
+
+Two limits: where boxes overlap, the box-number map holds the later box, so a plane of the earlier one lacks
+the shared voxels; and the bags assume axis-aligned boxes, so the weak-box trainer turns rotation augmentation
+off while the tightness term is on (:class:`~nnunet_fracture.training.box_priors.BoxPriorSettings`). :func:`box_extents` also says which boxes
 are whole inside the patch, which the size bounds of :mod:`nnunet_fracture.losses.box_size` need.
 
 Bags are found from the box-number map alone (see the data contract in
@@ -114,7 +120,7 @@ def check_margin(margin: object, n_axes: int | None = None) -> tuple[float, ...]
 
 def find_plane_bags(bags: BoxBags, margin: Sequence[float]) -> PlaneBags:
     """The plane bags of every box bag: the cross-sections of its core, the box shrunk by ``margin`` voxels (per
-    spatial axis, rounded) of annotation margin on every side the patch does not cut.
+    spatial axis, rounded up) of annotation margin on every side.
 
     Args:
         bags: the box bags of one box-number map.
@@ -127,9 +133,8 @@ def find_plane_bags(bags: BoxBags, margin: Sequence[float]) -> PlaneBags:
     margin = check_margin(margin, n_axes)
     coords = inside_coordinates(bags)
     ext = box_extents(bags, coords)
-    shrink = torch.tensor([int(round(m)) for m in margin], device=coords.device)
-    core_lo = torch.where(ext.cut_lo, ext.lo, ext.lo + shrink)
-    core_hi = torch.where(ext.cut_hi, ext.hi, ext.hi - shrink)
+    shrink = torch.tensor([math.ceil(m - 1e-6) if m > 0 else 0 for m in margin], device=coords.device)
+    core_lo, core_hi = ext.lo + shrink, ext.hi - shrink
     cut = ext.cut_lo | ext.cut_hi
     longest = max(bags.shape[2:])
     members, keys = [], []

@@ -25,12 +25,17 @@ def test_core_planes_of_a_whole_box():
 
 
 def test_a_box_cut_by_the_patch_keeps_only_the_planes_along_the_cut_axis():
-    # the box runs into the upper z border: z planes stay (unshrunk at the cut side), y and x planes go
-    bags = find_bags(numbers_with((slice(5, 8), slice(2, 6), slice(2, 6))))
+    # the box runs into the upper z border: z planes stay (shrunk on both sides), y and x planes go
+    bags = find_bags(numbers_with((slice(4, 8), slice(2, 6), slice(2, 6))))
     ext = box_extents(bags)
     assert ext.cut_hi.tolist() == [[True, False, False]] and not bool(ext.whole.any())
     planes = find_plane_bags(bags, (1, 1, 1))
-    assert planes_per_axis(planes) == [2, 0, 0]  # z 6..7: shrunk at the lower side only
+    assert planes_per_axis(planes) == [2, 0, 0]  # z 5..6
+
+
+def test_margins_are_rounded_up_to_whole_voxels():
+    bags = find_bags(numbers_with((slice(1, 7), slice(1, 7), slice(1, 7))))
+    assert planes_per_axis(find_plane_bags(bags, (0.25, 1.5, 0.0))) == [4, 2, 6]
 
 
 def test_a_box_thinner_than_twice_the_margin_has_no_planes_on_that_axis():

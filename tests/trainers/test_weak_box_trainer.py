@@ -91,6 +91,7 @@ def test_box_priors_get_millimetres_hu_and_a_growing_barrier(box_dataset: Path, 
     assert all(passed for passed, _ in seen)
     assert [t for _, t in seen] == [4.0] * 3 + [8.0] * 3
     assert trainer.loss.last_components["tightness"] > 0
+    assert trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()[0] == (0.0, 0.0)  # axis-aligned boxes
 
 
 def test_refuses_datasets_that_are_not_box_numbers(weak_dataset_cache, nnunet_env, tiny_dataset_cache):
