@@ -63,3 +63,23 @@ def test_commands_before_training_remind_about_ext_trainer(nnunet_env, monkeypat
     (tmp_path / "in" / "boxes.csv").write_text("case_id,x_min,y_min,z_min,x_max,y_max,z_max,space\n")
     assert main(["convert", "generic", str(tmp_path / "in"), "--dataset-id", "42", "--name", "Tiny"]) == 0
     assert "export nnUNet_extTrainer=$(nnunet-fracture trainer-path)" in capsys.readouterr().err
+
+
+def test_system_errors_are_one_line_with_the_file_and_a_fix(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    # a file where the phantom's output folder should go
+    assert main(["phantom", str(blocker / "out"), "--cases", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert err.startswith("nnunet-fracture phantom: error: ") and "a_file" in err and "Fix: " in err
+
+
+def test_os_error_messages_by_errno():
+    import errno
+
+    from nnunet_fracture.cli import os_error_message
+
+    assert os_error_message(OSError(errno.ENOSPC, "No space left on device", "/data/x.nii.gz")) == (
+        "No space left on device: /data/x.nii.gz. Fix: the disk is full; free space or choose another --out.")
+    assert os_error_message(FileExistsError("out exists; pass --overwrite")) == "out exists; pass --overwrite"

@@ -6,6 +6,7 @@ work is done by plain functions in the package, imported only when their verb ru
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from nnunet_fracture.cli import (attention_maps, convert, evaluate, fuse, phantom, pseudo_masks, reorient,
@@ -48,12 +49,30 @@ def build_parser() -> argparse.ArgumentParser:
 _BEFORE_TRAINING = ("convert", "tiny-plans", "reorient")
 
 
+def os_error_message(error: OSError) -> str:
+    """One line for an operating-system error: our own messages as they are, the system's with the file and a fix."""
+    if error.errno is None:  # raised by the plugin with a full message
+        return str(error)
+    where = f" {error.filename}" if error.filename else ""
+    fixes = {errno.EACCES: "check the folder's permissions or choose another --out",
+             errno.EROFS: "the file system is read-only; choose another --out",
+             errno.ENOSPC: "the disk is full; free space or choose another --out",
+             errno.EISDIR: "a folder stands where a file is expected; check the path",
+             errno.ENOTDIR: "a file stands where a folder is expected; check the path",
+             errno.ENOENT: "check the path"}
+    fix = fixes.get(error.errno, "check the path and the disk")
+    return f"{error.strerror or error}:{where}. Fix: {fix}."
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+    except (ValueError, RuntimeError) as e:
         print(f"nnunet-fracture {args.verb}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # missing or existing files (our messages), and the system's: permissions, full disk
+        print(f"nnunet-fracture {args.verb}: error: {os_error_message(e)}", file=sys.stderr)
         return 1
     if args.verb in _BEFORE_TRAINING:
         from nnunet_fracture.environment import ext_trainer_problem

@@ -30,6 +30,9 @@ Out (--out DIR; written to a temporary folder first, so DIR is either complete o
   attention_maps.json        model, fold, checkpoint, case files, and per level the grid and min/mean/max
 
 Open the NIfTI files together with the CT in 3D Slicer or ITK-SNAP to scroll through them.
+
+Trust: this verb loads nnU-Net checkpoints, which nnU-Net reads with pickle, so a crafted model folder can run
+code. Only point it at model folders you trust, as with nnUNetv2_predict itself.
 """
 
 

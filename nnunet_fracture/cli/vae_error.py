@@ -22,6 +22,9 @@ Two modes:
                                    when NNUNET_FRACTURE_SETTINGS sets lambda_consistency > 0.
   --images DIR --out DIR           new images (<case>_0000.nii.gz) for nnUNetv2_predict: copies them and adds E,
                                    scaled like the training dataset (--scale-from ID2, or --scale C).
+
+Trust: this verb loads nnU-Net checkpoints, which nnU-Net reads with pickle, so a crafted model folder can run
+code. Only point it at model folders you trust, as with nnUNetv2_predict itself.
 """
 
 VAE_ERROR_EPILOG = """\

@@ -29,6 +29,9 @@ Training batches (--training-batch DATASET):
 
 Report: OUT/index.html links every PNG and mesh in OUT, grouped by case; with --metrics EVAL (the --out folder of
 `nnunet-fracture evaluate`) it adds summary.json, metrics.csv and the evaluation figures.
+
+Trust: with --training-batch, nnU-Net unpickles the preprocessed dataset's .pkl files, and a crafted .pkl can
+run code. Only use it on nnUNet_preprocessed folders you trust, as with nnUNetv2_train itself.
 """
 
 
