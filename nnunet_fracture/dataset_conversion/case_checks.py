@@ -6,6 +6,8 @@ same messages.
 """
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -15,6 +17,9 @@ from nnunet_fracture.dataset_conversion.box_geometry import box_problem
 from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN, CaseRecord
 from nnunet_fracture.image_geometry import geometry_mismatch
 
+log = logging.getLogger(__name__)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""nnU-Net reads every CT as float32; a larger magnitude becomes infinite there."""
 
 
 def describe(case_id: str, source: str = "") -> str:
@@ -34,7 +39,7 @@ def check_case_id(case_id: object, source: str = "") -> str:
 
 
 def check_image(image: sitk.Image, case_id: str, source: str = "") -> None:
-    """Raise ``ValueError`` unless ``image`` is a 3D scalar image without NaN or infinite voxels."""
+    """Raise ``ValueError`` unless ``image`` is a 3D scalar image without NaN, infinite or beyond-float32 voxels."""
     where = describe(case_id, source)
     if not isinstance(image, sitk.Image):
         raise ValueError(f"{where}: image is a {type(image).__name__}, expected a SimpleITK image")
@@ -51,6 +56,65 @@ def check_image(image: sitk.Image, case_id: str, source: str = "") -> None:
                 f"{where}: the CT has {bad} NaN or infinite voxel(s). nnU-Net cannot train on them. Fix: replace "
                 f"them with a real value (for example -1024 HU, air) before converting."
             )
+        huge = int(np.count_nonzero(np.abs(array) > FLOAT32_MAX)) if array.dtype == np.float64 else 0
+        if huge:
+            raise ValueError(
+                f"{where}: the CT has {huge} voxel(s) beyond the float32 range (|value| > {FLOAT32_MAX:.4g}, e.g. "
+                f"{float(array.flat[np.argmax(np.abs(array))]):.4g}); nnU-Net reads CTs as float32, where they become "
+                f"infinite. Fix: replace them with a real value in HU (for example -1024, air) before converting."
+            )
+
+
+def read_image(path: Path, what: str, case_id: str) -> sitk.Image:
+    """Read one image file with SimpleITK; an unreadable file raises ``ValueError`` naming the case and file."""
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as e:
+        raise ValueError(f"{describe(case_id, str(path))}: cannot read the {what}: {' '.join(str(e).split())[:300]}. "
+                         f"Fix: re-export the file as NIfTI, NRRD or MHA.") from e
+
+
+def _nifti_non_finite(path: Path) -> int:
+    """Number of NaN or infinite voxels stored in a float NIfTI file (0 for other files and integer data).
+
+    SimpleITK's NIfTI reader (nifti1_io) silently replaces them by 0, so they are counted in the file itself.
+    """
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return 0
+    import nibabel  # a dependency of nnunetv2
+
+    try:
+        nifti = nibabel.load(str(path))
+        if not np.issubdtype(nifti.get_data_dtype(), np.floating):
+            return 0
+        raw = np.asanyarray(nifti.dataobj.get_unscaled())
+    except Exception as e:  # SimpleITK read the file; a nibabel quirk must not block it
+        log.warning("%s: could not scan the NIfTI data for NaN voxels (%s); not checked", path, e)
+        return 0
+    return int(np.count_nonzero(~np.isfinite(raw)))
+
+
+def read_ct(path: Path, case_id: str) -> sitk.Image:
+    """Read a case's CT and check it before anything else of the case is used: 3D first, then (for a float
+    NIfTI) the voxels as stored, then :func:`check_image` (single channel, finite, within float32 range).
+
+    Raises:
+        ValueError: one line naming the case, the file and the fix.
+    """
+    path = Path(path)
+    image = read_image(path, "CT image", case_id)
+    if image.GetDimension() != 3:
+        raise ValueError(
+            f"case {case_id!r}: CT {path} has {image.GetDimension()} dimensions (size {tuple(image.GetSize())}); "
+            f"the converter needs 3D CT volumes. Fix: export the CT as one 3D volume (a 2D slice cannot be "
+            f"converted; split a 4D series into one 3D file per time point or phase and give each its own case).")
+    bad = _nifti_non_finite(path)
+    if bad:
+        raise ValueError(
+            f"{describe(case_id, str(path))}: the CT stores {bad} NaN or infinite voxel(s) (SimpleITK would read them "
+            f"as 0). Fix: replace them with a real value (for example -1024 HU, air) before converting.")
+    check_image(image, case_id, str(path))
+    return image
 
 
 def check_same_geometry(image: sitk.Image, other: sitk.Image, what: str, case_id: str,
@@ -99,8 +163,8 @@ def label_array(image: sitk.Image, what: str, case_id: str, source: str = "") ->
 def validate_case(case: CaseRecord) -> CaseRecord:
     """Run every check on one case and return it with its mask / vertebra map snapped to the CT geometry.
 
-    Checks: plain case id, 3D finite CT, every box valid and inside the image, mask and vertebra map on the
-    CT grid.
+    Checks: plain case id, 3D finite CT within float32 range, every box valid and inside the image, mask and
+    vertebra map on the CT grid.
 
     Raises:
         ValueError: with the case id, its source and the fix.

@@ -17,17 +17,17 @@ image, and a world box must contain at least one voxel centre of the image.
 """
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-import pandas as pd
 import SimpleITK as sitk
 
 from nnunet_fracture.dataset_conversion.box_geometry import check_box, clip_box, world_to_voxel_box
 from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
-from nnunet_fracture.dataset_conversion.case_checks import check_case_id, check_same_geometry, describe
+from nnunet_fracture.dataset_conversion.case_checks import check_case_id, check_same_geometry, read_ct, read_image
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 COORDINATE_COLUMNS = ("x_min", "y_min", "z_min", "x_max", "y_max", "z_max")
@@ -125,41 +125,54 @@ def _parse_row(row: dict, where: str) -> BoxRow:
     return BoxRow(case_id, lo, hi, space, str(row.get("label", "")).strip(), grade, where)
 
 
+def read_csv_rows(csv_path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Read a CSV file as ``(header, [(line number, fields), ...])``; blank lines are skipped.
+
+    Every row must have as many fields as the header: a stray or missing comma would shift the columns.
+
+    Raises:
+        ValueError: the file is not readable CSV text, or a row has more or fewer fields than the header (the
+            message names the file, the line and the fix).
+    """
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, skipinitialspace=True)
+            table = [(reader.line_num, cells) for cells in reader if any(c.strip() for c in cells)]
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise ValueError(f"{csv_path}: not a readable CSV file ({' '.join(str(e).split())}). Fix: save it as "
+                         f"comma-separated UTF-8 text.") from e
+    header = [c.strip() for c in table[0][1]] if table else []
+    for line, cells in table[1:]:
+        if len(cells) != len(header):
+            raise ValueError(f"{csv_path} line {line}: {len(cells)} fields but the header has {len(header)} "
+                             f"({','.join(header)}); a stray or missing comma shifts the columns. Fix: give the row "
+                             f"exactly {len(header)} comma-separated fields, one per header column (leave optional "
+                             f"ones empty, quote text that contains a comma).")
+    return header, table[1:]
+
+
 def read_box_table(csv_path: Path) -> dict[str, list[BoxRow]]:
     """Read and validate ``boxes.csv``; return the rows per case id in file order.
 
     Raises:
         FileNotFoundError: if the file is missing.
-        ValueError: for missing columns or a bad row (line number, case and fix in the message).
+        ValueError: for missing columns, a row with more or fewer fields than the header (see
+            :func:`read_csv_rows`) or a bad row (line number, case and fix in the message).
     """
     if not csv_path.is_file():
         raise FileNotFoundError(
             f"{csv_path} not found. Fix: create it with the header "
             f"'{','.join(REQUIRED_COLUMNS)}[,label][,grade]' (a header-only file means no case has a fracture).")
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        table = pd.DataFrame()
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise ValueError(f"{csv_path}: not a readable CSV file ({e}). Fix: save it as comma-separated text.") from e
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    header, table = read_csv_rows(csv_path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise ValueError(f"{csv_path}: missing column(s) {', '.join(missing)}; found {list(table.columns)}. Fix: "
+        raise ValueError(f"{csv_path}: missing column(s) {', '.join(missing)}; found {header}. Fix: "
                          f"the header must be '{','.join(REQUIRED_COLUMNS)}[,label][,grade]'.")
     rows: dict[str, list[BoxRow]] = {}
-    for n, row in enumerate(table.to_dict("records")):
-        parsed = _parse_row({k: str(v) for k, v in row.items()}, f"{csv_path} line {n + 2}")
+    for line, cells in table:
+        parsed = _parse_row(dict(zip(header, cells)), f"{csv_path} line {line}")
         rows.setdefault(parsed.case_id, []).append(parsed)
     return rows
-
-
-def _read_image(path: Path, what: str, case_id: str) -> sitk.Image:
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as e:
-        raise ValueError(f"{describe(case_id, str(path))}: cannot read the {what}: {str(e).strip()[:300]}. "
-                         f"Fix: re-export the file as NIfTI, NRRD or MHA.") from e
 
 
 def _voxel_box(image: sitk.Image, row: BoxRow, case_id: str, image_path: Path) -> VoxelBox:
@@ -186,14 +199,14 @@ def _voxel_box(image: sitk.Image, row: BoxRow, case_id: str, image_path: Path) -
 def _iter_cases(images: dict[str, Path], masks: dict[str, Path], vertebrae: dict[str, Path],
                 rows: dict[str, list[BoxRow]]) -> Iterator[CaseRecord]:
     for case_id, image_path in images.items():
-        image = _read_image(image_path, "CT image", case_id)
+        image = read_ct(image_path, case_id)
         boxes = [_voxel_box(image, row, case_id, image_path) for row in rows.get(case_id, [])]
         mask = vert = None
         if case_id in masks:
-            mask = check_same_geometry(image, _read_image(masks[case_id], "mask", case_id), "mask", case_id,
+            mask = check_same_geometry(image, read_image(masks[case_id], "mask", case_id), "mask", case_id,
                                        str(masks[case_id]))
         if case_id in vertebrae:
-            vert = check_same_geometry(image, _read_image(vertebrae[case_id], "vertebra map", case_id),
+            vert = check_same_geometry(image, read_image(vertebrae[case_id], "vertebra map", case_id),
                                        "vertebra map", case_id, str(vertebrae[case_id]))
         yield CaseRecord(case_id, image, boxes, mask, vert, source=str(image_path))
 
@@ -201,8 +214,9 @@ def _iter_cases(images: dict[str, Path], masks: dict[str, Path], vertebrae: dict
 def read_generic(input_dir: Path | str) -> Iterator[CaseRecord]:
     """Validate a generic-format folder, then return an iterator yielding its cases one at a time.
 
-    The folder listing and ``boxes.csv`` are checked before this function returns; image contents (box
-    inside the image, geometry of masks and vertebra maps) are checked as each case is read.
+    The folder listing and ``boxes.csv`` are checked before this function returns; image contents (a 3D CT
+    with finite voxels within float32 range, box inside the image, geometry of masks and vertebra maps) are
+    checked as each case is read.
 
     Args:
         input_dir: the folder holding ``images/``, ``boxes.csv`` and optionally ``masks/`` and ``vertebrae/``.

@@ -48,7 +48,8 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from nnunet_fracture.dataset_conversion.box_geometry import array_to_image, rasterise_boxes, voxel_to_world_box
+from nnunet_fracture.dataset_conversion.box_geometry import (MAX_BOXES_PER_CASE, array_to_image, rasterise_boxes,
+                                                             voxel_to_world_box)
 from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN, CaseRecord
 from nnunet_fracture.dataset_conversion.case_checks import describe, label_array, validate_case
 from nnunet_fracture.dataset_conversion.vertebra_crops import crop_case
@@ -135,6 +136,16 @@ def _label_image(case: CaseRecord, weak: str) -> sitk.Image:
     return array_to_image(rasterise_boxes(case.boxes, case.image.GetSize(), mode=weak), case.image)
 
 
+def _check_box_count(case: CaseRecord, weak: str) -> None:
+    """Box and slice labels store box n as label value n in a uint8 map: refuse a case with more boxes."""
+    if weak != "mask" and len(case.boxes) > MAX_BOXES_PER_CASE:
+        raise ValueError(
+            f"{describe(case.case_id, case.source)}: {len(case.boxes)} boxes in this case, but --weak {weak} "
+            f"stores box n as label value n in a uint8 map, so at most {MAX_BOXES_PER_CASE} boxes fit. Fix: merge "
+            f"overlapping or duplicate boxes of this case to at most {MAX_BOXES_PER_CASE} (or use --crop-vertebrae "
+            f"or --weak mask).")
+
+
 def _write_case(folder: Path, case: CaseRecord, weak: str) -> list[dict]:
     """Write every file of one validated case; return its ``boxes.json`` entries."""
     cid = case.case_id
@@ -188,6 +199,7 @@ def _write_cases(folder: Path, cases: Iterable[CaseRecord], weak: str, crop_vert
         n_source += 1
         for out in (crop_case(case, context) if crop_vertebrae else [case]):
             output_ids.add(out.case_id, out.source, what="output case")
+            _check_box_count(out, weak)
             for optional, present in (("groundTruthTr", out.mask), ("vertebraeTr", out.vertebrae)):
                 if present is not None:
                     (folder / optional).mkdir(exist_ok=True)

@@ -43,7 +43,6 @@ label), or "" without a segmentation.
 """
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from pathlib import Path
@@ -53,6 +52,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .case import CASE_ID_PATTERN, CaseRecord, VoxelBox
+from .generic import read_csv_rows
 from .vertebra_labels import LABEL_NAMES
 
 log = logging.getLogger(__name__)
@@ -71,15 +71,12 @@ def rsna_case_id(uid: str) -> str:
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        fields = [f.strip() for f in reader.fieldnames or []]
-        missing = [c for c in required if c not in fields]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (found {fields}); the RSNA-2022 file "
-                             f"has {', '.join(required)}")
-        return [(line, {k.strip(): (v or "").strip() for k, v in row.items() if k is not None})
-                for line, row in enumerate(reader, start=2)]
+    fields, rows = read_csv_rows(path)
+    missing = [c for c in required if c not in fields]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (found {fields}); the RSNA-2022 file "
+                         f"has {', '.join(required)}")
+    return [(line, {k: v.strip() for k, v in zip(fields, cells)}) for line, cells in rows]
 
 
 def _number(text: str, where: str, what: str) -> float:
@@ -96,7 +93,8 @@ def read_box_table(path: Path) -> dict[str, list[tuple[int, float, float, float,
     """Read ``train_bounding_boxes.csv`` into StudyInstanceUID -> [(line, x, y, width, height, slice_number)].
 
     Raises:
-        ValueError: on missing columns, non-numeric values, negative sizes or non-integer slice numbers.
+        ValueError: on missing columns, a row with more or fewer fields than the header, non-numeric values,
+            negative sizes or non-integer slice numbers.
     """
     boxes: dict[str, list[tuple[int, float, float, float, float, int]]] = {}
     for line, row in _read_csv(path, BOX_COLUMNS):

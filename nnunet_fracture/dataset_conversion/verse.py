@@ -18,7 +18,6 @@ voxels, labelled with the vertebra name and grade. Cases without such rows are f
 """
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,8 @@ import SimpleITK as sitk
 
 from .box_geometry import label_extents
 from .case import CASE_ID_PATTERN, CaseRecord, VoxelBox
+from .case_checks import read_ct
+from .generic import read_csv_rows
 from .vertebra_labels import LABEL_NAMES, parse_vertebra, vertebra_name
 
 log = logging.getLogger(__name__)
@@ -157,24 +158,20 @@ def read_grade_table(path: Path, case_ids: list[str]) -> list[_GradeRow]:
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: on missing/ambiguous columns, unknown subjects or vertebrae, non-integer grades or
-            conflicting duplicate rows; the message names the file and line.
+        ValueError: on missing/ambiguous columns, a row with more or fewer fields than the header, unknown
+            subjects or vertebrae, non-integer grades or conflicting duplicate rows; the message names the file
+            and line.
     """
     if not path.is_file():
         raise FileNotFoundError(f"grade table {path} not found; pass --grades with a CSV subject,vertebra,grade")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.reader(handle))
-    if not rows:
+    header, rows = read_csv_rows(path)
+    if not header:
         raise ValueError(f"{path} is empty; it needs a header subject,vertebra,grade")
-    columns = _columns(rows[0], path)
+    columns = _columns(header, path)
     resolved: list[_GradeRow] = []
     seen: dict[tuple[str, int], tuple[int, int]] = {}
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
+    for line, row in rows:
         where = f"{path} line {line}"
-        if len(row) < len(rows[0]):
-            raise ValueError(f"{where}: {len(row)} fields, the header has {len(rows[0])}; fix the row")
         subject = row[columns["subject"]].strip()
         cases = _resolve_subject(subject, case_ids)
         if not cases:
@@ -233,8 +230,9 @@ def read_verse(root: Path, grades_csv: Path, min_grade: int = 1) -> Iterator[Cas
 
     Raises:
         FileNotFoundError: missing folders, files, or a CT without mask.
-        ValueError: bad grade table (see :func:`read_grade_table`), a fractured vertebra absent from its
-            mask, or a mask that is not on its CT's grid.
+        ValueError: bad grade table (see :func:`read_grade_table`), a CT that is not 3D or holds NaN, infinite
+            or beyond-float32 voxels, a fractured vertebra absent from its mask, or a mask that is not on its
+            CT's grid.
     """
     root, grades_csv = Path(root), Path(grades_csv)
     if not 1 <= int(min_grade) <= 3:
@@ -251,7 +249,7 @@ def read_verse(root: Path, grades_csv: Path, min_grade: int = 1) -> Iterator[Cas
     found: set[int] = set()
 
     for case_id, ct_path, mask_path in pairs:
-        image = sitk.ReadImage(str(ct_path))
+        image = read_ct(ct_path, case_id)
         vertebrae = _read_vertebra_mask(mask_path, image, case_id)
         extents = label_extents(vertebrae)
         boxes: dict[int, VoxelBox] = {}

@@ -1,6 +1,7 @@
 """Reading the generic input format: boxes in both spaces, lazy cases, and a clear error for every bad input."""
 from __future__ import annotations
 
+import re
 import types
 from pathlib import Path
 
@@ -176,3 +177,92 @@ def test_tiny_header_rounding_is_tolerated(tmp_path):
     a, _ = read_generic(root)
     assert a.mask.GetOrigin() == a.image.GetOrigin()
     assert np.all(sitk.GetArrayViewFromImage(a.mask) == 0)
+
+
+def exact(message: str) -> str:
+    """A ``match`` pattern for exactly ``message`` (one line, nothing before or after)."""
+    return "^" + re.escape(message) + "$"
+
+
+def write_ct(root: Path, array: np.ndarray, case: str = "a") -> Path:
+    """Write ``array`` (nibabel order i, j, k) as images/<case>.nii.gz with nibabel, which keeps NaN as stored."""
+    import nibabel
+
+    path = root / "images" / f"{case}.nii.gz"
+    for f in (root / "images").glob(f"{case}.*"):
+        f.unlink()
+    nibabel.save(nibabel.Nifti1Image(array, np.eye(4)), str(path))
+    return path
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nifti_ct_with_nan_or_infinite_voxels_is_refused(tmp_path, bad, dtype):
+    # SimpleITK's NIfTI reader turns NaN and infinite voxels into 0 without a word; the file itself is checked
+    array = np.zeros((10, 12, 8), dtype)
+    array[1, 2, 3] = bad
+    path = write_ct(make_folder(tmp_path, masks=(), vertebrae=()), array)
+    expect_error(tmp_path, exact(f"case 'a' (from {path}): the CT stores 1 NaN or infinite voxel(s) (SimpleITK would "
+                                 f"read them as 0). Fix: replace them with a real value (for example -1024 HU, air) "
+                                 f"before converting."), lazy=True)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
+def test_ct_beyond_float32_range_is_refused(tmp_path, suffix):
+    # nnU-Net reads CTs as float32: 1e308 would become inf there
+    root = make_folder(tmp_path, masks=(), vertebrae=())
+    array = np.zeros((8, 12, 10))
+    array[1, 2, 3] = -1e308
+    (root / "images" / "a.nii.gz").unlink()
+    path = root / "images" / f"a{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    expect_error(root, exact(f"case 'a' (from {path}): the CT has 1 voxel(s) beyond the float32 range (|value| > "
+                             f"3.403e+38, e.g. -1e+308); nnU-Net reads CTs as float32, where they become infinite. "
+                             f"Fix: replace them with a real value in HU (for example -1024, air) before converting."),
+                 lazy=True)
+
+
+def test_float_ct_with_finite_values_is_accepted(tmp_path):
+    array = np.full((10, 12, 8), -1000.0)
+    write_ct(make_folder(tmp_path, "a,0,0,0,1,1,1,voxel,,\n", masks=(), vertebrae=()), array)
+    a, _ = read_generic(tmp_path)
+    assert a.boxes == [VoxelBox((0, 0, 0), (1, 1, 1))] and float(sitk.GetArrayViewFromImage(a.image).min()) == -1000
+
+
+def test_more_than_255_boxes_names_the_case_and_writes_nothing(tmp_path):
+    from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
+
+    root = make_folder(tmp_path / "in", "a,0,0,0,1,1,1,voxel,,\n" * 256, masks=(), vertebrae=())
+    message = (f"case 'a' (from {root / 'images' / 'a.nii.gz'}): 256 boxes in this case, but --weak box stores box n "
+               f"as label value n in a uint8 map, so at most 255 boxes fit. Fix: merge overlapping or duplicate boxes "
+               f"of this case to at most 255 (or use --crop-vertebrae or --weak mask).")
+    with pytest.raises(ValueError, match=exact(message)):
+        write_raw_dataset(read_generic(root), 540, "Many", raw_root=tmp_path / "raw")
+    assert list((tmp_path / "raw").iterdir()) == []
+
+
+@pytest.mark.parametrize("row, fields", [("a,0,0,0,1,1,1,voxel,,,20\n", 11), ("a,0,0,0,1,1,1,voxel\n", 8)])
+def test_row_with_more_or_fewer_fields_than_the_header(tmp_path, row, fields):
+    # an extra field used to shift the columns ("case '0', space ''"); a missing one used to pass unnoticed
+    root = make_folder(tmp_path, "a,0,0,0,1,1,1,voxel,L1,2\n\n" + row)
+    expect_error(root, exact(f"{root / 'boxes.csv'} line 4: {fields} fields but the header has 10 (case_id,x_min,"
+                             f"y_min,z_min,x_max,y_max,z_max,space,label,grade); a stray or missing comma shifts the "
+                             f"columns. Fix: give the row exactly 10 comma-separated fields, one per header column "
+                             f"(leave optional ones empty, quote text that contains a comma)."))
+
+
+def test_quoted_label_with_a_comma_is_one_field(tmp_path):
+    (a, _) = read_generic(make_folder(tmp_path, 'a,0,0,0,1,1,1,voxel,"L1, L2",\n'))
+    assert a.boxes == [VoxelBox((0, 0, 0), (1, 1, 1), "L1, L2")]
+
+
+@pytest.mark.parametrize("size", [(10, 12), (10, 12, 8, 2)])
+@pytest.mark.parametrize("space", ["voxel", "world", None])
+def test_ct_that_is_not_3d_is_named_before_boxes_and_masks(tmp_path, size, space):
+    # was a numpy broadcast error (voxel boxes), "expected a 3D image" (world boxes) or blamed on the mask (no box)
+    root = make_folder(tmp_path, f"a,10,-20,5,11,-19,6,{space},,\n" if space else "")
+    sitk.WriteImage(sitk.Image(list(size), sitk.sitkInt16), str(root / "images" / "a.nii.gz"))
+    expect_error(root, exact(f"case 'a': CT {root / 'images' / 'a.nii.gz'} has {len(size)} dimensions (size {size}); "
+                             f"the converter needs 3D CT volumes. Fix: export the CT as one 3D volume (a 2D slice "
+                             f"cannot be converted; split a 4D series into one 3D file per time point or phase and "
+                             f"give each its own case)."), lazy=True)

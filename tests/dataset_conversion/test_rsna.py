@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +252,14 @@ def test_cli_convert_rsna(rsna_root: Path, nnunet_env: dict[str, Path], capsys: 
     assert main(["convert", "rsna", str(rsna_root), "--dataset-id", "903", "--name", "Bad"]) == 1
     assert "slice_number 9 is not a slice of" in capsys.readouterr().err
     assert not (nnunet_env["nnUNet_raw"] / "Dataset903_Bad").exists()
+
+
+def test_box_row_with_an_extra_field_is_refused(rsna_root: Path) -> None:
+    # a 7th field used to be dropped silently (here: the box would have landed on slice 5 instead of 4)
+    path = rsna_root / "train_bounding_boxes.csv"
+    path.write_text(f"StudyInstanceUID,x,y,width,height,slice_number\n{UID_A},1,2,2,2,4\n\n{UID_A},1,2,2,2,4,5\n")
+    message = (f"{path} line 4: 7 fields but the header has 6 (StudyInstanceUID,x,y,width,height,slice_number); a "
+               f"stray or missing comma shifts the columns. Fix: give the row exactly 6 comma-separated fields, one "
+               f"per header column (leave optional ones empty, quote text that contains a comma).")
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        next(read_rsna(rsna_root))

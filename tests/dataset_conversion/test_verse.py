@@ -1,6 +1,7 @@
 """VerSe reader: pairing, grade table, boxes from vertebra masks, and every error path."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,43 @@ def test_cli_convert_verse(verse_root: Path, tmp_path: Path, nnunet_env: dict[st
                  "--name", "Bad"]) == 1
     assert "L3 (label 22)" in capsys.readouterr().err
     assert not (nnunet_env["nnUNet_raw"] / "Dataset902_Bad").exists()
+
+
+def _replace_ct(verse_root: Path, array: np.ndarray) -> Path:
+    """Rewrite sub-verse004's CT with nibabel (array in i, j, k order), which stores NaN as it is."""
+    import nibabel
+
+    path = verse_root / "rawdata" / "sub-verse004" / "sub-verse004_ct.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(array, np.diag([0.8, 0.9, 2.0, 1.0])), str(path))
+    return path
+
+
+def test_ct_with_nan_voxels_is_refused(verse_root: Path, tmp_path: Path) -> None:
+    # SimpleITK reads NaN in a NIfTI as 0; the file itself is checked
+    array = np.zeros(SHAPE[::-1], np.float32)
+    array[3, 4, 5] = np.nan
+    path = _replace_ct(verse_root, array)
+    message = (f"case 'sub-verse004' (from {path}): the CT stores 1 NaN or infinite voxel(s) (SimpleITK would read "
+               f"them as 0). Fix: replace them with a real value (for example -1024 HU, air) before converting.")
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        list(read_verse(verse_root, _grades(tmp_path, "subject,vertebra,grade\n")))
+
+
+def test_4d_ct_is_named_not_its_mask(verse_root: Path, tmp_path: Path) -> None:
+    # was "vertebra mask ... has size (20, 16, 12) but the CT has (20, 16, 12, 2)"
+    path = _replace_ct(verse_root, np.zeros(SHAPE[::-1] + (2,), np.int16))
+    message = (f"case 'sub-verse004': CT {path} has 4 dimensions (size (20, 16, 12, 2)); the converter needs 3D CT "
+               f"volumes. Fix: export the CT as one 3D volume (a 2D slice cannot be converted; split a 4D series "
+               f"into one 3D file per time point or phase and give each its own case).")
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        list(read_verse(verse_root, _grades(tmp_path, "subject,vertebra,grade\nsub-verse004,L1,2\n")))
+
+
+def test_grade_row_with_an_extra_field_is_refused(verse_root: Path, tmp_path: Path) -> None:
+    # a 4th field used to be ignored silently
+    grades = _grades(tmp_path, "subject,vertebra,grade\nsub-verse004,L1,2\nsub-verse004,L,1,2\n")
+    message = (f"{grades} line 3: 4 fields but the header has 3 (subject,vertebra,grade); a stray or missing comma "
+               f"shifts the columns. Fix: give the row exactly 3 comma-separated fields, one per header column (leave "
+               f"optional ones empty, quote text that contains a comma).")
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        next(read_verse(verse_root, grades))
