@@ -11,6 +11,12 @@ from nnunet_fracture.losses.bag_aggregation import BoxNumbers, aggregate_bags, c
 from nnunet_fracture.losses.plane_bags import box_extents
 
 
+def check_sharpness(t: object) -> None:
+    """Raise ``ValueError`` unless ``t`` (the barrier's sharpness) is a finite number > 0."""
+    if isinstance(t, bool) or not isinstance(t, Real) or not math.isfinite(t) or t <= 0:
+        raise ValueError(f"t must be a finite number > 0, got {t!r}")
+
+
 def extended_log_barrier(z: torch.Tensor, t: float) -> torch.Tensor:
     """The extended log-barrier ``psi_t(z)`` of a constraint ``z <= 0`` (Kervadec, Dolz, Yuan, Desrosiers,
     Granger & Ben Ayed, "Constrained deep networks: Lagrangian optimization via log-barrier extensions",
@@ -23,8 +29,7 @@ def extended_log_barrier(z: torch.Tensor, t: float) -> torch.Tensor:
 
     It is continuous and differentiable at ``z = -1/t**2``; the larger ``t``, the closer it is to a hard barrier.
     """
-    if isinstance(t, bool) or not isinstance(t, Real) or not math.isfinite(t) or t <= 0:
-        raise ValueError(f"t must be a finite number > 0, got {t!r}")
+    check_sharpness(t)
     edge = -1.0 / t ** 2
     inner = -torch.log(-torch.clamp(z, max=edge)) / t
     outer = t * z - math.log(1.0 / t ** 2) / t + 1.0 / t
@@ -55,7 +60,7 @@ class BoxSizeLoss(nn.Module):
                 raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
         if lower >= upper:
             raise ValueError(f"lower ({lower}) must be below upper ({upper})")
-        extended_log_barrier(torch.zeros(()), t)  # checks t
+        check_sharpness(t)
         self.lower, self.upper, self.t = float(lower), float(upper), float(t)
 
     def forward(self, logits: torch.Tensor, box_numbers: BoxNumbers) -> torch.Tensor:

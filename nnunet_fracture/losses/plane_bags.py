@@ -19,8 +19,9 @@ the low-resolution deep-supervision scales keep the rim out too.
 
 Two limits: where boxes overlap, the box-number map holds the later box, so a plane of the earlier one lacks
 the shared voxels; and the bags assume axis-aligned boxes, so the weak-box trainer turns rotation augmentation
-off while the tightness term is on (:class:`~nnunet_fracture.training.box_priors.BoxPriorSettings`). :func:`box_extents` also says which boxes
-are whole inside the patch, which the size bounds of :mod:`nnunet_fracture.losses.box_size` need.
+off while the tightness term is on (:class:`~nnunet_fracture.training.box_priors.BoxPriorSettings`).
+:func:`box_extents` also says which boxes are whole inside the patch, which the size bounds of
+:mod:`nnunet_fracture.losses.box_size` need.
 
 Bags are found from the box-number map alone (see the data contract in
 :mod:`nnunet_fracture.losses.bag_aggregation`), once per deep-supervision scale, without a Python loop over
@@ -139,12 +140,12 @@ def find_plane_bags(bags: BoxBags, margin: Sequence[float]) -> PlaneBags:
     longest = max(bags.shape[2:])
     members, keys = [], []
     # an axis on which the box is thinner than twice the margin gets no planes, and is not shrunk for the others
-    empty = core_lo > core_hi
-    section_lo, section_hi = torch.where(empty, ext.lo, core_lo), torch.where(empty, ext.hi, core_hi)
+    too_thin = core_lo > core_hi
+    section_lo, section_hi = torch.where(too_thin, ext.lo, core_lo), torch.where(too_thin, ext.hi, core_hi)
     in_core = ((coords >= section_lo[bags.voxel_bag]) & (coords <= section_hi[bags.voxel_bag])).all(dim=1)
     for a in range(n_axes):
         others_cut = torch.cat([cut[:, :a], cut[:, a + 1:]], dim=1).any(dim=1)
-        valid = ~others_cut & (core_lo[:, a] <= core_hi[:, a])
+        valid = ~others_cut & ~too_thin[:, a]
         bag, k = bags.voxel_bag, coords[:, a]
         keep = valid[bag] & in_core
         members.append(torch.nonzero(keep, as_tuple=False).squeeze(1))

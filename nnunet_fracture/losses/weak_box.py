@@ -103,7 +103,8 @@ class WeakBoxLoss(nn.Module):
                  scale_weights: Optional[Iterable[float]] = None, lambda_tightness: float = 0.0,
                  lambda_size: float = 0.0, lambda_affinity: float = 0.0,
                  tightness_margin: Sequence[float] = (1.0, 1.0, 1.0), tightness_beta: float = 0.25,
-                 tightness_gamma: float = 2.0, tightness_gamma_out: float = 0.0, size_bounds: Sequence[float] = (0.02, 0.3), size_t: float = 5.0,
+                 tightness_gamma: float = 2.0, tightness_gamma_out: float = 0.0,
+                 size_bounds: Sequence[float] = (0.02, 0.3), size_t: float = 5.0,
                  affinity_theta: float = 50.0, affinity_tau: float = 0.3,
                  affinity_dilation: Sequence[int] = (1, 1, 1)) -> None:
         super().__init__()
