@@ -140,14 +140,26 @@ class Workspace:
         return self.raw(TEST_ID)
 
     def train(self, dataset_id: int, trainer: str, settings: str) -> Path:
-        """``nnUNetv2_train DATASET 3d_fullres all -tr TRAINER`` with the regime's schedule; the model folder."""
+        """``nnUNetv2_train DATASET 3d_fullres all -tr TRAINER`` with the regime's schedule; the model folder.
+
+        A finished model of the same dataset, trainer, plans and settings in this workspace is reused (its settings
+        are recorded next to the checkpoint after training): arms that share a model, such as a refinement arm and
+        the self-training arm of the same recipe, train it once per session."""
         from nnunet_fracture.stock_commands import run_stock
 
         r = self.regime
+        model = Path(self.env["nnUNet_results"]) / self.raw(dataset_id).name / f"{trainer}__{r.plans}__3d_fullres"
+        settings = f"{r.schedule()} {settings}".strip()
+        record = model / "fold_all" / "bench_settings.txt"
+        if (model / "fold_all" / "checkpoint_final.pth").is_file() and record.is_file() \
+                and record.read_text(encoding="utf-8") == settings:
+            print(f"[reuse] {model.name} of dataset {dataset_id}, trained with the same settings", flush=True)
+            return model
+        record.unlink(missing_ok=True)
         run_stock(["nnUNetv2_train", dataset_id, "3d_fullres", "all", "-tr", trainer, "-p", r.plans,
-                   "-device", r.device], self.log,
-                  {**self.env, "NNUNET_FRACTURE_SETTINGS": f"{r.schedule()} {settings}".strip()}, echo=True)
-        return Path(self.env["nnUNet_results"]) / self.raw(dataset_id).name / f"{trainer}__{r.plans}__3d_fullres"
+                   "-device", r.device], self.log, {**self.env, "NNUNET_FRACTURE_SETTINGS": settings}, echo=True)
+        record.write_text(settings, encoding="utf-8")
+        return model
 
     def error_channel(self, seed: int, arm: Arm) -> tuple[int, Path]:
         """The VAE error-map dataset of ``seed`` and the test images with their error channel (VAE trained once)."""
@@ -226,21 +238,20 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
     else:
         # a self-trained model is a fully supervised one: scored on its own masks, in the boxes too
         rule = None if arm.self_training_rounds else arm.pseudo_masks
-        reused = ws.root / "predictions" / f"{arm.predictions_of}_seed{seed}"
-        if arm.predictions_of is not None and not cached_result(ws, arm.predictions_of, seed):
-            raise RuntimeError(f"arm {arm_name} reuses the predictions of {arm.predictions_of}, which has no result "
-                               f"for seed {seed} yet; run --arms {arm.predictions_of} --seeds {seed} first")
-        predictions = reused if arm.predictions_of is not None else ws.train_and_predict(arm_name, arm, seed)
-        scores = score_predictions(predictions, test, test_phantom, rule,
-                                   ws.root / "pseudo_masks" / f"{arm_name}_seed{seed}", arm.refine)
+        if arm.predictions_of is None:
+            predictions = ws.train_and_predict(arm_name, arm, seed)
+        else:  # the source arm's model (trained again if this workspace lacks it: check_arms keeps it the same)
+            predictions = ws.root / "predictions" / f"{arm.predictions_of}_seed{seed}"
+            if not predictions.is_dir():
+                predictions = ws.train_and_predict(arm.predictions_of, ARMS[arm.predictions_of], seed)
+        pseudo_out = ws.root / "pseudo_masks" / f"{arm_name}_seed{seed}"
+        scores = score_predictions(predictions, test, test_phantom, rule, pseudo_out, arm.refine)
+        if rule is not None and arm.refine not in (None, "none"):  # the same model's masks before refinement
+            plain = score_predictions(predictions, test, test_phantom, rule, pseudo_out.with_name(
+                pseudo_out.name + "_unrefined"))
+            scores["before_refinement"] = {k: plain[k] for k in ("in_box_dice", "in_box_precision", "in_box_recall")}
     return {**scores, "seconds": round(time.perf_counter() - start, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
-
-
-def cached_result(ws: Workspace, arm_name: str, seed: int) -> bool:
-    """Whether ``arm_name`` has a result of today's recipe for ``seed`` (so its predictions folder is that model's)."""
-    key = run_key(ARMS[arm_name], ws.regime, seed, _phantom_version())
-    return (ws.results / "quality_runs" / ws.name / arm_name / f"seed{seed}_{key}.json").is_file()
 
 
 def cached_runs(results: Path, regime_name: str, regime: Regime) -> dict:

@@ -6,7 +6,8 @@ reports what ``benchmarks/quality.py`` writes for every arm and seed:
 
 - ``whole_volume_dice`` / ``_precision`` / ``_recall``: the mask against the truth, voxels pooled over the cases;
 - ``in_box_dice``: the mask restricted to the case's boxes (or the arm's own box-constrained mask) - how well a
-  method delineates a fracture once it is found;
+  method delineates a fracture once it is found; ``in_box_precision`` / ``_recall`` tell a mask that is too big
+  from one that is too small;
 - ``pr_auc`` and ``best_f1``: threshold-free, from the probability map over whole volumes;
 - ``detection_auc``: case level, the maximum probability of a case against "the case has a fracture" (ROC AUC);
 - ``fp_voxels_per_normal_case``: predicted voxels in fracture-free cases, averaged over those cases;
@@ -102,6 +103,8 @@ class BenchScore:
             "whole_volume_precision": none_if_nan(self.whole.precision),
             "whole_volume_recall": none_if_nan(self.whole.recall),
             "in_box_dice": none_if_nan(self.in_box.dice),
+            "in_box_precision": none_if_nan(self.in_box.precision),
+            "in_box_recall": none_if_nan(self.in_box.recall),
             "pr_auc": none_if_nan(self.histogram.average_precision()),
             "best_f1": none_if_nan(best.f1),
             "best_threshold": none_if_nan(best.threshold),

@@ -97,3 +97,26 @@ def test_hu_floor_picks_the_threshold_of_best_dice(tmp_path):
     # HU >= t for t in (100, 600]: 4 true + 2 cortex called -> Dice 8 / 10; t in (600, 900]: only cortex -> 0;
     # t <= 100: everything -> 8 / 20. The first threshold of the best plateau is 110 (steps of 10 HU)
     assert best_hu_threshold(raw, phantom) == 110.0
+
+
+def test_a_model_trained_with_the_same_settings_is_reused(tmp_path, monkeypatch):
+    """Workspace.train runs nnUNetv2_train once per dataset, trainer and settings; other settings train again."""
+    import nnunet_fracture.stock_commands as stock_commands
+    from quality import Workspace
+
+    ws = Workspace(tmp_path, "smoke", REGIMES["smoke"], results=tmp_path / "results")
+    (Path(ws.env["nnUNet_raw"]) / "Dataset701_Probe").mkdir()
+    calls = []
+
+    def fake_train(command, log, env, echo=False):
+        calls.append(env["NNUNET_FRACTURE_SETTINGS"])
+        fold = Path(ws.env["nnUNet_results"]) / "Dataset701_Probe" / f"{command[5]}__nnUNetPlansBench__3d_fullres"
+        (fold / "fold_all").mkdir(parents=True, exist_ok=True)
+        (fold / "fold_all" / "checkpoint_final.pth").write_bytes(b"")
+
+    monkeypatch.setattr(stock_commands, "run_stock", fake_train)
+    first = ws.train(701, "nnUNetTrainerWeakBBox", "lambda_tightness=1")
+    assert ws.train(701, "nnUNetTrainerWeakBBox", "lambda_tightness=1") == first and len(calls) == 1
+    ws.train(701, "nnUNetTrainerWeakBBox", "lambda_tightness=2")
+    ws.train(701, "nnUNetTrainerWeakBBox", "lambda_tightness=1")  # the folder now holds the =2 model: train again
+    assert [c.split()[-1] for c in calls] == ["lambda_tightness=1", "lambda_tightness=2", "lambda_tightness=1"]

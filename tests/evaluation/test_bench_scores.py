@@ -38,6 +38,8 @@ def test_two_fractured_cases_and_one_normal_by_hand():
     assert r["whole_volume_recall"] == pytest.approx(0.6)
     # inside boxes: A TP 2 FP 1 FN 1, B TP 1 FN 1 -> Dice 6 / (6 + 1 + 2) = 2 / 3
     assert r["in_box_dice"] == pytest.approx(2 / 3)
+    # ... precision TP 3 / called 4, recall TP 3 / true 5
+    assert r["in_box_precision"] == pytest.approx(3 / 4) and r["in_box_recall"] == pytest.approx(3 / 5)
     # cases: scores 0.9, 0.8 (fractured) vs 0.7 (normal) -> ROC AUC 1
     assert r["detection_auc"] == pytest.approx(1.0)
     assert r["fp_voxels_per_normal_case"] == 2.0 and r["normal_cases"] == 1 and r["cases"] == 3
