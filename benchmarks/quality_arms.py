@@ -52,6 +52,11 @@ ARMS: dict[str, Arm] = {
     "plus_affinity": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                          settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1",
                          note="plane bags + size bounds + HU affinity (BoxInst in 3D)"),
+    "plus_hard_negatives": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                               settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1 "
+                                        "tightness_outside_top=0.01",
+                               note="plus_affinity with the outside term averaged over the hardest 1 % of outside "
+                                    "voxels (online hard example mining)"),
     "plus_refinement": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
                            settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1",
                            predictions_of="plus_affinity",
@@ -85,7 +90,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "vae_prior": ("weak_bbox", "vae_channel"),
     # the ablation of the weak-box recipe, one ingredient per row (README)
     "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "weak_bbox", "plane_bags", "plus_size", "plus_affinity",
-                    "plus_refinement", "flywheel_r1", "flywheel"),
+                    "plus_hard_negatives", "plus_refinement", "flywheel_r1", "flywheel"),
     "all": tuple(ARMS),
 }
 

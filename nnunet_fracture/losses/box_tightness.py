@@ -39,6 +39,12 @@ class BoxTightnessLoss(nn.Module):
     minimised only by ``P = 1`` on the whole box, a smooth maximum is satisfied by a few confident voxels per
     plane, so the network is free to leave the rest of the box - mostly healthy bone - at 0.
 
+    Hard negatives (``outside_top < 1``): the outside term is averaged over only the share ``outside_top`` of
+    outside voxels with the highest loss in the batch (online hard example mining, Shrivastava et al., "Training
+    region-based object detectors with online hard example mining", CVPR 2016). A mean over every outside voxel
+    gives each a weight about a thousand times smaller than a plane bag's most confident voxel, so a healthy
+    endplate that looks like a fracture band costs next to nothing; mined, it is among the few voxels averaged.
+
     Logs are taken from the logits (``log S`` by log-sum-exp, ``log(1 - P) = -softplus(x)``), so the loss is
     finite for any logit.
 
@@ -49,18 +55,22 @@ class BoxTightnessLoss(nn.Module):
         gamma: focal exponent of the plane bags (>= 0; 0 gives plain cross entropy).
         gamma_out: focal exponent of the outside voxels (>= 0).
         aggregation: the plane pool, ``"smooth_max"`` (default), ``"max"`` or ``"mean"``.
+        outside_top: the share of outside voxels, hardest first, the outside term averages, in (0, 1]
+            (1: all of them).
 
     Raises:
         ValueError: on any argument outside these ranges.
     """
 
     def __init__(self, margin: Sequence[float] = (1.0, 1.0, 1.0), alpha: float = 4.0, beta: float = 0.25,
-                 gamma: float = 2.0, aggregation: str = "smooth_max", gamma_out: float = 0.0) -> None:
+                 gamma: float = 2.0, aggregation: str = "smooth_max", gamma_out: float = 0.0,
+                 outside_top: float = 1.0) -> None:
         super().__init__()
         check_aggregation(aggregation, alpha)
         self.margin = check_margin(margin)
         self.alpha, self.aggregation = float(alpha), aggregation
         self.beta = _check_unit("beta", beta)
+        self.outside_top = _check_unit("outside_top", outside_top, low_open=True)
         for name, value in (("gamma", gamma), ("gamma_out", gamma_out)):
             if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -98,9 +108,12 @@ class BoxTightnessLoss(nn.Module):
         outside = x[bags.outside]
         if outside.numel():
             p = torch.sigmoid(outside)
-            total = total + ((1 - self.beta) * p ** self.gamma_out * torch.nn.functional.softplus(outside)).mean()
+            loss = p ** self.gamma_out * torch.nn.functional.softplus(outside)
+            if self.outside_top < 1:
+                loss = loss.topk(max(1, math.ceil(self.outside_top * loss.numel())), sorted=False).values
+            total = total + (1 - self.beta) * loss.mean()
         return total
 
     def extra_repr(self) -> str:
         return (f"margin={self.margin}, aggregation={self.aggregation!r}, alpha={self.alpha}, beta={self.beta}, "
-                f"gamma={self.gamma}, gamma_out={self.gamma_out}")
+                f"gamma={self.gamma}, gamma_out={self.gamma_out}, outside_top={self.outside_top}")

@@ -86,6 +86,7 @@ class WeakBoxLoss(nn.Module):
         lambda_tightness, lambda_size, lambda_affinity: weights of the box priors, >= 0.
         tightness_margin: annotation margin in voxels per spatial axis at full resolution.
         tightness_beta, tightness_gamma, tightness_gamma_out: the focal weights of :class:`BoxTightnessLoss`.
+        tightness_outside_top: the share of hardest outside voxels its outside term averages.
         size_bounds: ``(lower, upper)`` share of a box the fracture fills, for :class:`BoxSizeLoss`.
         size_t: the size barrier's initial sharpness.
         affinity_theta, affinity_tau, affinity_dilation: :class:`BoxAffinityLoss`'s HU scale, threshold and
@@ -103,7 +104,7 @@ class WeakBoxLoss(nn.Module):
                  scale_weights: Optional[Iterable[float]] = None, lambda_tightness: float = 0.0,
                  lambda_size: float = 0.0, lambda_affinity: float = 0.0,
                  tightness_margin: Sequence[float] = (1.0, 1.0, 1.0), tightness_beta: float = 0.25,
-                 tightness_gamma: float = 2.0, tightness_gamma_out: float = 0.0,
+                 tightness_gamma: float = 2.0, tightness_gamma_out: float = 0.0, tightness_outside_top: float = 1.0,
                  size_bounds: Sequence[float] = (0.02, 0.3), size_t: float = 5.0,
                  affinity_theta: float = 50.0, affinity_tau: float = 0.3,
                  affinity_dilation: Sequence[int] = (1, 1, 1)) -> None:
@@ -132,7 +133,8 @@ class WeakBoxLoss(nn.Module):
         self.contrast = BoxContrastLoss(margin=margin, mode=contrast_mode)
         self.consistency = ConsistencyLoss()
         self.tightness = BoxTightnessLoss(margin=tightness_margin, alpha=alpha, beta=tightness_beta,
-                                          gamma=tightness_gamma, gamma_out=tightness_gamma_out)
+                                          gamma=tightness_gamma, gamma_out=tightness_gamma_out,
+                                          outside_top=tightness_outside_top)
         if isinstance(size_bounds, (str, bytes)) or len(size_bounds) != 2:
             raise ValueError(f"size_bounds must be (lower, upper), got {size_bounds!r}")
         self.size = BoxSizeLoss(lower=size_bounds[0], upper=size_bounds[1], t=size_t)

@@ -56,20 +56,22 @@ class BoxPriorSettings:
     settings, :mod:`nnunet_fracture.training.settings`).
 
     ``lambda_tightness``: plane bags (:class:`~nnunet_fracture.losses.BoxTightnessLoss`) with
-    ``annotation_margin_mm`` of box overhang left out; ``lambda_size``: the share of each box the fracture fills
+    ``annotation_margin_mm`` of box overhang left out (and, below 1, only the ``tightness_outside_top`` share of
+    hardest outside voxels averaged); ``lambda_size``: the share of each box the fracture fills
     lies in ``[size_lower, size_upper]`` (:class:`~nnunet_fracture.losses.BoxSizeLoss`), with the barrier's ``t``
     growing from ``size_t0`` by ``size_t_growth`` per epoch up to ``size_t_max``; ``lambda_affinity``: neighbours
     ``affinity_dilation_mm`` apart whose HU differ little agree (:class:`~nnunet_fracture.losses.BoxAffinityLoss`).
     """
 
     settings = ("lambda_tightness", "annotation_margin_mm", "tightness_beta", "tightness_gamma",
-                "tightness_gamma_out", "lambda_size", "size_lower", "size_upper", "size_t0", "size_t_growth",
-                "size_t_max", "lambda_affinity", "affinity_theta_hu", "affinity_tau", "affinity_dilation_mm")
+                "tightness_gamma_out", "tightness_outside_top", "lambda_size", "size_lower", "size_upper", "size_t0",
+                "size_t_growth", "size_t_max", "lambda_affinity", "affinity_theta_hu", "affinity_tau", "affinity_dilation_mm")
     lambda_tightness = 0.0
     annotation_margin_mm = 6.0  # the phantom's boxes overhang the fracture by 1-4 voxels of 1.5 mm
     tightness_beta = 0.25  # Wang & Xia's focal weights
     tightness_gamma = 2.0
     tightness_gamma_out = 0.0  # see BoxTightnessLoss: focal outside voxels weighed too little in 3D
+    tightness_outside_top = 1.0  # hard negatives: the share of outside voxels, hardest first, that are averaged
     lambda_size = 0.0
     size_lower = 0.02  # the phantom's fractures fill 3.5-19 % of their boxes
     size_upper = 0.3
@@ -82,6 +84,7 @@ class BoxPriorSettings:
     affinity_dilation_mm = 1.5
     setting_ranges = {"lambda_tightness": (0.0, None), "annotation_margin_mm": (0.0, None),
                       "tightness_beta": (0.0, 1.0), "tightness_gamma": (0.0, None), "tightness_gamma_out": (0.0, None),
+                      "tightness_outside_top": (1e-6, 1.0),
                       "lambda_size": (0.0, None), "size_lower": (0.0, 1.0), "size_upper": (0.0, 1.0),
                       "size_t0": (1e-6, None), "size_t_growth": (1.0, None), "size_t_max": (1e-6, None),
                       "lambda_affinity": (0.0, None), "affinity_theta_hu": (1e-6, None), "affinity_tau": (1e-6, 1.0),
@@ -92,7 +95,8 @@ class BoxPriorSettings:
         return dict(lambda_tightness=self.lambda_tightness,
                     tightness_margin=margin_voxels(self.annotation_margin_mm, spacing),
                     tightness_beta=self.tightness_beta, tightness_gamma=self.tightness_gamma,
-                    tightness_gamma_out=self.tightness_gamma_out, lambda_size=self.lambda_size,
+                    tightness_gamma_out=self.tightness_gamma_out,
+                    tightness_outside_top=self.tightness_outside_top, lambda_size=self.lambda_size,
                     size_bounds=(self.size_lower, self.size_upper), size_t=self.size_t0,
                     lambda_affinity=self.lambda_affinity, affinity_theta=self.affinity_theta_hu,
                     affinity_tau=self.affinity_tau,
