@@ -75,6 +75,25 @@ def test_system_errors_are_one_line_with_the_file_and_a_fix(tmp_path, capsys):
     assert err.startswith("nnunet-fracture phantom: error: ") and "a_file" in err and "Fix: " in err
 
 
+@pytest.mark.skipif(not hasattr(__import__("resource"), "RLIMIT_FSIZE"), reason="needs POSIX file-size limits")
+def test_a_write_cut_by_a_file_size_limit_fails_and_leaves_nothing(tmp_path):
+    """Under ``ulimit -f 8`` SimpleITK cut the phantom's CTs at 8 KB and the verb said "wrote" and exited 0."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    done = subprocess.run([sys.executable, "-c", "import sys; from nnunet_fracture.cli import main; sys.exit(main())",
+                           "phantom", str(tmp_path / "out"), "--cases", "1", "--spacing", "3", "3", "3"],
+                          capture_output=True, text=True, preexec_fn=limit)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-800:]
+    err = done.stderr.strip().splitlines()[-1]  # (tqdm's progress bar comes before it)
+    assert err.startswith("nnunet-fracture phantom: error: ") and ".nii.gz" in err and "Fix: " in err
+    assert list(tmp_path.iterdir()) == []  # no output folder, no hidden staging folder
+
+
 def test_os_error_messages_by_errno():
     import errno
 

@@ -57,6 +57,7 @@ def os_error_message(error: OSError) -> str:
     fixes = {errno.EACCES: "check the folder's permissions or choose another --out",
              errno.EROFS: "the file system is read-only; choose another --out",
              errno.ENOSPC: "the disk is full; free space or choose another --out",
+             errno.EFBIG: "a file-size limit (ulimit -f) was reached; raise it or choose another --out",
              errno.EISDIR: "a folder stands where a file is expected; check the path",
              errno.ENOTDIR: "a file stands where a folder is expected; check the path",
              errno.ENOENT: "check the path"}

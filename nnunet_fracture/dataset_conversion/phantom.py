@@ -35,6 +35,7 @@ from nnunet_fracture.dataset_conversion.phantom_anatomy import FOV_XY_MM, VERSE_
 from nnunet_fracture.dataset_conversion.phantom_contrast import contrast_by_kind, fracture_contrast
 from nnunet_fracture.dataset_conversion.phantom_fractures import CONTRASTS, render_fractures, sample_fractures
 from nnunet_fracture.dataset_conversion.phantom_render import TISSUES, render_anatomy
+from nnunet_fracture.io.verified_writes import write_image
 
 PHANTOM_VERSION = "2"  # 2: visible-fracture masks and the contrast presets (1 = contrast "subtle")
 DEFAULT_SPACING = (1.5, 1.5, 1.5)
@@ -208,7 +209,7 @@ def write_phantom(out_dir: Path, n_cases: int, seed: int, spacing: tuple[float, 
         for i in tqdm(range(n_cases), desc="phantom", unit="case"):
             case = generate_case(i, seed, spacing, contrast=contrast)
             for sub, img in (("images", case.image), ("masks", case.mask), ("vertebrae", case.vertebrae)):
-                sitk.WriteImage(img, str(tmp / sub / f"{case.case_id}.nii.gz"), useCompression=True)
+                write_image(img, tmp / sub / f"{case.case_id}.nii.gz")
             rows += [[case.case_id, *b.lo, *b.hi, "voxel", b.label, b.grade] for b in case.boxes]
             described.append(case.describe())
         with open(tmp / "boxes.csv", "w", newline="") as f:

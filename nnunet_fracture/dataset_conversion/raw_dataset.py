@@ -53,6 +53,7 @@ from nnunet_fracture.dataset_conversion.box_geometry import (MAX_BOXES_PER_CASE,
 from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN, CaseRecord
 from nnunet_fracture.dataset_conversion.case_checks import describe, label_array, validate_case
 from nnunet_fracture.dataset_conversion.vertebra_crops import crop_case
+from nnunet_fracture.io.verified_writes import write_image
 
 WEAK_MODES = ("box", "slice", "mask")
 FILE_ENDING = ".nii.gz"
@@ -117,7 +118,7 @@ def _check_arguments(dataset_id: object, name: object, weak: object, context: ob
 
 
 def _write(image: sitk.Image, path: Path) -> None:
-    sitk.WriteImage(image, str(path), True)
+    write_image(image, path)
 
 
 def _label_image(case: CaseRecord, weak: str) -> sitk.Image:

@@ -61,6 +61,7 @@ from tqdm import tqdm
 
 from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN
 from nnunet_fracture.dataset_conversion.raw_dataset import dataset_folder_name, staged_dataset
+from nnunet_fracture.io.verified_writes import write_image
 
 #: Physical LPS axis normal to each slicing plane (0 = x, right to left; 1 = y, anterior to posterior; 2 = z).
 PLANE_NORMAL = {"sagittal": 0, "coronal": 1, "axial": 2}
@@ -288,7 +289,7 @@ def write_reoriented_dataset(source: str | int | Path, plane: str, dataset_id: i
                 raise ValueError(f"{path} (case {case}) is {image.GetDimension()}D; only 3D datasets can be "
                                  f"reoriented")
             out = reorient_image(image, order)
-            sitk.WriteImage(out, str(target), True)
+            write_image(out, target)
             if sub.name == "imagesTr" and path.name.endswith(f"_0000{ending}"):
                 array_spacings.append(list(out.GetSpacing())[::-1])
             del image, out

@@ -42,6 +42,7 @@ from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 import nnunet_fracture
 from nnunet_fracture.inference import image_grid
 from nnunet_fracture.io.output_folders import replace_folder
+from nnunet_fracture.io.verified_writes import write_image
 from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.visualization.attention_figure import level_figure
 from nnunet_fracture.visualization.overlay_layers import BONE_WINDOW, CTWindow, save_figure
@@ -367,7 +368,7 @@ def export_attention_maps(model: Path | str, case: str | Path, out: Path | str, 
         levels = []
         for level, (array, stride) in enumerate(zip(arrays, strides)):
             image = _with_grid(array, ct)
-            sitk.WriteImage(image, str(tmp / level_file(level)), True)
+            write_image(image, tmp / level_file(level))
             voxel = _level_spacing_xyz(stride, properties["spacing"], plans_manager, configuration_manager) \
                 if stride is not None else None
             title = (f"{case_id}: attention level {level} of {len(arrays)} (0 = highest resolution"

@@ -30,6 +30,7 @@ from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN
 from nnunet_fracture.dataset_conversion.raw_dataset import (check_dataset_id_free, dataset_folder_name,
                                                              install_dataset, staging_folder)
 from nnunet_fracture.inference.source_dataset import SourceDataset
+from nnunet_fracture.io.verified_writes import write_image
 
 IGNORE_LABEL = 2
 IGNORE_MEANING = ("2 = ignore: a box voxel left out of the pseudo-mask whose probability is in the uncertain band "
@@ -98,7 +99,7 @@ class DatasetExport:
                                         f"{self.source.folder / 'dataset.json'} lists channel {channel}. Fix: restore "
                                         f"the source dataset's imagesTr.")
             shutil.copyfile(image, self.tmp / "imagesTr" / image.name)
-        sitk.WriteImage(mask, str(self.tmp / "labelsTr" / f"{case}{ending}"), True)
+        write_image(mask, self.tmp / "labelsTr" / f"{case}{ending}")
         for sub in ("groundTruthTr", "vertebraeTr"):
             extra = self.source.folder / sub / f"{case}{ending}"
             if extra.is_file():

@@ -48,6 +48,7 @@ from nnunet_fracture.inference.prediction_folders import (PredictionFolder, mode
 from nnunet_fracture.inference.probability_files import load_fracture_probability
 from nnunet_fracture.io.output_folders import check_output_folder, check_output_not_an_input, replace_folder
 from nnunet_fracture.inference.reorientation import INTERPOLATORS, GridMappingError, map_to_grid
+from nnunet_fracture.io.verified_writes import save_npz, write_image
 
 PLANES = ("axial", "coronal", "sagittal")
 METHODS = {
@@ -296,8 +297,8 @@ def fuse_predictions(out: Path | str, axial: Optional[Path | str] = None, corona
                 del p_class
             np.clip(fused, 0.0, 1.0, out=fused)
             mask = (fused >= np.float32(threshold)).astype(np.uint8)
-            np.savez_compressed(tmp / f"{case}.npz", probabilities=fused[None])
-            sitk.WriteImage(array_to_image(mask, grid), str(tmp / f"{case}{OUTPUT_FILE_ENDING}"), True)
+            save_npz(tmp / f"{case}.npz", probabilities=fused[None])
+            write_image(array_to_image(mask, grid), tmp / f"{case}{OUTPUT_FILE_ENDING}")
             rows.append({"case": case, "max_probability": float(fused.max()) if fused.size else 0.0,
                          "voxels_at_threshold": int(mask.sum())})
             del fused, mask

@@ -67,6 +67,7 @@ from nnunet_fracture.inference.prediction_folders import (UNCERTAINTY_KINDS, Pre
                                                           read_grid)
 from nnunet_fracture.inference.source_dataset import BoxEntry, SourceDataset
 from nnunet_fracture.io.output_folders import check_output_folder, check_output_not_an_input, swap_in
+from nnunet_fracture.io.verified_writes import write_image
 
 RULES = ("fixed", "otsu", "fraction")
 #: A box with constant probability has no Otsu threshold; it is kept whole only at or above this value.
@@ -246,7 +247,7 @@ def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule
 
 
 def _write(image: sitk.Image, path: Path) -> None:
-    sitk.WriteImage(image, str(path), True)
+    write_image(image, path)
 
 
 def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | Path, out: Path | str,

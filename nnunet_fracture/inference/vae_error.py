@@ -38,6 +38,7 @@ from tqdm import tqdm
 from nnunet_fracture.inference.vae_error_model import ErrorMapModel
 from nnunet_fracture.inference.vae_error_scale import (DEFAULT_PERCENTILE, SAMPLES_PER_CASE, check_percentile,
                                                        normal_tissue_scale, scale_from_dataset, vae_provenance)
+from nnunet_fracture.io.verified_writes import write_image
 from nnunet_fracture.training.error_channel import ERROR_CHANNEL_NAME, find_error_channel
 
 def _write_like(array: np.ndarray, reference: sitk.Image, path: Path) -> None:
@@ -46,7 +47,7 @@ def _write_like(array: np.ndarray, reference: sitk.Image, path: Path) -> None:
                          f"{sitk.GetArrayViewFromImage(reference).shape} (z, y, x); this is a bug, please report it")
     image = sitk.GetImageFromArray(array)
     image.CopyInformation(reference)
-    sitk.WriteImage(image, str(path), True)
+    write_image(image, path)
 
 
 def _case_channels(folder: Path, case: str, n_channels: int, file_ending: str) -> list[Path]:

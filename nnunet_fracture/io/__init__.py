@@ -1,1 +1,2 @@
-"""The low floor of reading and writing that higher floors share (output folders today)."""
+"""The low floor of reading and writing that higher floors share: output folders written as a whole, and images and
+arrays checked on disk after writing."""
