@@ -19,7 +19,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("pred", type=Path, help="nnU-Net prediction folder")
     p.add_argument("gt", type=Path, help="folder of ground-truth masks (<case>.nii.gz)")
-    p.add_argument("--out", type=Path, required=True, help="report folder (created)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="report folder (created whole when every case is done; see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing non-empty --out (nothing of the old report survives)")
     p.add_argument("--images", type=Path, default=None,
                    help="folder with the CTs (<case>_0000.nii.gz) for overlay figures")
     p.add_argument("--boxes", type=Path, default=None,
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> None:
 
     summary = evaluate_folder(args.pred, args.gt, args.out, images=args.images, boxes=args.boxes,
                               vertebrae=args.vertebrae, threshold=args.threshold,
-                              vertebra_min_voxels=args.vertebra_min_voxels, allow_missing=args.allow_missing)
+                              vertebra_min_voxels=args.vertebra_min_voxels, allow_missing=args.allow_missing,
+                              overwrite=args.overwrite)
     case_auc = summary["detection"]["case"]["roc_auc"]
     print(f"mean Dice {summary['mean_dice']:.4f} over {summary['n_cases']} cases; case-level AUC "
           f"{'n/a' if case_auc is None else f'{case_auc:.3f}'}; report in {args.out}")

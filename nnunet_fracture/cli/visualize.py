@@ -46,7 +46,10 @@ def add(sub: argparse._SubParsersAction) -> None:
                "  nnunet-fracture visualize --training-batch 501 --configuration 3d_fullres \\\n"
                "      --trainer nnUNetTrainerFracture --plans nnUNetPlansTiny --fold 0 --out figs/ --batches 3",
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder (created; index.html is rebuilt)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder, written whole when every figure is drawn (see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing non-empty --out (nothing of the old report survives)")
     pred = p.add_argument_group("predictions")
     pred.add_argument("--probabilities", type=Path, default=None, metavar="PRED",
                       help="nnUNetv2_predict output folder (<case>.npz from --save_probabilities, <case>.nii.gz)")
@@ -86,6 +89,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from nnunet_fracture.io.output_folders import staged_folder
     from nnunet_fracture.visualization.html_report import read_metrics, write_report
 
     if args.probabilities is None and args.training_batch is None and args.metrics is None:
@@ -93,9 +97,9 @@ def run(args: argparse.Namespace) -> None:
                          "--training-batch DATASET, and/or --metrics EVAL")
     if args.metrics is not None:
         read_metrics(args.metrics)  # a wrong folder fails before any drawing
+    inputs = {}
     if args.probabilities is not None:
-        from nnunet_fracture.visualization.overlay_layers import CTWindow
-        from nnunet_fracture.visualization.prediction_figures import raw_dataset_inputs, visualize_predictions
+        from nnunet_fracture.visualization.prediction_figures import raw_dataset_inputs
 
         inputs = raw_dataset_inputs(args.raw_dataset) if args.raw_dataset is not None else {}
         for key in ("images", "boxes", "vertebrae", "ground_truth"):
@@ -103,15 +107,22 @@ def run(args: argparse.Namespace) -> None:
                 inputs[key] = getattr(args, key)
         if inputs.get("images") is None:
             raise ValueError("--probabilities needs the CTs. Fix: add --images DIR or --raw-dataset DATASET")
-        results = visualize_predictions(args.probabilities, out=args.out, cases=args.cases, threshold=args.threshold,
-                                        window=CTWindow(*args.window), ct_projection=args.ct_projection,
-                                        mesh_format=args.mesh_format, bone_threshold=args.bone_threshold,
-                                        render_3d=not args.no_3d, **inputs)
-        print(f"wrote figures of {len(results)} case(s) to {args.out / 'cases'}")
-    if args.training_batch is not None:
-        from nnunet_fracture.visualization.training_batch import visualize_training_batches
+    read = [args.probabilities, args.metrics, *(Path(p) for p in inputs.values() if p is not None)]
+    with staged_folder(args.out, args.overwrite, inputs=read) as stage:
+        if args.probabilities is not None:
+            from nnunet_fracture.visualization.overlay_layers import CTWindow
+            from nnunet_fracture.visualization.prediction_figures import visualize_predictions
 
-        written = visualize_training_batches(args.training_batch, args.configuration, args.trainer, args.plans,
-                                             args.fold, args.out, n_batches=args.batches)
-        print(f"wrote {len(written)} training batch figure(s) to {args.out / 'training_batches'}")
-    print(f"report: {write_report(args.out, metrics=args.metrics)}")
+            results = visualize_predictions(args.probabilities, out=stage, cases=args.cases,
+                                            threshold=args.threshold, window=CTWindow(*args.window),
+                                            ct_projection=args.ct_projection, mesh_format=args.mesh_format,
+                                            bone_threshold=args.bone_threshold, render_3d=not args.no_3d, **inputs)
+            print(f"figures of {len(results)} case(s) drawn")
+        if args.training_batch is not None:
+            from nnunet_fracture.visualization.training_batch import visualize_training_batches
+
+            written = visualize_training_batches(args.training_batch, args.configuration, args.trainer, args.plans,
+                                                 args.fold, stage, n_batches=args.batches)
+            print(f"{len(written)} training batch figure(s) drawn")
+        write_report(stage, metrics=args.metrics)
+    print(f"report: {args.out / 'index.html'} (figures under {args.out})")

@@ -51,17 +51,22 @@ from nnunet_fracture.evaluation.figures import (
 from nnunet_fracture.evaluation.report_inputs import BoxNumbers, check_same_geometry, read_vertebrae
 from nnunet_fracture.evaluation.report_streaming import FRACTURE_LABEL, StreamingEvaluation
 from nnunet_fracture.inference.probability_files import load_fracture_probability
+from nnunet_fracture.io.output_folders import staged_folder
 
 
 def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = None, boxes: Optional[Path] = None,
                     vertebrae: Optional[Path] = None, threshold: float = 0.5, vertebra_min_voxels: int = 1,
-                    allow_missing: bool = False) -> dict:
+                    allow_missing: bool = False, overwrite: bool = False) -> dict:
     """Evaluate every case of ``gt`` against ``pred`` and write the report to ``out``.
+
+    The report is written whole or not at all: into a hidden staging folder next to ``out``, moved into place when
+    every case is done. An existing non-empty ``out`` is refused unless ``overwrite``, and then replaced, so no
+    figure or table of an earlier report survives into the new one.
 
     Args:
         pred: nnU-Net prediction folder.
         gt: folder of ground-truth masks ``<case>.nii.gz`` (label 1 = fracture).
-        out: report folder, created if missing.
+        out: report folder, created (replaced with ``overwrite``).
         images: optional folder with ``<case>_0000.nii.gz`` CTs; when given, an overlay PNG per case.
         boxes: optional ``boxes.json`` or folder of box-number maps ``<case>.nii.gz`` (see :class:`BoxNumbers`);
             adds the box-aware numbers.
@@ -72,6 +77,7 @@ def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = No
         allow_missing: evaluate although predicted cases have no ground truth; they are listed in
             ``summary.json`` (``predictions_without_ground_truth``) and printed. Otherwise that is an error, like a
             ground-truth case without a prediction (a dropped fracture-free case would change detection numbers).
+        overwrite: replace an existing non-empty ``out``.
 
     Returns:
         The summary dictionary also written to ``summary.json``.
@@ -79,6 +85,7 @@ def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = No
     Raises:
         FileNotFoundError: a folder or a case's prediction is missing, or a predicted case has no ground truth (and
             not ``allow_missing``).
+        FileExistsError: ``out`` is a file, or a non-empty folder and not ``overwrite``.
         ValueError: geometry mismatch, probabilities outside [0, 1], a case missing from ``boxes`` or
             ``vertebrae``, invalid boxes or label maps, or a bad ``threshold`` / ``vertebra_min_voxels``.
     """
@@ -113,6 +120,16 @@ def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = No
             raise ValueError(f"{len(missing)} case(s) have no vertebra map <case>.nii.gz in {vertebrae}: "
                              f"{', '.join(missing[:10])}. Fix: give a vertebra map for every ground-truth case "
                              f"(vertebraeTr/ of the converted dataset), or leave out --vertebrae.")
+    with staged_folder(Path(out), overwrite, inputs=(pred, gt, images, boxes, vertebrae)) as stage:
+        return _write_report(pred, cases, gt_files, has_npz, evaluation, box_numbers, stage, images, vertebrae,
+                             extra={"predictions_without_ground_truth": unmatched} if allow_missing else {})
+
+
+def _write_report(pred: Path, cases: list[str], gt_files: list[Path], has_npz: list[bool],
+                  evaluation: StreamingEvaluation, box_numbers: Optional[BoxNumbers], out: Path,
+                  images: Optional[Path], vertebrae: Optional[Path], extra: dict) -> dict:
+    """Stream every case into ``evaluation`` and write the report's files into ``out`` (the staging folder); the
+    summary, with ``extra``'s keys added."""
     for case, gt_file, npz_present in tqdm(list(zip(cases, gt_files, has_npz)), desc="evaluate", unit="case"):
         gt_image = sitk.ReadImage(str(gt_file))
         pred_file = Path(pred) / f"{case}.nii.gz"
@@ -142,13 +159,9 @@ def evaluate_folder(pred: Path, gt: Path, out: Path, images: Optional[Path] = No
                            prediction=pred_mask)
         del gt_image, gt_mask, pred_mask, probabilities  # before the next case is read, not after
 
-    summary = evaluation.summary()
-    if allow_missing:
-        summary["predictions_without_ground_truth"] = unmatched
+    summary = {**evaluation.summary(), **extra}
     if box_numbers is not None:
         summary["boxes"]["source"] = str(box_numbers.source)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if "pooled_threshold_free" in summary:
         n_prob = int(sum(has_npz))
         pr_curve_figure(evaluation.histogram, f"pooled over {n_prob} case(s) with probabilities",

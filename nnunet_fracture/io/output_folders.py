@@ -1,12 +1,13 @@
 """Output folders written as a whole: refuse to clobber (or to replace an input), then swap a completed staging
-folder into place. Used by ``pseudo-masks``, ``fuse`` and ``attention-maps``."""
+folder into place. Used by ``pseudo-masks``, ``fuse``, ``attention-maps``, ``evaluate`` and ``visualize``."""
 from __future__ import annotations
 
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 
 def check_output_folder(out: Path, overwrite: bool) -> None:
@@ -49,3 +50,25 @@ def replace_folder(tmp: Path, target: Path) -> None:
     trash = swap_in(tmp, target)
     if trash is not None:
         shutil.rmtree(trash, ignore_errors=True)
+
+
+@contextmanager
+def staged_folder(out: Path, overwrite: bool, inputs: Sequence[Optional[Path]] = ()) -> Iterator[Path]:
+    """Write a whole output folder or nothing.
+
+    Refuses ``out`` up front (:func:`check_output_folder`, :func:`check_output_not_an_input` for the given
+    ``inputs``), yields a hidden staging folder next to it, and swaps that into place when the block ends without
+    an error; on an error the staging folder is deleted and ``out`` keeps what it held.
+    """
+    out = Path(out)
+    check_output_folder(out, overwrite)
+    check_output_not_an_input(out, [Path(p) for p in inputs if p is not None])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

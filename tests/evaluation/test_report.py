@@ -161,3 +161,31 @@ def test_overlay_focus_is_inside_the_largest_fracture():
     gt[14:18, 1:4, 1:4] = True  # 36 voxels: the focus; the centroid of both (z about 12.4) cuts neither
     z, y, x = focus_point(gt, None)
     assert gt[z, y, x] and 14 <= z < 18
+
+
+def test_a_report_is_written_whole_and_replaced_only_with_overwrite(folders, monkeypatch):
+    """An old report's vertebrae.csv and overlays used to survive a new run, and a failure on the last case left a
+    half-written report."""
+    import nnunet_fracture.evaluation.report as report
+
+    out = folders / "out"
+    evaluate_folder(folders / "pred", folders / "gt", out, images=folders / "images")
+    (out / "vertebrae.csv").write_text("stale")
+    with pytest.raises(FileExistsError, match=r"exists and is not empty\. Fix: pass --overwrite"):
+        evaluate_folder(folders / "pred", folders / "gt", out)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+
+    def fail_on_b(*args, **kwargs):
+        if "b:" in args[4]:
+            raise RuntimeError("drawing failed on the last case")
+
+    monkeypatch.setattr(report, "overlay_figure", fail_on_b)
+    with pytest.raises(RuntimeError, match="last case"):
+        evaluate_folder(folders / "pred", folders / "gt", out, images=folders / "images", overwrite=True)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # the old report, untouched
+    assert not [p for p in folders.iterdir() if p.name.startswith(".out")]  # no staging folder left
+    monkeypatch.undo()
+    evaluate_folder(folders / "pred", folders / "gt", out, overwrite=True)
+    assert not (out / "vertebrae.csv").exists() and not (out / "figures" / "a_overlay.png").exists()
+    with pytest.raises(ValueError, match="is or contains the input"):
+        evaluate_folder(folders / "pred", folders / "gt", folders, overwrite=True)

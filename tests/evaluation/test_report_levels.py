@@ -64,7 +64,7 @@ def levels(tmp_path):
 
 
 def _run(folder, **kwargs):
-    summary = evaluate_folder(folder / "pred", folder / "gt", folder / "out", **kwargs)
+    summary = evaluate_folder(folder / "pred", folder / "gt", folder / "out", overwrite=True, **kwargs)
     return summary, pd.read_csv(folder / "out" / "metrics.csv").set_index("case")
 
 

@@ -35,3 +35,28 @@ def test_swap_keeps_the_old_folder_until_told_and_replace_deletes_it(tmp_path):
     replace_folder(again, target)
     assert [p.name for p in target.iterdir()] == ["newer.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, trash.name])  # only the first trash
+
+
+def test_a_staged_folder_replaces_the_output_only_when_complete(tmp_path):
+    from nnunet_fracture.io.output_folders import staged_folder
+
+    out = tmp_path / "report"
+    with staged_folder(out, overwrite=False) as stage:
+        (stage / "summary.json").write_text("new")
+        assert not out.exists()  # nothing visible while it is written
+    assert (out / "summary.json").read_text() == "new"
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        with staged_folder(out, overwrite=False):
+            pass
+    with pytest.raises(RuntimeError, match="last case failed"):
+        with staged_folder(out, overwrite=True) as stage:
+            (stage / "half.png").write_text("x")
+            raise RuntimeError("last case failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging folder left behind
+    assert [p.name for p in out.iterdir()] == ["summary.json"]  # the old report untouched
+    with staged_folder(out, overwrite=True) as stage:
+        (stage / "metrics.csv").write_text("y")
+    assert [p.name for p in out.iterdir()] == ["metrics.csv"]  # stale files of the old report gone
+    with pytest.raises(ValueError, match="is or contains the input"):
+        with staged_folder(tmp_path, overwrite=True, inputs=[out, None]):
+            pass

@@ -67,11 +67,17 @@ def test_cases_selection_and_no_3d(files, tmp_path):
                  "--out", str(out), "--cases", "c2", "--no-3d"]) == 0
     assert [p.name for p in (out / "cases").iterdir()] == ["c2"]
     assert {p.name for p in (out / "cases" / "c2").iterdir()} == {"c2_max.png", "c2_mip.png", "case.json"}
-    # a rerun replaces the case's files: nothing stale from a run with other settings survives
+    # a rerun into a report refuses without --overwrite, and with it replaces the whole report: nothing stale from
+    # a run with other settings survives (an old evaluation section or case folder was linked from index.html)
     (out / "cases" / "c2" / "c2_fracture.stl").write_bytes(b"old")
     (out / "cases" / "c2" / "c2_box7.png").write_bytes(b"old")
-    assert main(["visualize", "--probabilities", str(files["predictions"]), "--images", str(files["images"]),
-                 "--out", str(out), "--cases", "c2"]) == 0
+    (out / "evaluation").mkdir()
+    (out / "evaluation" / "summary.json").write_text("{}")
+    argv = ["visualize", "--probabilities", str(files["predictions"]), "--images", str(files["images"]),
+            "--out", str(out), "--cases", "c2"]
+    assert main(argv) == 1 and (out / "evaluation").is_dir()
+    assert main(argv + ["--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cases", "index.html"]
     # (an all-zero CT has no bone at 200 HU and a zero probability no fracture: no meshes)
     assert {p.name for p in (out / "cases" / "c2").iterdir()} == {"c2_max.png", "c2_mip.png", "c2_3d.png",
                                                                    "case.json"}
