@@ -28,21 +28,17 @@ dataset is region-based with one region, "fracture" = every box number, so it tr
 ``nnUNetv2_predict`` writes one fracture probability channel. ``K_max`` is the largest number of boxes in one
 case, at least 2 (nnU-Net treats a one-element list as a plain label).
 
-Atomicity: the dataset is built in a hidden folder ``.DatasetXXX_NAME.partial-*`` next to the target (same
-file system) and renamed into place only when complete. On any error - bad input found half-way, a reader
+Atomicity (:mod:`~nnunet_fracture.dataset_conversion.dataset_folders`): the dataset is built in a hidden folder
+``.DatasetXXX_NAME.partial-*`` next to the target (same file system) and renamed into place only when complete. On any error - bad input found half-way, a reader
 failing, Ctrl-C - the partial folder is removed and an existing dataset is left untouched. With
 ``overwrite=True`` an existing ``DatasetXXX_*`` (any name) is replaced only after the new one is complete.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -52,6 +48,7 @@ from nnunet_fracture.dataset_conversion.box_geometry import (MAX_BOXES_PER_CASE,
                                                              voxel_to_world_box)
 from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN, CaseRecord
 from nnunet_fracture.dataset_conversion.case_checks import describe, label_array, validate_case
+from nnunet_fracture.dataset_conversion.dataset_folders import dataset_folder_name, staged_dataset
 from nnunet_fracture.dataset_conversion.vertebra_crops import crop_case
 from nnunet_fracture.io.verified_writes import write_image
 
@@ -63,18 +60,6 @@ LABEL_MEANING = {
     "slice": "n = on a slice k within the k-range of box n (whole slices), 0 = on no such slice",
     "mask": "ground-truth fracture mask (fully supervised)",
 }
-
-
-def dataset_folder_name(dataset_id: int, name: str) -> str:
-    """``DatasetXXX_NAME`` for a validated ID and name."""
-    return f"Dataset{dataset_id:03d}_{name}"
-
-
-def existing_datasets(raw_root: Path, dataset_id: int) -> list[Path]:
-    """Folders ``DatasetXXX_*`` in ``raw_root`` that already use ``dataset_id`` (any name)."""
-    if not raw_root.is_dir():
-        return []
-    return sorted(p for p in raw_root.glob(f"Dataset{dataset_id:03d}_*") if p.is_dir())
 
 
 def read_boxes_json(path: Path | str) -> dict[str, list[dict]]:
@@ -247,57 +232,6 @@ def _dataset_json(folder_name: str, weak: str, crop_vertebrae: bool, context: in
             "vertebrae": "vertebraeTr",
         },
     }
-
-
-def check_dataset_id_free(raw_root: Path, dataset_id: int, overwrite: bool, flag: str = "--overwrite") -> None:
-    """Raise ``FileExistsError`` (with the fix) when ``dataset_id`` is taken under ``raw_root`` and
-    ``overwrite`` is false."""
-    old = existing_datasets(raw_root, dataset_id)
-    if old and not overwrite:
-        raise FileExistsError(f"dataset ID {dataset_id} is already used by {', '.join(str(p) for p in old)}. "
-                              f"Fix: pass {flag} (overwrite=True) to replace it, or choose another ID.")
-
-
-def staging_folder(raw_root: Path, folder_name: str) -> Path:
-    """Create the hidden work folder ``raw_root/.{folder_name}.partial-*`` (same file system as the target)."""
-    raw_root.mkdir(parents=True, exist_ok=True)
-    tmp = raw_root / f".{folder_name}.partial-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    return tmp
-
-
-def install_dataset(tmp: Path, target: Path, raw_root: Path, dataset_id: int, overwrite: bool) -> None:
-    """Rename the finished ``tmp`` to ``target``, replacing older datasets with this ID only if allowed."""
-    check_dataset_id_free(raw_root, dataset_id, overwrite)
-    old = existing_datasets(raw_root, dataset_id)
-    moved: list[tuple[Path, Path]] = []
-    try:
-        for path in old:
-            trash = raw_root / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(path, trash)
-            moved.append((path, trash))
-        os.replace(tmp, target)
-    except BaseException:
-        for path, trash in reversed(moved):
-            os.replace(trash, path)
-        raise
-    for _, trash in moved:
-        shutil.rmtree(trash, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def staged_dataset(raw_root: Path, dataset_id: int, name: str, overwrite: bool) -> Iterator[Path]:
-    """Yield a hidden work folder for dataset ``dataset_id``; install it as ``raw_root/DatasetXXX_NAME`` when the
-    block succeeds, remove it when the block fails. A taken ID without ``overwrite`` fails before any write."""
-    folder_name = dataset_folder_name(dataset_id, name)
-    check_dataset_id_free(raw_root, dataset_id, overwrite)
-    tmp = staging_folder(raw_root, folder_name)
-    try:
-        yield tmp
-        install_dataset(tmp, raw_root / folder_name, raw_root, dataset_id, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_raw_dataset(cases: Iterable[CaseRecord], dataset_id: int, name: str, weak: str = "box",

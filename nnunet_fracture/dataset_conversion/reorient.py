@@ -60,7 +60,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN
-from nnunet_fracture.dataset_conversion.raw_dataset import dataset_folder_name, staged_dataset
+from nnunet_fracture.dataset_conversion.dataset_folders import dataset_folder_name, staged_dataset
 from nnunet_fracture.io.verified_writes import write_image
 
 #: Physical LPS axis normal to each slicing plane (0 = x, right to left; 1 = y, anterior to posterior; 2 = z).

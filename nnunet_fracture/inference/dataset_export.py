@@ -27,8 +27,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN
-from nnunet_fracture.dataset_conversion.raw_dataset import (check_dataset_id_free, dataset_folder_name,
-                                                             install_dataset, staging_folder)
+from nnunet_fracture.dataset_conversion.dataset_folders import (check_dataset_id_free, dataset_folder_name,
+                                                                  install_dataset, recover_interrupted, staging_folder)
 from nnunet_fracture.inference.source_dataset import SourceDataset
 from nnunet_fracture.io.verified_writes import write_image
 
@@ -73,6 +73,7 @@ class DatasetExport:
         if source.dataset_id == self.dataset_id and source.folder.parent.resolve() == self.raw_root.resolve():
             raise ValueError(f"--export-dataset {dataset_id} is the ID of the source dataset {source.folder}; "
                              f"exporting would replace the boxes the pseudo-masks come from. Fix: choose a free ID.")
+        recover_interrupted(self.raw_root, self.dataset_id)
         check_dataset_id_free(self.raw_root, self.dataset_id, overwrite)
         self.source = source
         self.overwrite = overwrite
@@ -146,7 +147,7 @@ class DatasetExport:
         (self.tmp / "pseudo_masks.json").write_text(json.dumps(provenance, indent=2))
 
     def install(self) -> Path:
-        """Rename the finished work folder into place (see :func:`raw_dataset.install_dataset`)."""
+        """Rename the finished work folder into place (see :func:`dataset_folders.install_dataset`)."""
         assert self.tmp is not None, "start() first"
         install_dataset(self.tmp, self.target, self.raw_root, self.dataset_id, self.overwrite)
         self.tmp = None

@@ -26,7 +26,7 @@ def resolve_dataset_folder(dataset: str | int | Path) -> Path:
         ValueError: several datasets share the ID.
         nnunet_fracture.environment.EnvironmentNotConfigured: an ID or name was given and ``nnUNet_raw`` is unset.
     """
-    from nnunet_fracture.dataset_conversion.raw_dataset import existing_datasets
+    from nnunet_fracture.dataset_conversion.dataset_folders import existing_datasets
     from nnunet_fracture.environment import nnunet_folder
 
     text = str(dataset)

@@ -19,7 +19,7 @@ checkpoint, percentile and ``scale``. New images (:func:`write_error_images`) ge
 provenance (or given), so ``nnUNetv2_predict`` sees test cases scaled like the training cases.
 
 Volumes are processed one at a time; the dataset is built in a hidden staging folder and moved into place when
-complete (:func:`nnunet_fracture.dataset_conversion.raw_dataset.staged_dataset`).
+complete (:func:`nnunet_fracture.dataset_conversion.dataset_folders.staged_dataset`).
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def write_error_dataset(dataset: str | int | Path, out_dataset_id: int, vae: Pat
         ValueError, FileNotFoundError, FileExistsError, RuntimeError: with the file / case and the fix.
     """
     from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN
-    from nnunet_fracture.dataset_conversion.raw_dataset import check_dataset_id_free, staged_dataset
+    from nnunet_fracture.dataset_conversion.dataset_folders import check_dataset_id_free, staged_dataset
     from nnunet_fracture.inference.source_dataset import _DATASET_FOLDER, resolve_dataset_folder
 
     percentile = check_percentile(percentile)

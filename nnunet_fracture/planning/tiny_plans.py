@@ -57,6 +57,12 @@ def write_tiny_plans(dataset: str, source_plans: str = "nnUNetPlans", plans_name
     try:
         dataset_name = maybe_convert_to_dataset_name(str(dataset))
     except RuntimeError as e:  # ValueError (neither an ID nor a name) passes through with nnU-Net's message
+        if "More than one dataset name found" in str(e):  # preprocessing again would hit the same error
+            first_line = str(e).splitlines()[0].split(". ")[0]
+            raise FileExistsError(f"dataset {dataset!r}: {first_line} (nnU-Net). Fix: remove the folders of this "
+                                  f"ID whose name is not the raw dataset's (under nnUNet_preprocessed / "
+                                  f"nnUNet_results: data of a replaced dataset), then nnUNetv2_plan_and_preprocess "
+                                  f"-d {dataset}.") from None
         raise FileNotFoundError(f"dataset {dataset!r} not found ({e}). Run nnUNetv2_plan_and_preprocess -d "
                                 f"{dataset} first.") from None
     source = preprocessed / dataset_name / f"{source_plans}.json"

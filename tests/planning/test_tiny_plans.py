@@ -136,6 +136,10 @@ def test_errors_are_explained(dataset: Path, monkeypatch: pytest.MonkeyPatch):
         write_tiny_plans(str(DATASET_ID), max_patch=0)
     with pytest.raises(ValueError, match="must differ"):
         write_tiny_plans(str(DATASET_ID), plans_name="nnUNetPlans")
+    # a dataset replaced under a new name leaves its old preprocessed folder: preprocessing again cannot fix that
+    (dataset.parent / f"Dataset{DATASET_ID:03d}_RenamedSince").mkdir()
+    with pytest.raises(FileExistsError, match="More than one dataset name found.*Fix: remove the folders"):
+        write_tiny_plans(str(DATASET_ID))
     monkeypatch.delenv("nnUNet_preprocessed")
     with pytest.raises(EnvironmentNotConfigured, match="export nnUNet_preprocessed="):
         write_tiny_plans(str(DATASET_ID))
