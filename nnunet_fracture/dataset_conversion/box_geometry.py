@@ -33,6 +33,7 @@ from nnunet_fracture.dataset_conversion.case import VoxelBox
 
 DEFAULT_TOLERANCE = 1e-3
 """Slack, in voxel units, when deciding whether a voxel centre lies inside a world box."""
+MAX_INDEX = 1e9  # a world box mapped further out than this many voxels is refused (int64 indices stay exact)
 
 
 def index_to_physical(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
@@ -103,6 +104,9 @@ def world_to_voxel_box(image: sitk.Image, world_min: Sequence[float], world_max:
     if np.any(wmin > wmax):
         raise ValueError(f"world box min {wmin.tolist()} is larger than max {wmax.tolist()} on some axis")
     idx = world_to_continuous_index(image, _corners(wmin, wmax))
+    if np.any(np.abs(idx) > MAX_INDEX):
+        raise ValueError(f"world box {wmin.tolist()}-{wmax.tolist()} mm lies more than {MAX_INDEX:.0e} voxels from "
+                         f"the image; its coordinates cannot be millimetres of this scan")
     lo = np.ceil(idx.min(axis=0) - tol).astype(np.int64)
     hi = np.floor(idx.max(axis=0) + tol).astype(np.int64)
     if np.any(lo > hi):

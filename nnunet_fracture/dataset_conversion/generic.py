@@ -12,13 +12,17 @@ ITK indices i, j, k). A case without rows is fracture-free. A header-only ``boxe
 
 :func:`read_generic` checks the file listing and the whole table before returning, then yields one case at a
 time. World boxes are converted with :func:`~nnunet_fracture.dataset_conversion.box_geometry.world_to_voxel_box`
-and clipped to the image (a world box reaching past the scan edge is normal); a voxel box must lie inside the
-image, and a world box must contain at least one voxel centre of the image.
+and clipped to the image: a world box reaching up to :data:`BOX_OVERHANG_TOLERANCE_MM` past the scan edge is
+normal (a fracture at the edge of the field of view) and is clipped with a warning that names it; one reaching
+further is refused, because a coordinate that far out (``x_max = 9999``, RAS for LPS, cm for mm) is a mistake
+and clipping would silently turn it into a different box. A voxel box must lie inside the image, and a world box
+must contain at least one voxel centre of the image.
 """
 from __future__ import annotations
 
 import csv
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -30,6 +34,7 @@ from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
 from nnunet_fracture.dataset_conversion.case_checks import check_case_id, check_same_geometry, read_ct, read_image
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+BOX_OVERHANG_TOLERANCE_MM = 10.0  # how far a world box may reach past the image (clipped, with a warning)
 COORDINATE_COLUMNS = ("x_min", "y_min", "z_min", "x_max", "y_max", "z_max")
 REQUIRED_COLUMNS = ("case_id",) + COORDINATE_COLUMNS + ("space",)
 OPTIONAL_COLUMNS = ("label", "grade")
@@ -182,8 +187,20 @@ def _voxel_box(image: sitk.Image, row: BoxRow, case_id: str, image_path: Path) -
         box = VoxelBox(tuple(int(v) for v in row.lo), tuple(int(v) for v in row.hi), row.label, row.grade)
         check_box(box, size, where)
         return box
-    box = world_to_voxel_box(image, row.lo, row.hi, row.label, row.grade)
+    try:
+        box = world_to_voxel_box(image, row.lo, row.hi, row.label, row.grade)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}. Fix: check the coordinates are millimetres of this scan.") from None
+    overhang = _overhang_mm(box, size, image.GetSpacing()) if box is not None else 0.0
+    if overhang > BOX_OVERHANG_TOLERANCE_MM:
+        raise ValueError(f"{where}: world box {row.lo}-{row.hi} mm reaches {overhang:.4g} mm past the image, more "
+                         f"than the {BOX_OVERHANG_TOLERANCE_MM:g} mm a box may overhang the scan edge. Fix: check the "
+                         f"coordinates are millimetres in the LPS frame SimpleITK reports (RAS coordinates need x "
+                         f"and y negated), or use space 'voxel'.")
     clipped = clip_box(box, size) if box is not None else None
+    if clipped is not None and overhang > 0:
+        print(f"nnunet-fracture: warning: {where}: world box {row.lo}-{row.hi} mm reaches {overhang:.3g} mm past "
+              f"the image; clipped to voxels {clipped.lo}-{clipped.hi}", file=sys.stderr)
     if clipped is None:
         corner_lo = image.TransformIndexToPhysicalPoint((0, 0, 0))
         corner_hi = image.TransformIndexToPhysicalPoint(tuple(int(s) - 1 for s in size))
@@ -194,6 +211,13 @@ def _voxel_box(image: sitk.Image, row: BoxRow, case_id: str, image_path: Path) -
             f"coordinates are millimetres in the LPS frame SimpleITK reports (RAS coordinates need x and y "
             f"negated) or use space 'voxel'.")
     return clipped
+
+
+def _overhang_mm(box: VoxelBox, size: tuple[int, ...], spacing: tuple[float, ...]) -> float:
+    """How far (mm, the largest over the six sides) ``box`` reaches outside an image of ``size`` voxels."""
+    below = [max(0, -lo) * sp for lo, sp in zip(box.lo, spacing)]
+    above = [max(0, hi - (n - 1)) * sp for hi, n, sp in zip(box.hi, size, spacing)]
+    return float(max(below + above))
 
 
 def _iter_cases(images: dict[str, Path], masks: dict[str, Path], vertebrae: dict[str, Path],

@@ -49,10 +49,20 @@ def test_reads_world_and_voxel_boxes_masks_and_vertebrae(tmp_path):
     assert b.boxes == [] and b.mask is None and b.vertebrae is None
 
 
-def test_world_box_reaching_past_the_image_is_clipped(tmp_path):
-    # i = (x - 10) / 0.8 in [-12.5, 2.5], j = (y + 20) / 0.8 in [-12.5, 6.25], k = (z - 5) / 2.5 in [-2, 38]
-    (a, _) = read_generic(make_folder(tmp_path, "a,0,-30,0,12,-15,100,world,,\n"))
+def test_world_box_reaching_past_the_image_is_clipped_with_a_warning(tmp_path, capsys):
+    # i = (x - 10) / 0.8 in [-12.5, 2.5], j = (y + 20) / 0.8 in [-12.5, 6.25], k = (z - 5) / 2.5 in [-2, 8.8]:
+    # voxel box (-12, -12, -2)-(2, 6, 8) on an image of 10 x 12 x 8 reaches 12 * 0.8 = 9.6 mm past it (< 10 mm)
+    (a, _) = read_generic(make_folder(tmp_path, "a,0,-30,0,12,-15,27,world,,\n"))
     assert a.boxes == [VoxelBox((0, 0, 0), (2, 6, 7))]
+    err = capsys.readouterr().err
+    assert "boxes.csv line 2: case 'a'" in err and "reaches 9.6 mm past the image; clipped to voxels (0, 0, 0)-(2, 6, 7)" in err
+
+
+@pytest.mark.parametrize("row, reach", [("a,0,-30,0,12,-15,9999,world,,", "reaches 9975 mm past"),  # k 3997 - 7: 3990 slices
+                                        ("a,0,-30,0,12,-15,1e20,world,,", r"more than 1e\+09 voxels"),
+                                        ("a,-1e20,-30,0,12,-15,20,world,,", r"more than 1e\+09 voxels")])
+def test_world_box_far_outside_the_image_is_refused(tmp_path, row, reach):
+    expect_error(make_folder(tmp_path, row + "\n"), f"case 'a'.*{reach}", lazy=True)
 
 
 def test_header_only_table_and_other_formats(tmp_path):
@@ -152,7 +162,10 @@ def test_voxel_box_outside_image(tmp_path):
 
 def test_world_box_outside_image(tmp_path):
     expect_error(make_folder(tmp_path, "a,-500,-500,-500,-400,-400,-400,world,,\n"),
-                 "case 'a'.*contains no voxel centre", lazy=True)
+                 "case 'a'.*reaches 509.6 mm past the image, more than the 10 mm", lazy=True)
+    # within the tolerance but between two slices past the edge (k = (z - 5) / 2.5 in [-1.6, -1.2])
+    expect_error(make_folder(tmp_path / "thin", "a,10,-20,1,12,-15,2,world,,\n"), "case 'a'.*contains no voxel centre",
+                 lazy=True)
 
 
 @pytest.mark.parametrize("change", ["size", "spacing", "origin", "direction"])
