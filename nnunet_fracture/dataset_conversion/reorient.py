@@ -219,6 +219,16 @@ def _default_name(source_folder: Path, plane: str) -> str:
     return f"{name}_{plane}"
 
 
+def refuse_links_out(root: Path, paths: Sequence[Path]) -> None:
+    """Raise ``ValueError`` naming the first of ``paths`` that resolves outside ``root`` (a symbolic link out of the
+    dataset: its target would be copied into the new dataset)."""
+    inside = root.resolve()
+    for path in paths:
+        if not path.resolve().is_relative_to(inside):
+            raise ValueError(f"{path} is a link to {path.resolve()}, outside the source dataset {root}; reorient "
+                             f"copies only the dataset's own files. Fix: replace the link with the file itself.")
+
+
 def write_reoriented_dataset(source: str | int | Path, plane: str, dataset_id: int, name: Optional[str] = None,
                              overwrite: bool = False, raw_root: Optional[Path | str] = None) -> Path:
     """Write ``raw_root/DatasetXXX_NAME``: ``source`` with its arrays permuted for 2D slices along ``plane``.
@@ -271,6 +281,7 @@ def write_reoriented_dataset(source: str | int | Path, plane: str, dataset_id: i
         extra_orders: dict[str, tuple[int, int, int]] = {}
         top_level = sorted(p for p in src.iterdir() if not p.name.startswith("."))
         files = [(sub, path) for sub in top_level if sub.is_dir() for path in sorted(sub.rglob("*")) if path.is_file()]
+        refuse_links_out(src, [p for p in top_level if p.is_file()] + [p for _, p in files] + top_level)
         for sub, path in tqdm(files, desc=f"writing {folder_name}", unit="file"):
             target = tmp / path.relative_to(src)
             target.parent.mkdir(parents=True, exist_ok=True)

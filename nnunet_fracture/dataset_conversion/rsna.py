@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -59,7 +60,18 @@ log = logging.getLogger(__name__)
 
 BOX_COLUMNS = ("StudyInstanceUID", "x", "y", "width", "height", "slice_number")
 _EPS = 1e-6
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 Rect = tuple[int, int, int, int, int]  # k, x_lo, y_lo, x_hi, y_hi (inclusive)
+
+
+def check_uid(uid: str, where: str) -> str:
+    """``uid`` if it is a DICOM UID (digits in dot-separated groups, at most 64 characters); it names a folder
+    under ``train_images/``, so anything else (``..``, a path) could read files outside the competition folder."""
+    if not _UID.fullmatch(uid) or len(uid) > 64:
+        raise ValueError(f"{where}: StudyInstanceUID {uid!r} is not a DICOM UID (digits separated by dots, at most "
+                         f"64 characters); it names the study's folder under train_images/, so it must not be a "
+                         f"path. Fix: correct the row.")
+    return uid
 
 
 def rsna_case_id(uid: str) -> str:
@@ -105,7 +117,7 @@ def read_box_table(path: Path) -> dict[str, list[tuple[int, float, float, float,
         s = _number(row["slice_number"], where, "slice_number")
         if s != int(s):
             raise ValueError(f"{where}: slice_number {row['slice_number']!r} is not an integer; fix the row")
-        boxes.setdefault(row["StudyInstanceUID"], []).append((line, x, y, w, h, int(s)))
+        boxes.setdefault(check_uid(row["StudyInstanceUID"], where), []).append((line, x, y, w, h, int(s)))
     return boxes
 
 
@@ -274,7 +286,7 @@ def _study_list(root: Path, boxes: dict[str, list], images: Path) -> list[str]:
     if train_csv.is_file():
         for line, row in _read_csv(train_csv, ("StudyInstanceUID", "patient_overall")):
             value = _number(row["patient_overall"], f"{train_csv} line {line}", "patient_overall")
-            overall[row["StudyInstanceUID"]] = int(value)
+            overall[check_uid(row["StudyInstanceUID"], f"{train_csv} line {line}")] = int(value)
     else:
         log.warning("%s not found: only studies with boxes are converted (no fracture-free cases)", train_csv)
     studies = []

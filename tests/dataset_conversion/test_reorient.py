@@ -291,3 +291,21 @@ def test_nnunet_planning_slices_the_copy_coronally_only_with_the_override(nnunet
     assert plans["transpose_forward"] == [0, 1, 2]  # slices along array axis 0 = y: coronal
     assert plans["configurations"]["2d"]["spacing"] == pytest.approx([2.5, 0.8])  # (z, x) in-plane
     assert (folder / "nnUNetPlans_coronal_2d").is_dir()
+
+
+def test_a_link_out_of_the_source_dataset_is_refused(nnunet_env, tmp_path):
+    """reorient used to follow a symbolic link out of the source dataset and copy its target into the new one."""
+    src = write_raw_dataset(source_cases(), 501, "Src")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not part of the dataset")
+    (src / "notes.txt").symlink_to(secret)
+    with pytest.raises(ValueError, match=r"notes.txt is a link to .*secret.txt, outside the source dataset"):
+        write_reoriented_dataset(501, "coronal", 502)
+    (src / "notes.txt").unlink()
+    (src / "extra").symlink_to(tmp_path, target_is_directory=True)  # a linked folder
+    with pytest.raises(ValueError, match="outside the source dataset"):
+        write_reoriented_dataset(501, "coronal", 502)
+    (src / "extra").unlink()
+    (src / "imagesTr" / "README").symlink_to(src / "dataset.json")  # a link inside the dataset is fine
+    assert (write_reoriented_dataset(501, "coronal", 502) / "imagesTr" / "README").is_file()
+    assert sorted(p.name for p in nnunet_env["nnUNet_raw"].iterdir()) == ["Dataset501_Src", "Dataset502_Src_coronal"]

@@ -263,3 +263,14 @@ def test_box_row_with_an_extra_field_is_refused(rsna_root: Path) -> None:
                f"per header column (leave optional ones empty, quote text that contains a comma).")
     with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
         next(read_rsna(rsna_root))
+
+
+@pytest.mark.parametrize("uid", ["..", "../etc", "1.2/../3", ".", "1..2", "abc"])
+def test_a_study_uid_that_is_a_path_is_refused_before_any_read(rsna_root: Path, uid: str) -> None:
+    # '..' used to become case '__' and read the DICOMs of the competition folder's parent
+    _write_tables(rsna_root, {uid: [(1, 0, 0, 2, 2)]}, {UID_A: 1})
+    with pytest.raises(ValueError, match=r"train_bounding_boxes.csv line 2: StudyInstanceUID .* is not a DICOM UID"):
+        next(read_rsna(rsna_root))
+    _write_tables(rsna_root, {UID_A: [(1, 0, 0, 2, 2)]}, {uid: 0})
+    with pytest.raises(ValueError, match=r"train.csv line 2: StudyInstanceUID .* is not a DICOM UID"):
+        next(read_rsna(rsna_root))
