@@ -31,8 +31,10 @@ Out (--out DIR; written to a temporary folder first, so DIR is either complete o
 
 Open the NIfTI files together with the CT in 3D Slicer or ITK-SNAP to scroll through them.
 
-Trust: this verb loads nnU-Net checkpoints, which nnU-Net reads with pickle, so a crafted model folder can run
-code. Only point it at model folders you trust, as with nnUNetv2_predict itself.
+Trust: nnU-Net reads checkpoints with pickle, so a crafted model folder can run code. This verb first reads each
+checkpoint with torch.load(weights_only=True) and an allow-list of what nnU-Net checkpoints hold (tensors, plain
+containers, numpy values) and refuses one that needs more; --trust-checkpoints skips that check. nnU-Net also
+reads the folder's plans.json and dataset.json. Only point it at model folders you trust, as with nnUNetv2_predict.
 """
 
 
@@ -64,6 +66,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=float, nargs=2, metavar=("LEVEL", "WIDTH"), default=(400.0, 1800.0),
                    help="CT display window in HU for the PNGs (default 400 1800, bone)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--trust-checkpoints", action="store_true",
+                   help="load the checkpoint with pickle even if it holds more than tensors and numpy values (only "
+                        "for model folders you trust; see Trust above)")
     p.set_defaults(func=run)
 
 
@@ -73,6 +78,7 @@ def run(args: argparse.Namespace) -> None:
 
     prov = export_attention_maps(args.model, args.case, args.out, fold=args.fold, checkpoint=args.checkpoint,
                                  dataset=args.dataset, device=args.device, tile_step_size=args.step_size,
-                                 point_ijk=args.point, window=CTWindow(*args.window), overwrite=args.overwrite)
+                                 point_ijk=args.point, window=CTWindow(*args.window), overwrite=args.overwrite,
+                                 trust_checkpoints=args.trust_checkpoints)
     ranges = ", ".join(f"level {e['level']}: {e['min']:.2f}-{e['max']:.2f}" for e in prov["levels"])
     print(f"wrote {len(prov['levels'])} attention maps of {prov['case']} to {args.out} ({ranges})")

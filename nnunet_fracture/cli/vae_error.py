@@ -23,8 +23,10 @@ Two modes:
   --images DIR --out DIR           new images (<case>_0000.nii.gz) for nnUNetv2_predict: copies them and adds E,
                                    scaled like the training dataset (--scale-from ID2, or --scale C).
 
-Trust: this verb loads nnU-Net checkpoints, which nnU-Net reads with pickle, so a crafted model folder can run
-code. Only point it at model folders you trust, as with nnUNetv2_predict itself.
+Trust: nnU-Net reads checkpoints with pickle, so a crafted model folder can run code. This verb first reads each
+checkpoint with torch.load(weights_only=True) and an allow-list of what nnU-Net checkpoints hold (tensors, plain
+containers, numpy values) and refuses one that needs more; --trust-checkpoints skips that check. nnU-Net also
+reads the folder's plans.json and dataset.json. Only point it at model folders you trust, as with nnUNetv2_predict.
 """
 
 VAE_ERROR_EPILOG = """\
@@ -65,6 +67,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda when available")
     p.add_argument("--mirror", action="store_true", help="average mirrored passes too (slower)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset ID / non-empty --out")
+    p.add_argument("--trust-checkpoints", action="store_true",
+                   help="load the VAE checkpoints with pickle even if they hold more than tensors and numpy values "
+                        "(only for model folders you trust; see Trust above)")
     p.set_defaults(func=run)
 
 
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace) -> None:
             raise ValueError("--dataset needs --out-dataset ID2, the ID of the dataset to write")
         out = write_error_dataset(args.dataset, args.out_dataset, args.vae, name=args.name, folds=args.folds,
                                   checkpoint=args.checkpoint, percentile=args.percentile, overwrite=args.overwrite,
-                                  device=device, mirror=args.mirror)
+                                  device=device, mirror=args.mirror, trust_checkpoints=args.trust_checkpoints)
         print(f"wrote {out}; plan it with: nnUNetv2_plan_and_preprocess -d {args.out_dataset} -c 3d_fullres "
               f"--verify_dataset_integrity")
         return
@@ -90,5 +95,5 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError("--images needs --out DIR")
     prov = write_error_images(args.images, args.out, args.vae, scale=args.scale, scale_from=args.scale_from,
                               folds=args.folds, checkpoint=args.checkpoint, overwrite=args.overwrite, device=device,
-                              mirror=args.mirror)
+                              mirror=args.mirror, trust_checkpoints=args.trust_checkpoints)
     print(f"wrote {len(prov['cases'])} case(s) with the error channel _{prov['channel']:04d} to {args.out}")

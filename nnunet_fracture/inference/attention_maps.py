@@ -41,6 +41,7 @@ from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
 import nnunet_fracture
 from nnunet_fracture.inference import image_grid
+from nnunet_fracture.io.checkpoints import verify_checkpoints
 from nnunet_fracture.io.output_folders import replace_folder
 from nnunet_fracture.io.verified_writes import write_image
 from nnunet_fracture.networks.unwrap import unwrap_network
@@ -158,8 +159,11 @@ class AttentionMapPredictor:
 
     @classmethod
     def from_model_folder(cls, model: Path | str, fold: str = "0", checkpoint: str = "checkpoint_final.pth",
-                          device: Optional[torch.device] = None, tile_step_size: float = 0.5) -> "AttentionMapPredictor":
-        """Load fold ``fold`` of a trained model folder (as ``nnUNetv2_predict -f FOLD -chk CHECKPOINT`` does).
+                          device: Optional[torch.device] = None, tile_step_size: float = 0.5,
+                          trust_checkpoints: bool = False) -> "AttentionMapPredictor":
+        """Load fold ``fold`` of a trained model folder (as ``nnUNetv2_predict -f FOLD -chk CHECKPOINT`` does), its
+        checkpoint first checked by :func:`~nnunet_fracture.io.checkpoints.verify_checkpoints` (skipped with
+        ``trust_checkpoints``).
 
         Raises:
             FileNotFoundError: no model folder, plans/dataset.json or checkpoint (messages name the file).
@@ -167,6 +171,7 @@ class AttentionMapPredictor:
         """
         model = Path(model)
         checkpoint_file = _check_model_folder(model, str(fold), checkpoint)
+        verify_checkpoints([checkpoint_file], trust_checkpoints)
         device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         predictor = _StitchingPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=False,
                                         device=device, verbose=False, allow_tqdm=False)
@@ -291,7 +296,7 @@ def export_attention_maps(model: Path | str, case: str | Path, out: Path | str, 
                           checkpoint: str = "checkpoint_final.pth", dataset: Optional[str | int | Path] = None,
                           device: Optional[str] = None, tile_step_size: float = 0.5,
                           point_ijk: Optional[Sequence[int]] = None, window: CTWindow = BONE_WINDOW,
-                          overwrite: bool = False) -> dict:
+                          overwrite: bool = False, trust_checkpoints: bool = False) -> dict:
     """Write one case's attention maps (NIfTI on the CT's grid, PNG views, provenance) into ``out``.
 
     Args:
@@ -307,6 +312,7 @@ def export_attention_maps(model: Path | str, case: str | Path, out: Path | str, 
         point_ijk: CT voxel (i, j, k) the PNG planes go through (default: the CT's centre).
         window: CT display window of the PNGs.
         overwrite: replace a non-empty ``out``.
+        trust_checkpoints: load the checkpoint with pickle unchecked (see :mod:`nnunet_fracture.io.checkpoints`).
 
     Returns:
         The provenance written to ``attention_maps.json``.
@@ -324,7 +330,7 @@ def export_attention_maps(model: Path | str, case: str | Path, out: Path | str, 
         raise ValueError(f"tile step size must be in (0, 1], got {tile_step_size}")
     model = Path(model).absolute()
     runner = AttentionMapPredictor.from_model_folder(model, fold, checkpoint, torch.device(device) if device else None,
-                                                     tile_step_size)
+                                                     tile_step_size, trust_checkpoints)
     plans_manager, configuration_manager = runner.plans_manager, runner.configuration_manager
     reader = plans_manager.plans.get("image_reader_writer", "SimpleITKIO")
     if reader != "SimpleITKIO":

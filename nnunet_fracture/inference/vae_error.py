@@ -77,7 +77,8 @@ def write_error_dataset(dataset: str | int | Path, out_dataset_id: int, vae: Pat
                         folds: Optional[Sequence[int | str]] = None, checkpoint: str = "checkpoint_final.pth",
                         percentile: float = DEFAULT_PERCENTILE, overwrite: bool = False,
                         device: Optional[torch.device] = None, mirror: bool = False,
-                        raw_root: Optional[Path | str] = None, seed: int = 0) -> Path:
+                        raw_root: Optional[Path | str] = None, seed: int = 0,
+                        trust_checkpoints: bool = False) -> Path:
     """Write ``raw_root/DatasetXXX_NAME``: ``dataset`` plus the normalised error channel (module docstring).
 
     Args:
@@ -85,7 +86,7 @@ def write_error_dataset(dataset: str | int | Path, out_dataset_id: int, vae: Pat
         out_dataset_id: nnU-Net ID of the new dataset.
         vae: the VAE's model folder (see :class:`ErrorMapModel`).
         name: name of the new dataset (default ``<source name>VAE``).
-        folds, checkpoint, device, mirror: see :class:`ErrorMapModel`.
+        folds, checkpoint, device, mirror, trust_checkpoints: see :class:`ErrorMapModel`.
         percentile: the normal-tissue percentile that maps to 1, in (0, 100].
         overwrite: replace an existing dataset with this ID once the new one is complete.
         raw_root: where to write; default ``$nnUNet_raw``.
@@ -126,7 +127,7 @@ def write_error_dataset(dataset: str | int | Path, out_dataset_id: int, vae: Pat
             and source.parent.resolve() == raw_root.resolve():
         raise ValueError(f"--out-dataset {out_dataset_id} is the source dataset's own ID. Fix: choose a free ID.")
     check_dataset_id_free(raw_root, out_dataset_id, overwrite, flag="--overwrite")
-    model = ErrorMapModel(vae, folds, checkpoint, device, mirror)
+    model = ErrorMapModel(vae, folds, checkpoint, device, mirror, trust_checkpoints)
     _check_channels(model, meta.get("channel_names", {}), str(meta_file))
     n_source = len(meta["channel_names"])
     channel = n_source  # E comes after the source's channels
@@ -184,7 +185,8 @@ def write_error_dataset(dataset: str | int | Path, out_dataset_id: int, vae: Pat
 def write_error_images(images: Path | str, out: Path | str, vae: Path | str, scale: Optional[float] = None,
                        scale_from: Optional[str | int | Path] = None, folds: Optional[Sequence[int | str]] = None,
                        checkpoint: str = "checkpoint_final.pth", file_ending: str = ".nii.gz",
-                       overwrite: bool = False, device: Optional[torch.device] = None, mirror: bool = False) -> dict:
+                       overwrite: bool = False, device: Optional[torch.device] = None, mirror: bool = False,
+                       trust_checkpoints: bool = False) -> dict:
     """Write ``out/<case>_XXXX<ending>``: each case's channels from ``images`` (copied) plus the error channel,
     normalised with the training dataset's scale - an input folder for ``nnUNetv2_predict``.
 
@@ -215,7 +217,7 @@ def write_error_images(images: Path | str, out: Path | str, vae: Path | str, sca
         scale, channel, recorded = scale_from_dataset(scale_from)
     elif isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
         raise ValueError(f"--scale must be a positive number, got {scale!r}")
-    model = ErrorMapModel(vae, folds, checkpoint, device, mirror)
+    model = ErrorMapModel(vae, folds, checkpoint, device, mirror, trust_checkpoints)
     if recorded is None:
         channel = model.n_channels
     elif Path(recorded.get("model", "")).resolve() != model.model_dir.resolve():

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from nnunet_fracture.inference.image_grid import to_image_grid
+from nnunet_fracture.io.checkpoints import verify_checkpoints
 from nnunet_fracture.networks.unwrap import unwrap_network
 
 ERROR_DEFINITION = ("mean over the VAE's input channels of |x - x_hat| (x: the CT after nnU-Net's normalisation "
@@ -69,16 +70,17 @@ class ErrorMapModel:
         checkpoint: checkpoint file name in each fold folder.
         device: default CUDA when available, else CPU.
         mirror: also average mirrored passes (nnU-Net's test-time mirroring; 8x slower in 3D).
+        trust_checkpoints: load the checkpoints with pickle unchecked (see :mod:`nnunet_fracture.io.checkpoints`).
 
     Raises:
         FileNotFoundError: the folder, its plans.json/dataset.json or a fold's checkpoint is missing.
-        ValueError: the model is not a VAE.
+        ValueError: the model is not a VAE, or a checkpoint holds more than an nnU-Net checkpoint needs.
         RuntimeError: ``nnUNet_extTrainer`` does not list the plugin's trainers.
     """
 
     def __init__(self, model_dir: Path | str, folds: Optional[Sequence[int | str]] = None,
                  checkpoint: str = "checkpoint_final.pth", device: Optional[torch.device] = None,
-                 mirror: bool = False) -> None:
+                 mirror: bool = False, trust_checkpoints: bool = False) -> None:
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
         from nnunet_fracture.environment import ext_trainer_problem
@@ -103,6 +105,7 @@ class ErrorMapModel:
             if not path.is_file():
                 raise FileNotFoundError(f"{path} does not exist. Fix: train fold {fold} first, or choose other "
                                         f"--folds / --checkpoint.")
+        verify_checkpoints([model_dir / f"fold_{fold}" / checkpoint for fold in folds], trust_checkpoints)
         problem = ext_trainer_problem()
         if problem:
             raise RuntimeError(problem)
