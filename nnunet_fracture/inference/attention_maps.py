@@ -1,8 +1,8 @@
 """Export an attention U-Net's attention coefficients for one case, on the CT's own voxel grid.
 
 The case is preprocessed exactly as ``nnUNetv2_predict`` does it (the model's plans: transpose, crop, resample,
-normalize) and run through nnU-Net's own sliding-window predictor (:class:`nnUNetPredictor`). For every tile the
-network's attention coefficients (one map per skip connection, see
+normalize) and run over nnU-Net's sliding-window tiles (:mod:`~nnunet_fracture.inference.attention_stitching`). For
+every tile the network's attention coefficients (one map per skip connection, see
 :class:`~nnunet_fracture.networks.attention_unet.AttentionUNet`) are brought to the tile's resolution (linear
 interpolation) and stitched with the same Gaussian tile weights the predictor gives the logits. Each level's map
 then goes back to the CT's grid through nnU-Net's own export (resampling with the plans' probability resampling,
@@ -23,28 +23,23 @@ bottleneck.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import uuid
-from collections import deque
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 import torch
-from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
 import nnunet_fracture
 from nnunet_fracture.inference import image_grid
-from nnunet_fracture.io.checkpoints import verify_checkpoints
+from nnunet_fracture.inference.attention_stitching import AttentionMapPredictor
 from nnunet_fracture.io.output_folders import replace_folder
 from nnunet_fracture.io.verified_writes import write_image
-from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.visualization.attention_figure import level_figure
 from nnunet_fracture.visualization.overlay_layers import BONE_WINDOW, CTWindow, save_figure
 
@@ -55,151 +50,6 @@ _IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha")
 def level_file(level: int, suffix: str = ".nii.gz") -> str:
     """Name of level ``level``'s output file."""
     return f"attention_level{level}{suffix}"
-
-
-# --- model ------------------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _plugin_environment() -> Iterator[None]:
-    """For the block: the plugin's trainers findable by nnU-Net (``nnUNet_extTrainer``) and no torch.compile."""
-    from nnunet_fracture.environment import scoped_environ
-    from nnunet_fracture.trainer_discovery import trainer_path
-
-    listed = [p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
-    if str(trainer_path()) not in [os.path.abspath(p) for p in listed]:
-        listed.append(str(trainer_path()))
-    with scoped_environ({"nnUNet_extTrainer": os.pathsep.join(listed), "nnUNet_compile": "f"}):
-        yield
-
-
-def _check_model_folder(model: Path, fold: str, checkpoint: str) -> Path:
-    if not model.is_dir():
-        raise FileNotFoundError(f"model folder {model} does not exist. Fix: pass the folder nnUNetv2_train wrote, "
-                                f"$nnUNet_results/DatasetXXX_NAME/TRAINER__PLANS__CONFIGURATION.")
-    for name in ("plans.json", "dataset.json"):
-        if not (model / name).is_file():
-            raise FileNotFoundError(f"{model / name} does not exist, so {model} is not an nnU-Net model folder. Fix: "
-                                    f"pass $nnUNet_results/DatasetXXX_NAME/TRAINER__PLANS__CONFIGURATION.")
-    if str(fold) != "all" and not str(fold).isdigit():
-        raise ValueError(f"fold must be a fold number or 'all', got {fold!r}")
-    checkpoint_file = model / f"fold_{fold}" / checkpoint
-    if not checkpoint_file.is_file():
-        folds = sorted(p.name for p in model.glob("fold_*") if p.is_dir())
-        raise FileNotFoundError(f"checkpoint {checkpoint_file} does not exist (folds in {model}: "
-                                f"{', '.join(folds) or 'none'}). Fix: pick a trained --fold, or --checkpoint "
-                                f"checkpoint_best.pth / checkpoint_latest.pth while training runs.")
-    return checkpoint_file
-
-
-class _StitchingPredictor(nnUNetPredictor):
-    """nnU-Net's predictor, accumulating the attention maps of every tile weighted like the logits (same tiles, in
-    the same order: the predictor's producer thread queues them in the order of its slicers)."""
-
-    def predict_sliding_window_return_logits(self, input_image: torch.Tensor):
-        self.stitched_maps = None
-        logits = super().predict_sliding_window_return_logits(input_image)
-        maps = self.stitched_maps
-        if tuple(maps.shape[1:]) != tuple(input_image.shape[1:]):  # the predictor padded a small image
-            from acvl_utils.cropping_and_padding.padding import pad_nd_image
-
-            _, revert = pad_nd_image(torch.zeros((1, *input_image.shape[1:]), dtype=torch.uint8),
-                                     self.configuration_manager.patch_size, "constant", {"value": 0}, True, None)
-            maps = maps[(slice(None), *revert[1:])]
-        self.stitched_maps = maps.contiguous()
-        return logits
-
-    def _internal_predict_sliding_window_return_logits(self, data, slicers, do_on_device: bool = True):
-        self._pending = deque(slicers)
-        self._sums: Optional[torch.Tensor] = None
-        self._weights = torch.zeros(data.shape[1:], dtype=torch.float32)
-        patch = tuple(self.configuration_manager.patch_size)
-        self._gaussian = compute_gaussian(patch, sigma_scale=1. / 8, value_scaling_factor=10, dtype=torch.float32,
-                                          device=torch.device("cpu")) if self.use_gaussian else \
-            torch.ones(patch, dtype=torch.float32)
-        logits = super()._internal_predict_sliding_window_return_logits(data, slicers, do_on_device)
-        if self._pending or self._sums is None:  # one network call per tile is what the stitching relies on
-            raise RuntimeError(f"internal error: {len(self._pending)} of {len(slicers)} tiles were not stitched")
-        self.stitched_maps = self._sums / self._weights.clamp_min(1e-12)
-        return logits
-
-    def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
-        prediction = super()._internal_maybe_mirror_and_predict(x)
-        where = self._pending.popleft()[1:]  # (slice | slice index, slices...) without the channel axis
-        maps = unwrap_network(self.network).attention_maps
-        if self._sums is None:
-            self._sums = torch.zeros((len(maps), *self._weights.shape), dtype=torch.float32)
-        size = tuple(x.shape[2:])
-        mode = "bilinear" if len(size) == 2 else "trilinear"
-        for level, alpha in enumerate(maps):
-            alpha = alpha.float()
-            if tuple(alpha.shape[2:]) != size:
-                alpha = torch.nn.functional.interpolate(alpha, size=size, mode=mode, align_corners=False)
-            self._sums[level][where] += alpha[0, 0].cpu() * self._gaussian
-        self._weights[where] += self._gaussian
-        return prediction
-
-
-class AttentionMapPredictor:
-    """nnU-Net's sliding-window predictor that also stitches the network's attention coefficients.
-
-    Built by :meth:`from_model_folder`; :meth:`predict` takes a preprocessed case ``(c, *shape)`` and returns the
-    stitched maps ``(levels, *shape)`` (float32, CPU) on the preprocessed grid.
-    """
-
-    def __init__(self, predictor, checkpoint_file: Path):
-        self.predictor = predictor
-        self.checkpoint_file = checkpoint_file
-        network = unwrap_network(predictor.network)
-        if not (hasattr(network, "keep_attention_maps") and hasattr(network, "attention_maps")):
-            raise RuntimeError(
-                f"{checkpoint_file} was trained with {predictor.trainer_name}, whose network "
-                f"{type(network).__name__} has no attention gates, so there are no attention maps to export. Fix: "
-                f"train an attention model (nnUNetv2_train ... -tr nnUNetTrainerAttentionUNet for mask labels, "
-                f"-tr nnUNetTrainerWeakBBoxAttention for weak boxes) and pass that model folder.")
-        self.network = network
-
-    @classmethod
-    def from_model_folder(cls, model: Path | str, fold: str = "0", checkpoint: str = "checkpoint_final.pth",
-                          device: Optional[torch.device] = None, tile_step_size: float = 0.5,
-                          trust_checkpoints: bool = False) -> "AttentionMapPredictor":
-        """Load fold ``fold`` of a trained model folder (as ``nnUNetv2_predict -f FOLD -chk CHECKPOINT`` does), its
-        checkpoint first checked by :func:`~nnunet_fracture.io.checkpoints.verify_checkpoints` (skipped with
-        ``trust_checkpoints``).
-
-        Raises:
-            FileNotFoundError: no model folder, plans/dataset.json or checkpoint (messages name the file).
-            RuntimeError: the model's network has no attention gates, or its trainer class is not found.
-        """
-        model = Path(model)
-        checkpoint_file = _check_model_folder(model, str(fold), checkpoint)
-        verify_checkpoints([checkpoint_file], trust_checkpoints)
-        device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        predictor = _StitchingPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=False,
-                                        device=device, verbose=False, allow_tqdm=False)
-        with _plugin_environment():
-            predictor.initialize_from_trained_model_folder(str(model), use_folds=(str(fold),),
-                                                           checkpoint_name=checkpoint)
-        return cls(predictor, checkpoint_file)
-
-    @property
-    def plans_manager(self):
-        return self.predictor.plans_manager
-
-    @property
-    def configuration_manager(self):
-        return self.predictor.configuration_manager
-
-    @property
-    def dataset_json(self) -> dict:
-        return self.predictor.dataset_json
-
-    def predict(self, data: torch.Tensor) -> np.ndarray:
-        """Stitched attention maps ``(levels, *data.shape[1:])`` (float32) of the preprocessed case ``data``."""
-        self.network.keep_attention_maps = True
-        try:
-            self.predictor.predict_logits_from_preprocessed_data(data)
-        finally:
-            self.network.keep_attention_maps = False
-        return self.predictor.stitched_maps.numpy()
 
 
 # --- case ------------------------------------------------------------------------------------------------------------
