@@ -32,8 +32,8 @@ import SimpleITK as sitk
 from nnunet_fracture.dataset_conversion.box_geometry import check_box, clip_box, world_to_voxel_box
 from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
 from nnunet_fracture.dataset_conversion.case_checks import check_case_id, check_same_geometry, read_ct, read_image
+from nnunet_fracture.io.image_files import IMAGE_ENDINGS
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 BOX_OVERHANG_TOLERANCE_MM = 10.0  # how far a world box may reach past the image (clipped, with a warning)
 COORDINATE_COLUMNS = ("x_min", "y_min", "z_min", "x_max", "y_max", "z_max")
 REQUIRED_COLUMNS = ("case_id",) + COORDINATE_COLUMNS + ("space",)
@@ -56,7 +56,7 @@ class BoxRow:
 
 def _case_id_of(path: Path) -> Optional[str]:
     name = path.name
-    for suffix in IMAGE_SUFFIXES:
+    for suffix in IMAGE_ENDINGS:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return None
@@ -77,7 +77,7 @@ def list_case_files(folder: Path) -> dict[str, Path]:
         case_id = _case_id_of(path)
         if case_id is None:
             raise ValueError(f"{path}: unsupported file type. Fix: store images as one of "
-                             f"{', '.join(IMAGE_SUFFIXES)} or move the file out of {folder}.")
+                             f"{', '.join(IMAGE_ENDINGS)} or move the file out of {folder}.")
         check_case_id(case_id, str(path))
         other = by_lower.get(case_id.lower())
         if other is not None:
@@ -260,7 +260,7 @@ def read_generic(input_dir: Path | str) -> Iterator[CaseRecord]:
                                 f"(generic input format).")
     images = list_case_files(images_dir)
     if not images:
-        raise ValueError(f"{images_dir} holds no image ({', '.join(IMAGE_SUFFIXES)}). Fix: add the CTs.")
+        raise ValueError(f"{images_dir} holds no image ({', '.join(IMAGE_ENDINGS)}). Fix: add the CTs.")
     extra: dict[str, dict[str, Path]] = {}
     for sub in ("masks", "vertebrae"):
         folder = root / sub

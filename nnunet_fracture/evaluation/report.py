@@ -42,7 +42,7 @@ from typing import Optional
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from nnunet_fracture.evaluation.figures import (
+from nnunet_fracture.visualization.evaluation_figures import (
     detection_roc_figure,
     overlay_figure,
     pr_curve_figure,

@@ -38,13 +38,13 @@ import torch
 import nnunet_fracture
 from nnunet_fracture.inference import image_grid
 from nnunet_fracture.inference.attention_stitching import AttentionMapPredictor
+from nnunet_fracture.io.image_files import IMAGE_ENDINGS
 from nnunet_fracture.io.output_folders import replace_folder
 from nnunet_fracture.io.verified_writes import write_image
 from nnunet_fracture.visualization.attention_figure import level_figure
 from nnunet_fracture.visualization.overlay_layers import BONE_WINDOW, CTWindow, save_figure
 
 PROVENANCE = "attention_maps.json"
-_IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha")
 
 
 def level_file(level: int, suffix: str = ".nii.gz") -> str:
@@ -55,7 +55,7 @@ def level_file(level: int, suffix: str = ".nii.gz") -> str:
 # --- case ------------------------------------------------------------------------------------------------------------
 def _channel_files(first: Path, n_channels: int) -> list[Path]:
     name = first.name
-    ending = next((e for e in _IMAGE_ENDINGS if name.endswith(e)), None)
+    ending = next((e for e in IMAGE_ENDINGS if name.endswith(e)), None)
     stem = name[: -len(ending)] if ending else None
     if n_channels == 1:
         return [first]
@@ -86,7 +86,7 @@ def resolve_case(case: str | Path, model: Path, dataset_json: dict, dataset: Opt
     if path.is_file():
         files = _channel_files(path, n_channels)
         name = path.name
-        for ending in _IMAGE_ENDINGS:
+        for ending in IMAGE_ENDINGS:
             if name.endswith(ending):
                 name = name[: -len(ending)]
                 break

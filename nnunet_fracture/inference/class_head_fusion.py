@@ -13,8 +13,8 @@ import SimpleITK as sitk
 
 from nnunet_fracture.inference.probability_files import RANGE_TOLERANCE
 from nnunet_fracture.inference.reorientation import GridMappingError, map_to_grid
+from nnunet_fracture.io.image_files import IMAGE_ENDINGS
 
-CLASS_MAP_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha")
 
 
 def class_head_fusion(segmentation: np.ndarray, class_probability: np.ndarray | float) -> np.ndarray:
@@ -62,7 +62,7 @@ class ClassProbability:
         return "per-case scalar (CSV)" if self.scalars is not None else "per-case map (image folder)"
 
     def _map_file(self, case: str) -> Optional[Path]:
-        for ending in CLASS_MAP_ENDINGS:
+        for ending in IMAGE_ENDINGS:
             path = self.source / f"{case}{ending}"
             if path.is_file():
                 return path

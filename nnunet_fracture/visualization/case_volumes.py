@@ -30,8 +30,8 @@ from nnunet_fracture.dataset_conversion.case import VoxelBox
 from nnunet_fracture.dataset_conversion.raw_dataset import read_boxes_json as read_boxes_table
 from nnunet_fracture.image_geometry import geometry_mismatch
 from nnunet_fracture.inference.probability_files import load_fracture_probability
+from nnunet_fracture.io.image_files import IMAGE_ENDINGS
 
-IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha")
 """File endings tried, in this order, for CTs, segmentations, vertebra maps and ground-truth masks."""
 DISPLAY_ORIENTATION = "LPS"
 """``sitk.DICOMOrient`` code of the display arrays: identity direction, axes towards L, P, S."""

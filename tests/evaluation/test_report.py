@@ -154,7 +154,7 @@ def test_no_probabilities_no_threshold_free_block(folders):
 
 
 def test_overlay_focus_is_inside_the_largest_fracture():
-    from nnunet_fracture.evaluation.figures import focus_point
+    from nnunet_fracture.visualization.evaluation_figures import focus_point
 
     gt = np.zeros((20, 5, 5), bool)
     gt[1:3, 1:3, 1:3] = True  # 8 voxels
