@@ -29,22 +29,21 @@ trainer overrides only the loss, the transforms, the data loader and validation.
 """
 from __future__ import annotations
 
-import contextlib
 from functools import partial
-from typing import Iterator, List
+from typing import List
 
 import torch
-from nnunetv2.utilities.helpers import dummy_context
 
 from nnunet_fracture.losses import AGGREGATIONS, WeakBoxLoss
 from nnunet_fracture.losses.box_contrast import CONTRAST_MODES
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
-from nnunet_fracture.training.box_priors import BoxPriorSettings, hu_from_normalised
+from nnunet_fracture.training.box_priors import BoxPriorSettings
 from nnunet_fracture.training.box_sampling import BoxAwareDataLoader, use_data_loader
-from nnunet_fracture.training.box_validation import batch_counts, finish_validation_epoch
+from nnunet_fracture.training.box_validation import box_validation_step, finish_validation_epoch
 from nnunet_fracture.training.error_channel import find_error_channel
-from nnunet_fracture.training.weak_dataset import check_weak_dataset
+from nnunet_fracture.training.loss_inputs import loss_called_with, weak_loss_inputs
 from nnunet_fracture.training.loss_wrapping import nnunet_scale_weights
+from nnunet_fracture.training.weak_dataset import check_weak_dataset
 
 
 class nnUNetTrainerWeakBBox(BoxPriorSettings, nnUNetTrainerFracture):
@@ -99,36 +98,20 @@ class nnUNetTrainerWeakBBox(BoxPriorSettings, nnUNetTrainerFracture):
         if loss is not None and self.lambda_size > 0:
             loss.size.t = self.size_barrier_at(self.current_epoch)
 
-    # --- L4: the VAE error channel of the batch as the consistency target -----------------------------------------
+    # --- L4's error map and the affinity term's HU, passed to the loss ----------------------------------------
     def _uses_error_map(self) -> bool:
         # a wrapping loss (the classification head's) passes error_map on to its inner ``seg_loss``
         return self.lambda_consistency > 0 and self.error_channel is not None and self._weak_loss() is not None
 
-    @contextlib.contextmanager
-    def _with_error_map(self, batch: dict) -> Iterator[None]:
-        """Inside the block, ``self.loss(output, target)`` also receives the batch's E channel (when L4 is on) and
-        the CT in HU (when the affinity term is on)."""
-        extra = {}
-        if self._uses_error_map():
-            c = self.error_channel
-            extra["error_map"] = batch['data'][:, c:c + 1].to(self.device, non_blocking=True).clamp(0, 1)
-        if self.lambda_affinity > 0 and self._weak_loss() is not None:
-            extra["image_hu"] = hu_from_normalised(
-                batch['data'][:, :1].to(self.device, non_blocking=True),
-                self.configuration_manager.normalization_schemes[0],
-                self.plans_manager.foreground_intensity_properties_per_channel["0"])
-        if not extra:
-            yield
-            return
-        loss = self.loss
-        self.loss = partial(loss, **extra)
-        try:
-            yield
-        finally:
-            self.loss = loss
+    def _loss_inputs(self, batch: dict) -> dict:
+        uses_hu = self.lambda_affinity > 0 and self._weak_loss() is not None
+        return weak_loss_inputs(batch["data"], self.device, self.error_channel if self._uses_error_map() else None,
+                                (self.configuration_manager.normalization_schemes[0],
+                                 self.plans_manager.foreground_intensity_properties_per_channel["0"]) if uses_hu
+                                else None)
 
     def train_step(self, batch: dict) -> dict:
-        with self._with_error_map(batch):
+        with loss_called_with(self, self._loss_inputs(batch)):
             return super().train_step(batch)
 
     # --- keep box numbers (nnU-Net would merge them into the region) -------------------------------------------
@@ -164,19 +147,7 @@ class nnUNetTrainerWeakBBox(BoxPriorSettings, nnUNetTrainerFracture):
             f"(harmonic mean of mass inside and hit rate), which also selects checkpoint_best")
 
     def validation_step(self, batch: dict) -> dict:
-        data = batch['data'].to(self.device, non_blocking=True)
-        target = batch['target']
-        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
-            else target.to(self.device, non_blocking=True)
-        with torch.no_grad(), (torch.autocast(self.device.type, enabled=True) if self.device.type == 'cuda'
-                               else dummy_context()):
-            output = self.network(data)
-            with self._with_error_map(batch):
-                loss = self.loss(output, target)
-        if isinstance(output, (list, tuple)):
-            output, target = output[0], target[0]
-        counts = batch_counts(torch.sigmoid(output.float()), target, self.validation_threshold)
-        return {'loss': loss.detach().cpu().numpy(), 'box_counts': counts}
+        return box_validation_step(self, batch, self._loss_inputs(batch))
 
     def on_validation_epoch_end(self, val_outputs: List[dict]):
         finish_validation_epoch(self, val_outputs)

@@ -15,6 +15,7 @@ either is undefined.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -83,3 +84,24 @@ def finish_validation_epoch(trainer, val_outputs: list[dict]) -> BoxStats:
         f"{stats.hit_rate:.4f} ({int(stats.boxes_hit)}/{int(stats.boxes_total)}), outside FP rate "
         f"{stats.outside_fp_rate:.2e}, box score {score:.4f}")
     return stats
+
+
+def box_validation_step(trainer, batch: dict, extra: dict) -> dict:
+    """A weak-box trainer's ``validation_step``: the network on the batch, the loss (with ``extra`` inputs, see
+    :mod:`nnunet_fracture.training.loss_inputs`) and the :func:`batch_counts` of the full-resolution output at
+    ``trainer.validation_threshold``."""
+    from nnunet_fracture.training.loss_inputs import loss_called_with
+
+    data = batch["data"].to(trainer.device, non_blocking=True)
+    target = batch["target"]
+    target = [t.to(trainer.device, non_blocking=True) for t in target] if isinstance(target, list) \
+        else target.to(trainer.device, non_blocking=True)
+    autocast = torch.autocast(trainer.device.type) if trainer.device.type == "cuda" else contextlib.nullcontext()
+    with torch.no_grad(), autocast:
+        output = trainer.network(data)
+        with loss_called_with(trainer, extra):
+            loss = trainer.loss(output, target)
+    if isinstance(output, (list, tuple)):
+        output, target = output[0], target[0]
+    counts = batch_counts(torch.sigmoid(output.float()), target, trainer.validation_threshold)
+    return {"loss": loss.detach().cpu().numpy(), "box_counts": counts}
