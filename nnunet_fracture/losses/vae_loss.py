@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import math
 from numbers import Real
+from typing import Optional
 
 import torch
+from torch import nn
 from torch.nn.modules.loss import _Loss
 
 RECONSTRUCTIONS = ("mse", "l1")
@@ -113,3 +115,44 @@ class VAELoss(_Loss):
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, reconstruction={self.reconstruction!r}, reduction={self.reduction!r}"
+
+
+class VAEStepLoss(nn.Module):
+    """:class:`VAELoss` in the shape of nnU-Net's ``loss(output, target)`` call, so that nnU-Net's own ``train_step``
+    (autocast, gradient scaler, clipping) trains the VAE.
+
+    ``output`` is the network's :class:`~nnunet_fracture.networks.vae.VAEOutput`; ``target`` (the batch's labels,
+    all background on normal-tissue patches) is not used; the encoded input comes as the keyword ``data`` (the
+    trainer passes it while a step runs). ``beta`` and ``last_components`` are the wrapped loss's.
+    """
+
+    def __init__(self, vae_loss: VAELoss) -> None:
+        super().__init__()
+        if not isinstance(vae_loss, VAELoss):
+            raise TypeError(f"VAEStepLoss wraps a VAELoss, got {type(vae_loss).__name__}")
+        self.vae_loss = vae_loss
+
+    @property
+    def beta(self) -> float:
+        return self.vae_loss.beta
+
+    @beta.setter
+    def beta(self, value: float) -> None:
+        self.vae_loss.beta = value
+
+    @property
+    def last_components(self) -> dict:
+        return self.vae_loss.last_components
+
+    def forward(self, output, target: object = None, data: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """
+        Raises:
+            ValueError: without ``data``, or if ``output`` is not a VAE's training output.
+        """
+        if data is None:
+            raise ValueError("VAEStepLoss needs the encoded input as data=...; the VAE trainer passes it during a "
+                             "training or validation step")
+        if not all(hasattr(output, k) for k in ("reconstruction", "mu", "logvar")):
+            raise ValueError(f"VAEStepLoss needs the VAE's training output (reconstruction, mu, logvar), got "
+                             f"{type(output).__name__}")
+        return self.vae_loss(output.reconstruction, data, output.mu, output.logvar)

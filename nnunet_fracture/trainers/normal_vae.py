@@ -9,8 +9,9 @@ nnU-Net's trainer:
   strides and patch size, with a dense latent code of ``vae_latent_dim`` numbers (a class attribute, not a run-time
   setting: ``nnUNetv2_predict`` and ``vae-error`` rebuild the network without the environment);
 - loss: :class:`~nnunet_fracture.losses.vae_loss.VAELoss`, reconstruction + ``vae_beta`` x KL, with ``vae_beta``
-  reached linearly over the first ``vae_beta_warmup_epochs`` epochs; AdamW at ``initial_lr`` = 1e-3 with
-  nnU-Net's polynomial decay; no deep supervision;
+  reached linearly over the first ``vae_beta_warmup_epochs`` epochs, in nnU-Net's ``loss(output, target)`` shape
+  (:class:`~nnunet_fracture.losses.vae_loss.VAEStepLoss`) so that nnU-Net's own ``train_step`` runs (autocast,
+  gradient scaler, clipping); AdamW at ``initial_lr`` = 1e-3 with nnU-Net's polynomial decay; no deep supervision;
 - sampling: only patches kept ``vae_box_margin`` voxels away from every box / fracture voxel
   (:mod:`nnunet_fracture.training.normal_sampling`), preferring bone (``vae_bone_fraction`` of them centred on the
   brightest ``1 - vae_bone_quantile`` of the CT); every training batch is checked to hold no labelled voxel;
@@ -34,13 +35,14 @@ from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.helpers import dummy_context
 
-from nnunet_fracture.losses.vae_loss import VAELoss, warmed_up_beta
+from nnunet_fracture.losses.vae_loss import VAELoss, VAEStepLoss, warmed_up_beta
 from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.training.box_sampling import use_data_loader
 from nnunet_fracture.training.error_channel import find_error_channel
 from nnunet_fracture.training.normal_sampling import NormalTissueDataLoader
 from nnunet_fracture.training.distributed import gather_concatenated
+from nnunet_fracture.training.loss_inputs import loss_called_with
 
 VAE_CLASS = "nnunet_fracture.networks.vae.ConvVAE"
 
@@ -87,8 +89,8 @@ class nnUNetTrainerNormalVAE(nnUNetTrainerFracture):
                                       num_input_channels, num_output_channels, allow_init=True, deep_supervision=False)
 
     def _build_loss(self):
-        return VAELoss(beta=warmed_up_beta(self.vae_beta, 0, self.vae_beta_warmup_epochs),
-                       reconstruction=self.vae_reconstruction)
+        return VAEStepLoss(VAELoss(beta=warmed_up_beta(self.vae_beta, 0, self.vae_beta_warmup_epochs),
+                                   reconstruction=self.vae_reconstruction))
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
@@ -140,31 +142,17 @@ class nnUNetTrainerNormalVAE(nnUNetTrainerFracture):
                                f"normal-tissue sampler must prevent this. Please report it.")
 
     def train_step(self, batch: dict) -> dict:
+        """nnU-Net's own step; the loss (:class:`~nnunet_fracture.losses.vae_loss.VAEStepLoss`) gets the input."""
         self._check_normal(batch)
-        data = batch["data"].to(self.device, non_blocking=True)
-        self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
-            out = self.network(data)
-            loss = self.loss(out.reconstruction, data, out.mu, out.logvar)
-        if self.grad_scaler is not None:
-            self.grad_scaler.scale(loss).backward()
-            self.grad_scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-            self.optimizer.step()
-        return {"loss": loss.detach().cpu().numpy()}
+        with loss_called_with(self, {"data": batch["data"].to(self.device, non_blocking=True)}):
+            return super().train_step(batch)
 
     # --- online validation (normal patches) --------------------------------------------------------------------
     def validation_step(self, batch: dict) -> dict:
         data = batch["data"].to(self.device, non_blocking=True)
         with torch.no_grad(), (torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda"
                                else dummy_context()):
-            out = self._vae().vae_outputs(data, sample=False)
-            loss = self.loss(out.reconstruction, data, out.mu, out.logvar)
+            loss = self.loss(self._vae().vae_outputs(data, sample=False), None, data=data)
         return {"loss": loss.detach().cpu().numpy(), "reconstruction": self.loss.last_components["reconstruction"]}
 
     def on_validation_epoch_end(self, val_outputs: List[dict]):

@@ -71,3 +71,24 @@ def test_warm_up_rejects_negative_values():
         warmed_up_beta(1.0, -1, 4)
     with pytest.raises(ValueError, match="beta must"):
         warmed_up_beta(-0.1, 0, 4)
+
+
+def test_step_adapter_takes_nnunets_call_and_the_input_as_keyword():
+    from types import SimpleNamespace
+
+    from nnunet_fracture.losses.vae_loss import VAEStepLoss
+
+    zeros = torch.zeros(1, 2)
+    output = SimpleNamespace(reconstruction=torch.ones(1, 1, 2), mu=zeros, logvar=zeros)
+    adapter = VAEStepLoss(VAELoss(beta=0.5))
+    # reconstruction 1 against input (0, 2): squared errors 1 and 1 -> 1; KL of N(0, 1) = 0
+    assert adapter(output, torch.zeros(1, 1, 2), data=torch.tensor([[[0.0, 2.0]]])).item() == pytest.approx(1.0)
+    assert adapter.last_components["reconstruction"] == pytest.approx(1.0)
+    adapter.beta = 2.0
+    assert adapter.vae_loss.beta == 2.0
+    with pytest.raises(ValueError, match="needs the encoded input as data"):
+        adapter(output, None)
+    with pytest.raises(ValueError, match="training output"):
+        adapter(torch.zeros(1, 1, 2), None, data=torch.zeros(1, 1, 2))
+    with pytest.raises(TypeError, match="wraps a VAELoss"):
+        VAEStepLoss(torch.nn.MSELoss())
