@@ -15,7 +15,7 @@
   cases (budget: ``mc_cases_per_round`` - 0 sizes it from ``mc_max_overhead`` -, ``mc_patches_per_case``,
   ``mc_foreground_only``) gives each assessed case a difficulty (``mc_aggregate``), mapped by rank to ``eps1`` in
   ``[epsilon_min, epsilon_max]`` (``epsilon_direction``). See :mod:`nnunet_fracture.training.mc_dropout`.
-- Rank 0 computes a round and broadcasts the result (DDP). The difficulty table and ``eps1`` travel in the
+- Rank 0 computes a round and broadcasts the result (DDP); :mod:`nnunet_fracture.training.mc_rounds`. The difficulty table and ``eps1`` travel in the
   checkpoint (``--c`` restores them); ``difficulty.csv`` (epoch x case), ``difficulty.png`` and
   ``epsilon.csv`` are written to the fold's output folder after every round.
 """
@@ -26,12 +26,9 @@ import time
 import torch
 
 from nnunet_fracture.losses import PolyDice1Loss, RegionAndPixelLoss
-from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
-from nnunet_fracture.training import difficulty, mc_assessment
+from nnunet_fracture.training import difficulty, mc_assessment, mc_rounds
 from nnunet_fracture.training import mc_dropout as mcd
-from nnunet_fracture.training.distributed import broadcast_from_rank0
-from nnunet_fracture.visualization.difficulty_figure import difficulty_figure
 from nnunet_fracture.training.loss_wrapping import PerImageEpsilonLoss, nnunet_scale_weights
 
 
@@ -71,8 +68,8 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
         self.difficulty = difficulty.DifficultyTable()
         self.epsilon: dict[str, float] = {}
         self.mc_round_seconds: list[float] = []
-        self._mc_candidates: list[str] | None = None
-        self._mc_clock = time.perf_counter()
+        self.mc_candidates: list[str] | None = None
+        self.mc_clock = time.perf_counter()
 
     def _check_mc_settings(self) -> None:
         mcd.check_rate("dropout_p_train", self.dropout_p_train)
@@ -119,25 +116,14 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
         with self.loss.using(self.epsilon_for(batch['keys'])):
             return super().train_step(batch)
 
-    # --- MC-Dropout rounds --------------------------------------------------------------------------------------
+    # --- MC-Dropout rounds (training/mc_rounds) ---------------------------------------------------------------
     def on_train_start(self):
         super().on_train_start()
-        self._mc_clock = time.perf_counter()
+        self.mc_clock = time.perf_counter()
         if self.mc_every:
-            self.print_to_log_file(
-                f"{type(self).__name__}: MC-Dropout round every {self.mc_every} epochs, {self.mc_passes} passes at "
-                f"p={self.mc_dropout_p} (training p={self.dropout_p_train}), {self.cases_per_round()} case(s) per "
-                f"round x {self.mc_patches_per_case} patch(es), difficulty '{self.mc_aggregate}' -> eps1 in "
-                f"[{self.epsilon_min}, {self.epsilon_max}] ({self.epsilon_direction})")
+            self.print_to_log_file(mc_rounds.describe(self))
         if self.difficulty.rows:
-            self._write_difficulty_files()
-
-    def cases_per_round(self) -> int:
-        if self.mc_cases_per_round:
-            return self.mc_cases_per_round
-        return mc_assessment.auto_cases_per_round(self.mc_max_overhead, self.mc_every or 1, self.num_iterations_per_epoch,
-                                        self.configuration_manager.batch_size, self.mc_passes,
-                                        self.mc_patches_per_case)
+            mc_rounds.write_files(self)
 
     def on_epoch_end(self):
         if self.mc_every and (self.current_epoch + 1) % self.mc_every == 0:
@@ -145,55 +131,8 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
         super().on_epoch_end()
 
     def run_mc_round(self) -> dict[str, float]:
-        """Assess this round's cases (rank 0), share the result, update the table and ``eps1``, write the files."""
-        start = time.perf_counter()
-        training_seconds = start - self._mc_clock
-        values = broadcast_from_rank0(self._assess_round() if self.local_rank == 0 else None, enabled=self.is_ddp)
-        self.difficulty.record(self.current_epoch, values)
-        self.epsilon = difficulty.epsilon_by_rank(self.difficulty.latest(), self.epsilon_min, self.epsilon_max,
-                                           self.epsilon_direction)
-        if self.local_rank == 0:
-            self._write_difficulty_files()
-        seconds = time.perf_counter() - start
-        self.mc_round_seconds.append(seconds)
-        self._mc_clock = time.perf_counter()
-        ordered = sorted(values.values())
-        self.print_to_log_file(
-            f"MC-Dropout round after epoch {self.current_epoch}: {len(values)} case(s) in {seconds:.1f} s "
-            f"({100 * seconds / max(training_seconds, 1e-9):.1f} % of the {training_seconds:.1f} s trained since the "
-            f"previous round); difficulty min {ordered[0]:.3g}, median {ordered[len(ordered) // 2]:.3g}, "
-            f"max {ordered[-1]:.3g}" if ordered else f"MC-Dropout round after epoch {self.current_epoch}: no case")
-        return values
-
-    def _assess_round(self) -> dict[str, float]:
-        dataset = self.dataset_class(self.preprocessed_dataset_folder, list(self._mc_eligible_cases()))
-        round_index = (self.current_epoch + 1) // self.mc_every - 1
-        cases = mc_assessment.cases_for_round(dataset.identifiers, round_index, self.cases_per_round(), self.mc_seed)
-        return mc_assessment.assess_cases(
-            self._plain_network(), dataset, cases, self.configuration_manager.patch_size, self.mc_passes,
-            self.mc_dropout_p, "sigmoid" if self.label_manager.has_regions else "softmax",
-            self.mc_patches_per_case, self.mc_seed, self.mc_aggregate, self.mc_top_percent, self.mc_batch_size)
-
-    def _mc_eligible_cases(self) -> list[str]:
-        if self._mc_candidates is None:
-            train_keys = sorted(self.do_split()[0])
-            if self.mc_foreground_only:
-                dataset = self.dataset_class(self.preprocessed_dataset_folder, list(train_keys))
-                train_keys = [k for k in train_keys if mc_assessment.has_foreground(dataset.load_case(k)[3])]
-            self._mc_candidates = train_keys
-        return self._mc_candidates
-
-    def _plain_network(self):
-        return unwrap_network(self.network)  # no DDP hooks: only rank 0 runs
-
-    def _write_difficulty_files(self) -> None:
-        from pathlib import Path
-
-        out = Path(self.output_folder)
-        self.difficulty.write_csv(out / "difficulty.csv")
-        difficulty_figure(self.difficulty, out / "difficulty.png",
-                          title=f"MC-Dropout difficulty per case ({self.mc_aggregate})")
-        difficulty.write_epsilon_csv(out / "epsilon.csv", self.epsilon)
+        """One MC-Dropout round now (:func:`~nnunet_fracture.training.mc_rounds.run_round`)."""
+        return mc_rounds.run_round(self)
 
     # --- checkpoint ---------------------------------------------------------------------------------------------
     def get_extra_state(self) -> dict:
