@@ -25,11 +25,8 @@ The error map of a trained model becomes an input channel with ``nnunet-fracture
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import List
 
-import numpy as np
 import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
@@ -40,9 +37,9 @@ from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.training.box_sampling import use_data_loader
 from nnunet_fracture.training.error_channel import find_error_channel
-from nnunet_fracture.training.normal_sampling import NormalTissueDataLoader
-from nnunet_fracture.training.distributed import gather_concatenated
+from nnunet_fracture.training.normal_sampling import NormalLoaderFactory
 from nnunet_fracture.training.loss_inputs import loss_called_with
+from nnunet_fracture.training.vae_validation import finish_online_validation, write_error_summary
 
 VAE_CLASS = "nnunet_fracture.networks.vae.ConvVAE"
 
@@ -104,23 +101,11 @@ class nnUNetTrainerNormalVAE(nnUNetTrainerFracture):
         return (0.0, 0.0), do_dummy_2d, list(self.configuration_manager.patch_size), mirror_axes
 
     def get_dataloaders(self):
-        loaders = []
-
-        def factory(*args, **kwargs):  # nnU-Net builds the training loader first, then the validation loader
-            loader = NormalTissueDataLoader(*args, box_margin=self.vae_box_margin, bone_fraction=self.vae_bone_fraction,
-                                            bone_quantile=self.vae_bone_quantile, strict=not loaders, **kwargs)
-            loaders.append(loader)
-            return loader
-
+        factory = NormalLoaderFactory(self.vae_box_margin, self.vae_bone_fraction, self.vae_bone_quantile)
         with use_data_loader(factory):
             generators = super().get_dataloaders()
-        train, val = loaders
-        if train.excluded:
-            self.print_to_log_file(f"VAE: {len(train.excluded)} training case(s) have no room for a normal patch and "
-                                   f"are left out: {', '.join(train.excluded)}")
-        if val.fallback:
-            self.print_to_log_file("VAE: no validation case has room for a normal patch; online validation samples "
-                                   "patches anywhere (it only measures; training stays on normal tissue)")
+        for note in factory.notes():
+            self.print_to_log_file(note)
         return generators
 
     def _vae(self):
@@ -156,40 +141,9 @@ class nnUNetTrainerNormalVAE(nnUNetTrainerFracture):
         return {"loss": loss.detach().cpu().numpy(), "reconstruction": self.loss.last_components["reconstruction"]}
 
     def on_validation_epoch_end(self, val_outputs: List[dict]):
-        values = np.array([[o["loss"], o["reconstruction"]] for o in val_outputs], dtype=np.float64)
-        values, = gather_concatenated(values, enabled=self.is_ddp)
-        loss, reconstruction = values.mean(axis=0)
-        score = 1.0 / (1.0 + reconstruction)
-        self.logger.log("mean_fg_dice", score, self.current_epoch)
-        self.logger.log("dice_per_class_or_region", [score], self.current_epoch)
-        self.logger.log("val_losses", float(loss), self.current_epoch)
-        self.print_to_log_file(f"VAE validation on normal patches: reconstruction {reconstruction:.4f}, loss "
-                               f"{loss:.4f}; 'Pseudo dice' = 1 / (1 + reconstruction) = {score:.4f}")
+        finish_online_validation(self, val_outputs)
 
     # --- final validation: error inside vs outside boxes -------------------------------------------------------
     def run_final_validation(self, save_probabilities: bool = False) -> None:
-        from nnunet_fracture.inference.vae_error_model import error_predictor, inside_outside_summary
-
-        if self.local_rank != 0:
-            return
-        self.network.eval()
-        predictor = error_predictor(self.network, self.plans_manager, self.configuration_manager, self.dataset_json,
-                                    type(self).__name__, self.device)
-        _, val_keys = self.do_split()
-        dataset = self.dataset_class(self.preprocessed_dataset_folder, val_keys)
-        cases = {}
-        for key in dataset.identifiers:
-            data, seg, _, _ = dataset.load_case(key)
-            error = predictor.predict_sliding_window_return_logits(torch.from_numpy(np.asarray(data[:])))[0].cpu()
-            cases[key] = (error.float().numpy(), np.asarray(seg[0]) > 0)
-        summary = inside_outside_summary(cases)
-        summary["note"] = ("mean VAE reconstruction error |x - x_hat| (nnU-Net-normalised CT units) per validation "
-                           "case, inside and outside the boxes / fracture labels, on the preprocessed grid; a useful "
-                           "prior has ratio_inside_outside > 1")
-        out = Path(self.output_folder) / "validation"
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "vae_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        pooled = summary["pooled"]
-        self.print_to_log_file(
-            f"VAE final validation on {len(cases)} case(s): mean error inside boxes {pooled['mean_inside']}, outside "
-            f"{pooled['mean_outside']}, ratio {pooled['ratio_inside_outside']} (written to {out / 'vae_summary.json'})")
+        if self.local_rank == 0:
+            write_error_summary(self)

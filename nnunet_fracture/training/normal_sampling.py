@@ -199,3 +199,34 @@ class NormalTissueDataLoader(nnUNetDataLoader):
                 return corner
         candidates = allowed_corners(info.shape, patch, info.components, self.box_margin)
         return candidates[np.random.randint(len(candidates))]
+
+
+class NormalLoaderFactory:
+    """What :func:`~nnunet_fracture.training.box_sampling.use_data_loader` swaps in for the VAE trainer: nnU-Net
+    builds the training loader first (strict: every case must offer a normal patch or is left out and listed), then
+    the validation loader (which falls back to patches anywhere when no case has room: it only measures).
+
+    Args:
+        box_margin, bone_fraction, bone_quantile: see :class:`NormalTissueDataLoader`.
+    """
+
+    def __init__(self, box_margin: int, bone_fraction: float, bone_quantile: float) -> None:
+        self.options = dict(box_margin=box_margin, bone_fraction=bone_fraction, bone_quantile=bone_quantile)
+        self.loaders: list[NormalTissueDataLoader] = []
+
+    def __call__(self, *args, **kwargs) -> NormalTissueDataLoader:
+        loader = NormalTissueDataLoader(*args, strict=not self.loaders, **self.options, **kwargs)
+        self.loaders.append(loader)
+        return loader
+
+    def notes(self) -> list[str]:
+        """Log lines: training cases left out, and the validation fallback."""
+        notes = []
+        train, val = self.loaders
+        if train.excluded:
+            notes.append(f"VAE: {len(train.excluded)} training case(s) have no room for a normal patch and are left "
+                         f"out: {', '.join(train.excluded)}")
+        if val.fallback:
+            notes.append("VAE: no validation case has room for a normal patch; online validation samples patches "
+                         "anywhere (it only measures; training stays on normal tissue)")
+        return notes
