@@ -35,39 +35,42 @@ class Arm:
 
 
 _PRIORS_OFF = "lambda_outside=0 lambda_mil=0 lambda_contrast=0"  # the box priors replace L1-L3
+DEFAULT_RECIPE = f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1"
+MEAN_BAGS = ("lambda_outside=1 lambda_mil=1 lambda_contrast=0.1 bag_aggregation=mean lambda_tightness=0 lambda_size=0 "
+             "lambda_affinity=0")
 
 ARMS: dict[str, Arm] = {
     "full_mask": Arm("nnUNetTrainerFracture", note="stock-equivalent Dice + CE on the true masks: the ceiling"),
     "box_fill": Arm(None, labels="box", reference="box_fill", note="every box filled: the floor"),
     "hu_threshold": Arm(None, labels="box", reference="hu_threshold",
                         note="inside each box, HU above the threshold that is best on the training cases"),
-    "weak_bbox": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction",
-                     note="today's default recipe on boxes alone; in-box numbers from its pseudo-masks"),
+    "mean_bags": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction", settings=MEAN_BAGS,
+                     note="the first recipe (the trainer's default until 2026-12-05): each box one bag, its mean P "
+                          "pushed to 1 (L2), outside voxels to 0 (L1), a contrast margin (L3); 30 % of each box kept"),
     "plane_bags": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                       settings=f"{_PRIORS_OFF} lambda_tightness=1",
                       note="plane bags with a smooth maximum and focal unary (Wang & Xia in 3D), P >= 0.5 in boxes"),
     "plus_size": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                      settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1",
                      note="plane bags + size bounds (Kervadec log-barrier)"),
-    "plus_affinity": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                         settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1",
-                         note="plane bags + size bounds + HU affinity (BoxInst in 3D)"),
+    # the trainer's default recipe, spelled out (tests/benchmarks/test_quality_bench.py checks it equals the
+    # defaults): plane bags + size bounds + HU affinity (BoxInst in 3D); the arm was called plus_affinity before
+    # it became the default, and its cached results are the same runs (the key hashes the recipe, not the name)
+    "weak_bbox": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", settings=DEFAULT_RECIPE,
+                     note="the default recipe: plane bags + size bounds + HU affinity (BoxInst in 3D), P >= 0.5 in "
+                          "the boxes"),
     "plus_hard_negatives": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                               settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1 "
-                                        "tightness_outside_top=0.01",
-                               note="plus_affinity with the outside term averaged over the hardest 1 % of outside "
+                               settings=f"{DEFAULT_RECIPE} tightness_outside_top=0.01",
+                               note="the default recipe with the outside term averaged over the hardest 1 % of outside "
                                     "voxels (online hard example mining)"),
     "plus_refinement": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                           settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1",
-                           predictions_of="plus_affinity",
-                           note="plus_affinity's model, its pseudo-masks refined by the random walker on the CT"),
+                           settings=DEFAULT_RECIPE, predictions_of="weak_bbox",
+                           note="weak_bbox's model, its pseudo-masks refined by the random walker on the CT"),
     "flywheel_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                       settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1",
-                       self_training_rounds=1, ignore_band=(0.2, 0.5),
+                       settings=DEFAULT_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
                        note="plus_refinement's pseudo-masks on the training cases -> one stock training round"),
     "flywheel": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                    settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1",
-                    self_training_rounds=2, ignore_band=(0.2, 0.5),
+                    settings=DEFAULT_RECIPE, self_training_rounds=2, ignore_band=(0.2, 0.5),
                     note="two self-training rounds: the final model, scored on whole volumes"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
@@ -76,7 +79,7 @@ ARMS: dict[str, Arm] = {
     "attention": Arm("nnUNetTrainerAttentionUNet", note="attention gates on every skip"),
     "slice_lstm": Arm("nnUNetTrainerSliceLSTM", note="2.5D: 2D encoder per slice + ConvLSTM"),
     "cls_head": Arm("nnUNetTrainerClsHead", note="classification head, P_class x P_seg"),
-    "vae_channel": Arm("nnUNetTrainerWeakBBox", labels="box", settings="lambda_consistency=0.1",
+    "vae_channel": Arm("nnUNetTrainerWeakBBox", labels="box", settings=f"{MEAN_BAGS} lambda_consistency=0.1",
                        pseudo_masks="fraction", channel="vae_error",
                        channel_settings="vae_beta=0.1 vae_beta_warmup_epochs=5 vae_box_margin=4",
                        note="weak boxes with the VAE error map as input channel and L4"),
@@ -87,9 +90,9 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "weak_vs_full": ("full_mask", "weak_bbox", "box_fill"),
     "loss_quality": ("full_mask", "polydice_mcd", "focal_tversky"),
     "networks": ("full_mask", "attention", "slice_lstm", "cls_head"),
-    "vae_prior": ("weak_bbox", "vae_channel"),
+    "vae_prior": ("mean_bags", "vae_channel"),
     # the ablation of the weak-box recipe, one ingredient per row (README)
-    "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "weak_bbox", "plane_bags", "plus_size", "plus_affinity",
+    "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "mean_bags", "plane_bags", "plus_size", "weak_bbox",
                     "plus_hard_negatives", "plus_refinement", "flywheel_r1", "flywheel"),
     "all": tuple(ARMS),
 }

@@ -120,3 +120,18 @@ def test_a_model_trained_with_the_same_settings_is_reused(tmp_path, monkeypatch)
     ws.train(701, "nnUNetTrainerWeakBBox", "lambda_tightness=2")
     ws.train(701, "nnUNetTrainerWeakBBox", "lambda_tightness=1")  # the folder now holds the =2 model: train again
     assert [c.split()[-1] for c in calls] == ["lambda_tightness=1", "lambda_tightness=2", "lambda_tightness=1"]
+
+
+def test_weak_bbox_arm_is_the_trainers_default_recipe_and_mean_bags_the_first_one():
+    """The weak_bbox arm spells its settings out (so its cached runs keep their key); they must equal what
+    nnUNetTrainerWeakBBox does with no settings at all."""
+    from nnunet_fracture.trainers import nnUNetTrainerWeakBBox
+    from nnunet_fracture.training.settings import parse_pairs, resolve_settings
+
+    defaults, _ = resolve_settings(nnUNetTrainerWeakBBox, "")
+    spelled, _ = resolve_settings(nnUNetTrainerWeakBBox, ARMS["weak_bbox"].settings)
+    assert spelled == defaults
+    first = resolve_settings(nnUNetTrainerWeakBBox, ARMS["mean_bags"].settings)[0]
+    assert {k: first[k] for k in parse_pairs(ARMS["mean_bags"].settings)} == {
+        "lambda_outside": 1.0, "lambda_mil": 1.0, "lambda_contrast": 0.1, "bag_aggregation": "mean",
+        "lambda_tightness": 0.0, "lambda_size": 0.0, "lambda_affinity": 0.0}

@@ -124,7 +124,7 @@ def test_composes_with_other_plugin_trainers(box_dataset: Path):
         pass
 
     trainer = make_trainer(nnUNetTrainerWeakBBoxProbe, box_dataset)
-    assert trainer.probe_width == 3 and trainer.lambda_mil == 1.0
+    assert trainer.probe_width == 3 and trainer.lambda_tightness == 1.0 and trainer.lambda_mil == 0.0
     assert {"probe_width", "lambda_mil", "num_epochs"} <= set(trainer.settings_in_effect)
 
 
