@@ -67,7 +67,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from nnunet_fracture.inference.fusion import fuse_predictions
+    from nnunet_fracture.triplanar.plane_fusion import fuse_predictions
 
     prov = fuse_predictions(args.out, axial=args.axial, coronal=args.coronal, sagittal=args.sagittal,
                             method=args.method, dataset=args.dataset, class_probability=args.class_probability,

@@ -53,7 +53,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     import json
 
-    from nnunet_fracture.dataset_conversion.reorient import write_reoriented_dataset
+    from nnunet_fracture.triplanar.reoriented_copies import write_reoriented_dataset
 
     out = write_reoriented_dataset(args.source, args.plane, args.dataset_id, name=args.name, overwrite=args.overwrite)
     info = json.loads((out / "dataset.json").read_text())["nnunet_fracture"]["reorientation"]

@@ -33,7 +33,7 @@ and sagittal ``[1, 2, 0]`` (``-> [i, k, j]``: slices of constant x, rows z, colu
 **Geometry is physical and exact.** Spacing and direction columns are permuted with the axes and the origin is
 kept (voxel (0, 0, 0) is the same voxel), so every voxel keeps its physical position: ``sitk.Resample`` of a copy
 onto the source grid with nearest-neighbour interpolation returns the source array bit for bit, and predictions
-made on the copy map back exactly (:mod:`nnunet_fracture.inference.reorientation`). The permuted direction is in
+made on the copy map back exactly (:mod:`nnunet_fracture.triplanar.grid_mapping`). The permuted direction is in
 general no rotation: swapping two columns makes its determinant -1 (a left-handed index frame). ITK, NIfTI
 (``qfac = -1``) and nnU-Net (which reads arrays and spacing and only copies the direction back into its outputs)
 handle that; viewers show the image in its true physical position.

@@ -2,7 +2,7 @@
 copies, outputs readable by the other commands, and clear errors.
 
 Source grid: SIZE (i, j, k) = (5, 4, 3) -> numpy (3, 4, 5), anisotropic spacing (0.8, 0.7, 2.5) mm, an oblique
-direction and a non-zero origin (the same as tests/dataset_conversion/test_reorient.py). Each plane's model
+direction and a non-zero origin (the same as tests/triplanar/test_reoriented_copies.py). Each plane's model
 "predicts" a probability array defined on the source grid; the coronal and sagittal ones are written on the grids of
 the reoriented copies (their arrays permuted), as nnUNetv2_predict on those copies would, so the fused result can be
 computed by hand on the source grid.
@@ -20,12 +20,12 @@ from scipy.spatial.transform import Rotation
 from nnunet_fracture.cli import main
 from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
 from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
-from nnunet_fracture.dataset_conversion.reorient import array_axes, reorient_image, write_reoriented_dataset
-from nnunet_fracture.inference.class_head_fusion import class_head_fusion
-from nnunet_fracture.inference.fusion import fuse_arrays, fuse_predictions
+from nnunet_fracture.triplanar.reoriented_copies import array_axes, reorient_image, write_reoriented_dataset
+from nnunet_fracture.triplanar.class_head_fusion import class_head_fusion
+from nnunet_fracture.triplanar.plane_fusion import fuse_arrays, fuse_predictions
 from nnunet_fracture.inference.prediction_folders import PredictionFolder
 from nnunet_fracture.inference.probability_files import load_fracture_probability
-from nnunet_fracture.inference.reorientation import GridMappingError, index_mapping, map_to_grid
+from nnunet_fracture.triplanar.grid_mapping import GridMappingError, index_mapping, map_to_grid
 
 SIZE = (5, 4, 3)
 SHAPE = SIZE[::-1]

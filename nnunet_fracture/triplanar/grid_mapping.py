@@ -1,7 +1,7 @@
 """Map a volume from one voxel grid onto another by physical position: predictions on reoriented copies go home.
 
 ``nnunet-fracture reorient`` permutes a dataset's index axes and keeps every voxel's physical position
-(:mod:`nnunet_fracture.dataset_conversion.reorient`). nnU-Net writes its predictions on the grid of the image it
+(:mod:`nnunet_fracture.triplanar.reoriented_copies`). nnU-Net writes its predictions on the grid of the image it
 was given, so a coronal model's probabilities lie on the coronal copy's grid, and ``<case>.nii.gz`` next to the
 ``.npz`` carries that grid. Mapping them back onto the source grid needs no interpolation at all:
 

@@ -1,6 +1,6 @@
 """Class-head fusion: ``P_class x P`` voxel by voxel, with the classification head's probabilities read from a folder
 of per-case maps (``<case>.nii.gz`` on a grid that maps onto the target) or a CSV ``case,probability``. Used by
-``nnunet-fracture fuse`` (:mod:`nnunet_fracture.inference.fusion`) after the plane fusion."""
+``nnunet-fracture fuse`` (:mod:`nnunet_fracture.triplanar.plane_fusion`) after the plane fusion."""
 from __future__ import annotations
 
 import math
@@ -12,7 +12,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from nnunet_fracture.inference.probability_files import RANGE_TOLERANCE
-from nnunet_fracture.inference.reorientation import GridMappingError, map_to_grid
+from nnunet_fracture.triplanar.grid_mapping import GridMappingError, map_to_grid
 from nnunet_fracture.io.image_files import IMAGE_ENDINGS
 
 

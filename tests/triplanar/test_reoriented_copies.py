@@ -19,7 +19,7 @@ from nnunet_fracture.cli import main
 from nnunet_fracture.dataset_conversion.box_geometry import rasterise_boxes
 from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
 from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
-from nnunet_fracture.dataset_conversion.reorient import (array_axes, inverse_axis_order, planning_command,
+from nnunet_fracture.triplanar.reoriented_copies import (array_axes, inverse_axis_order, planning_command,
                                                          planning_target_spacing, reorient_box_entry, reorient_image,
                                                          slicing_axis_order, write_reoriented_dataset)
 

@@ -5,7 +5,7 @@ source dataset) and ``coronal`` / ``sagittal`` (predicted on copies written by `
 ``<case>.npz`` holds the probabilities without geometry; the segmentation ``<case>.nii.gz`` nnU-Net writes next to
 it carries the grid they lie on. Every case is mapped onto the **target grid** - the source dataset's
 ``imagesTr/<case>_0000`` when a dataset is given, else the axial folder's segmentation - with
-:func:`~nnunet_fracture.inference.reorientation.map_to_grid`: an exact index permutation for reoriented copies (no
+:func:`~nnunet_fracture.triplanar.grid_mapping.map_to_grid`: an exact index permutation for reoriented copies (no
 interpolation; the round trip is bit-exact), interpolation only when explicitly allowed.
 
 **Fusion**, voxel by voxel, with P_p the fracture probability of plane p (those given):
@@ -42,12 +42,12 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from nnunet_fracture.dataset_conversion.box_geometry import array_to_image
-from nnunet_fracture.inference.class_head_fusion import ClassProbability, class_head_fusion
+from nnunet_fracture.triplanar.class_head_fusion import ClassProbability, class_head_fusion
 from nnunet_fracture.inference.prediction_folders import (PredictionFolder, model_info, open_prediction_folders,
                                                           read_grid)
 from nnunet_fracture.inference.probability_files import load_fracture_probability
 from nnunet_fracture.io.output_folders import check_output_folder, check_output_not_an_input, replace_folder
-from nnunet_fracture.inference.reorientation import INTERPOLATORS, GridMappingError, map_to_grid
+from nnunet_fracture.triplanar.grid_mapping import INTERPOLATORS, GridMappingError, map_to_grid
 from nnunet_fracture.io.verified_writes import save_npz, write_image
 
 PLANES = ("axial", "coronal", "sagittal")
