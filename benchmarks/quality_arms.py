@@ -63,6 +63,12 @@ ARMS: dict[str, Arm] = {
                                settings=f"{DEFAULT_RECIPE} tightness_outside_top=0.01",
                                note="the default recipe with the outside term averaged over the hardest 1 % of outside "
                                     "voxels (online hard example mining)"),
+    "rule_fraction": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction", settings=DEFAULT_RECIPE,
+                         predictions_of="weak_bbox",
+                         note="weak_bbox's model, pseudo-masks by the fraction rule (top 30 % of each box by P)"),
+    "rule_otsu": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="otsu", settings=DEFAULT_RECIPE,
+                     predictions_of="weak_bbox",
+                     note="weak_bbox's model, pseudo-masks by Otsu's threshold of P in each box"),
     "plus_refinement": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
                            settings=DEFAULT_RECIPE, predictions_of="weak_bbox",
                            note="weak_bbox's model, its pseudo-masks refined by the random walker on the CT"),
@@ -93,7 +99,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "vae_prior": ("mean_bags", "vae_channel"),
     # the ablation of the weak-box recipe, one ingredient per row (README)
     "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "mean_bags", "plane_bags", "plus_size", "weak_bbox",
-                    "plus_hard_negatives", "plus_refinement", "flywheel_r1", "flywheel"),
+                    "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement", "flywheel_r1", "flywheel"),
     "all": tuple(ARMS),
 }
 
