@@ -201,13 +201,6 @@ def rasterise_boxes(boxes: Iterable[VoxelBox], size: Sequence[int], mode: str = 
     return numbers
 
 
-def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
-    """Wrap a ``[k, j, i]`` numpy array as a SimpleITK image with ``reference``'s geometry."""
-    image = sitk.GetImageFromArray(array)
-    image.CopyInformation(reference)
-    return image
-
-
 def label_extents(labels: sitk.Image) -> dict[int, tuple[tuple[int, int, int], tuple[int, int, int]]]:
     """Inclusive ITK-index (i, j, k) bounding box ``(lo, hi)`` of every non-zero label of an integer label map."""
     stats = sitk.LabelShapeStatisticsImageFilter()

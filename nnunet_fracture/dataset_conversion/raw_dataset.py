@@ -44,12 +44,13 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from nnunet_fracture.dataset_conversion.box_geometry import (MAX_BOXES_PER_CASE, array_to_image, rasterise_boxes,
+from nnunet_fracture.dataset_conversion.box_geometry import (MAX_BOXES_PER_CASE, rasterise_boxes,
                                                              voxel_to_world_box)
 from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN, CaseRecord
 from nnunet_fracture.dataset_conversion.case_checks import describe, label_array, validate_case
 from nnunet_fracture.dataset_conversion.dataset_folders import dataset_folder_name, staged_dataset
 from nnunet_fracture.dataset_conversion.vertebra_crops import crop_case
+from nnunet_fracture.io.reference_grid import array_to_image
 from nnunet_fracture.io.verified_writes import write_image
 
 WEAK_MODES = ("box", "slice", "mask")

@@ -40,6 +40,7 @@ from nnunet_fracture.inference import image_grid
 from nnunet_fracture.inference.attention_stitching import AttentionMapPredictor
 from nnunet_fracture.io.image_files import IMAGE_ENDINGS
 from nnunet_fracture.io.output_folders import replace_folder
+from nnunet_fracture.io.reference_grid import array_to_image
 from nnunet_fracture.io.verified_writes import write_image
 from nnunet_fracture.visualization.attention_figure import level_figure
 from nnunet_fracture.visualization.overlay_layers import BONE_WINDOW, CTWindow, save_figure
@@ -114,12 +115,6 @@ def to_image_grid(maps: np.ndarray, properties: dict, plans_manager, configurati
     return [np.clip(image_grid.to_image_grid(maps[level:level + 1], properties, plans_manager, configuration_manager,
                                              num_threads_torch=max(1, torch.get_num_threads())), 0.0, 1.0)
             for level in range(maps.shape[0])]
-
-
-def _with_grid(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
-    image = sitk.GetImageFromArray(array)
-    image.CopyInformation(reference)
-    return image
 
 
 def _view_point(ct: sitk.Image, display: sitk.Image, point_ijk: Optional[Sequence[int]]) -> tuple[int, int, int]:
@@ -223,7 +218,7 @@ def export_attention_maps(model: Path | str, case: str | Path, out: Path | str, 
         point = _view_point(ct, ct_display_image, point_ijk)
         levels = []
         for level, (array, stride) in enumerate(zip(arrays, strides)):
-            image = _with_grid(array, ct)
+            image = array_to_image(array, ct)
             write_image(image, tmp / level_file(level))
             voxel = _level_spacing_xyz(stride, properties["spacing"], plans_manager, configuration_manager) \
                 if stride is not None else None

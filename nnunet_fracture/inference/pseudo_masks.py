@@ -59,7 +59,6 @@ import SimpleITK as sitk
 from skimage.filters import threshold_otsu
 from tqdm import tqdm
 
-from nnunet_fracture.dataset_conversion.box_geometry import array_to_image
 from nnunet_fracture.inference.dataset_export import IGNORE_LABEL, DatasetExport
 from nnunet_fracture.inference.refinement import Refinement, refine_box
 from nnunet_fracture.inference.prediction_folders import (UNCERTAINTY_KINDS, PredictionFolder, select_cases,
@@ -67,6 +66,7 @@ from nnunet_fracture.inference.prediction_folders import (UNCERTAINTY_KINDS, Pre
                                                           read_grid)
 from nnunet_fracture.inference.source_dataset import BoxEntry, SourceDataset
 from nnunet_fracture.io.output_folders import check_output_folder, check_output_not_an_input, swap_in
+from nnunet_fracture.io.reference_grid import array_to_image
 from nnunet_fracture.io.verified_writes import write_image
 
 RULES = ("fixed", "otsu", "fraction")

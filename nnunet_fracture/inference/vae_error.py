@@ -38,17 +38,9 @@ from tqdm import tqdm
 from nnunet_fracture.inference.vae_error_model import ErrorMapModel
 from nnunet_fracture.inference.vae_error_scale import (DEFAULT_PERCENTILE, SAMPLES_PER_CASE, check_percentile,
                                                        normal_tissue_scale, scale_from_dataset, vae_provenance)
+from nnunet_fracture.io.reference_grid import array_to_image
 from nnunet_fracture.io.verified_writes import write_image
 from nnunet_fracture.training.error_channel import ERROR_CHANNEL_NAME, find_error_channel
-
-def _write_like(array: np.ndarray, reference: sitk.Image, path: Path) -> None:
-    if array.shape != sitk.GetArrayViewFromImage(reference).shape:
-        raise ValueError(f"{path.name}: the error map has shape {array.shape} but the CT has "
-                         f"{sitk.GetArrayViewFromImage(reference).shape} (z, y, x); this is a bug, please report it")
-    image = sitk.GetImageFromArray(array)
-    image.CopyInformation(reference)
-    write_image(image, path)
-
 
 def _case_channels(folder: Path, case: str, n_channels: int, file_ending: str) -> list[Path]:
     files = [folder / f"{case}_{c:04d}{file_ending}" for c in range(n_channels)]
@@ -169,7 +161,7 @@ def write_error_dataset(dataset: str | int | Path, out_dataset_id: int, vae: Pat
                 raw = np.load(raw_dir / f"{split}__{case}.npy")
                 reference = sitk.ReadImage(str(source / split / f"{case}_0000{file_ending}"))
                 normalised = np.clip(raw / scale, 0.0, 1.0).astype(np.float32)
-                _write_like(normalised, reference, tmp / split / f"{case}_{channel:04d}{file_ending}")
+                write_image(array_to_image(normalised, reference), tmp / split / f"{case}_{channel:04d}{file_ending}")
         shutil.rmtree(raw_dir)
         new_meta = dict(meta)
         new_meta["name"] = f"Dataset{out_dataset_id:03d}_{name}"
@@ -236,7 +228,7 @@ def write_error_images(images: Path | str, out: Path | str, vae: Path | str, sca
                 shutil.copy2(path, tmp / path.name)
             error = model.error_map(inputs[: model.n_channels])
             reference = sitk.ReadImage(str(inputs[0]))
-            _write_like(np.clip(error / scale, 0.0, 1.0).astype(np.float32), reference,
+            write_image(array_to_image(np.clip(error / scale, 0.0, 1.0).astype(np.float32), reference),
                         tmp / f"{case}_{channel:04d}{file_ending}")
         percentile = None if recorded is None else recorded.get("percentile")
         provenance = vae_provenance(model, channel, float(scale), percentile, None)

@@ -24,6 +24,8 @@ from typing import Optional
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_fracture.io.reference_grid import array_to_image
+
 #: Largest deviation from an exact index correspondence, in target voxels, anywhere on the grid (header rounding).
 TOLERANCE_VOXELS = 1e-3
 
@@ -116,14 +118,6 @@ def index_mapping(source: sitk.Image, target: sitk.Image) -> Optional[IndexMappi
     return IndexMapping(tuple(source_axis), tuple(flip), tuple(start), tuple(int(v) for v in size_t))
 
 
-def _with_grid(array: np.ndarray, grid: sitk.Image) -> sitk.Image:
-    image = sitk.GetImageFromArray(array)
-    image.SetOrigin(grid.GetOrigin())
-    image.SetSpacing(grid.GetSpacing())
-    image.SetDirection(grid.GetDirection())
-    return image
-
-
 def _describe(grid: sitk.Image) -> str:
     return (f"size {tuple(grid.GetSize())}, spacing {tuple(round(v, 6) for v in grid.GetSpacing())}, origin "
             f"{tuple(round(v, 4) for v in grid.GetOrigin())}, direction "
@@ -163,7 +157,7 @@ def map_to_grid(array: np.ndarray, source_grid: sitk.Image, target_grid: sitk.Im
                                f"({description})")
     if resample not in INTERPOLATORS:
         raise ValueError(f"unknown interpolation {resample!r}; expected one of {', '.join(INTERPOLATORS)}")
-    source = _with_grid(np.asarray(array, dtype=np.float32), source_grid)
+    source = array_to_image(np.asarray(array, dtype=np.float32), source_grid)
     mapped = sitk.Resample(source, target_grid, sitk.Transform(), INTERPOLATORS[resample], float("nan"),
                            sitk.sitkFloat32)
     out = sitk.GetArrayFromImage(mapped)

@@ -41,13 +41,13 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from nnunet_fracture.dataset_conversion.box_geometry import array_to_image
 from nnunet_fracture.triplanar.class_head_fusion import ClassProbability, class_head_fusion
 from nnunet_fracture.inference.prediction_folders import (PredictionFolder, model_info, open_prediction_folders,
                                                           read_grid)
 from nnunet_fracture.inference.probability_files import load_fracture_probability
 from nnunet_fracture.io.output_folders import check_output_folder, check_output_not_an_input, replace_folder
 from nnunet_fracture.triplanar.grid_mapping import INTERPOLATORS, GridMappingError, map_to_grid
+from nnunet_fracture.io.reference_grid import array_to_image
 from nnunet_fracture.io.verified_writes import save_npz, write_image
 
 PLANES = ("axial", "coronal", "sagittal")

@@ -8,3 +8,4 @@ def test_endings_and_stems_by_hand():
     assert image_ending("a.nii") == ".nii" and image_stem("b.mha") == "b" and image_stem("c.nrrd") == "c"
     assert image_ending("notes.txt") is None and image_stem("x.npz") is None
     assert image_ending(".nii.gz") is None  # an ending alone is no image file
+
