@@ -18,7 +18,6 @@ uncertainty is the binary entropy of the probability in bits, ``H(p) = -p log2 p
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,9 @@ from scipy.special import entr
 
 from nnunet_fracture.image_geometry import geometry_mismatch
 from nnunet_fracture.inference.probability_files import load_fracture_probability
+from nnunet_fracture.io.json_files import read_json_object
+
+PREDICT_FIX = "restore the file nnUNetv2_predict wrote"
 
 #: Files nnUNetv2_predict 2.8.1 writes into its output folder besides the per-case results.
 MODEL_FILES = ("predict_from_raw_data_args.json", "plans.json", "dataset.json")
@@ -89,7 +91,7 @@ class PredictionFolder:
         ending = default_file_ending
         meta = path / "dataset.json"
         if meta.is_file():
-            ending = _read_json(meta).get("file_ending", default_file_ending)
+            ending = read_json_object(meta, PREDICT_FIX).get("file_ending", default_file_ending)
         names = [p.name for p in path.iterdir() if p.is_file()]
         probability = {s for s in (_stem(n, ".npz") for n in names) if s}
         segmentation = {s for s in (_stem(n, ending) for n in names) if s}
@@ -159,16 +161,6 @@ def select_cases(folders: Sequence[PredictionFolder], cases: Sequence[str], boxe
     return sorted(predicted)
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}). Fix: restore the file nnUNetv2_predict wrote.") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path} does not hold a JSON object")
-    return value
-
-
 def model_info(folder: PredictionFolder) -> dict:
     """What the files nnUNetv2_predict copies into its output folder say about the model.
 
@@ -181,7 +173,7 @@ def model_info(folder: PredictionFolder) -> dict:
                   "files_found": [name for name in MODEL_FILES if (folder.path / name).is_file()]}
     args_file = folder.path / "predict_from_raw_data_args.json"
     if args_file.is_file():
-        args = _read_json(args_file)
+        args = read_json_object(args_file, PREDICT_FIX)
         source = args.get("list_of_lists_or_source_folder")
         info["input"] = source if isinstance(source, str) else (
             f"{len(source)} listed cases" if isinstance(source, list) else None)
@@ -190,13 +182,13 @@ def model_info(folder: PredictionFolder) -> dict:
                 info[key] = args[key]
     plans_file = folder.path / "plans.json"
     if plans_file.is_file():
-        plans = _read_json(plans_file)
+        plans = read_json_object(plans_file, PREDICT_FIX)
         info["plans_name"] = plans.get("plans_name")
         info["model_dataset_name"] = plans.get("dataset_name")
         info["configurations_in_plans"] = sorted(plans.get("configurations", {}))
     dataset_file = folder.path / "dataset.json"
     if dataset_file.is_file():
-        model_dataset = _read_json(dataset_file)
+        model_dataset = read_json_object(dataset_file, PREDICT_FIX)
         info["model_labels"] = model_dataset.get("labels")
         info["model_weak_labels"] = (model_dataset.get("nnunet_fracture") or {}).get("weak")
     info["not_recorded"] = ("nnUNetv2_predict 2.8.1 does not write the trainer, configuration or folds into its "

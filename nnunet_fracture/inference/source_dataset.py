@@ -6,7 +6,6 @@ image's geometry (``imagesTr/<case>_0000<file_ending>``). A dataset is named by 
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from nnunet_fracture.dataset_conversion.box_geometry import check_box
 from nnunet_fracture.dataset_conversion.case import VoxelBox
 from nnunet_fracture.dataset_conversion.raw_dataset import read_boxes_json
+from nnunet_fracture.io.json_files import read_json_object
 
 _DATASET_FOLDER = re.compile(r"^Dataset(\d{3})_")
 
@@ -76,7 +76,7 @@ class SourceDataset:
                                     f"boxes with `nnunet-fracture convert` and predict from that dataset.")
         if not meta_file.is_file():
             raise FileNotFoundError(f"{meta_file} does not exist. Fix: pass a complete nnU-Net raw dataset.")
-        meta, boxes = _read_object(meta_file), read_boxes_json(boxes_file)
+        meta, boxes = read_json_object(meta_file), read_boxes_json(boxes_file)
         for key in ("channel_names", "file_ending"):
             if key not in meta:
                 raise ValueError(f"{meta_file} has no '{key}'. Fix: pass a dataset written by `nnunet-fracture "
@@ -125,13 +125,3 @@ class SourceDataset:
             check_box(box, size, where)
             entries.append(BoxEntry(box_id, box, box.label))
         return entries
-
-
-def _read_object(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path} does not hold a JSON object")
-    return value

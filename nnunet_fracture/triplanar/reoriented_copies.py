@@ -61,6 +61,7 @@ from tqdm import tqdm
 
 from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN
 from nnunet_fracture.dataset_conversion.dataset_folders import dataset_folder_name, staged_dataset
+from nnunet_fracture.io.json_files import read_json_object
 from nnunet_fracture.io.verified_writes import write_image
 
 #: Physical LPS axis normal to each slicing plane (0 = x, right to left; 1 = y, anterior to posterior; 2 = z).
@@ -188,17 +189,6 @@ def _header_direction(path: Path) -> tuple[float, ...]:
     return reader.GetDirection()
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}). Fix: restore the file `nnunet-fracture convert` "
-                         f"wrote.") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path} does not hold a JSON object")
-    return value
-
-
 def _check_target(dataset_id: object, name: object, source_folder: Path) -> None:
     if isinstance(dataset_id, bool) or not isinstance(dataset_id, (int, np.integer)) or not 1 <= dataset_id <= 999:
         raise ValueError(f"dataset id must be an integer from 1 to 999 (nnU-Net's DatasetXXX numbering), got "
@@ -261,7 +251,7 @@ def write_reoriented_dataset(source: str | int | Path, plane: str, dataset_id: i
     meta_file = src / "dataset.json"
     if not meta_file.is_file():
         raise FileNotFoundError(f"{meta_file} does not exist. Fix: pass a complete nnU-Net raw dataset.")
-    meta = _read_json(meta_file)
+    meta = read_json_object(meta_file, "restore the file `nnunet-fracture convert` wrote")
     ending = meta.get("file_ending", ".nii.gz")
     images = src / "imagesTr"
     channel0 = _image_files(images, f"_0000{ending}") if images.is_dir() else []
@@ -309,7 +299,7 @@ def write_reoriented_dataset(source: str | int | Path, plane: str, dataset_id: i
                 shutil.copy2(path, tmp / path.name)
         boxes_file = src / "boxes.json"
         if boxes_file.is_file():
-            boxes = _read_json(boxes_file)
+            boxes = read_json_object(boxes_file, "restore the file `nnunet-fracture convert` wrote")
             for case, boxes_of_case in boxes.items():
                 if case not in case_order:
                     raise ValueError(f"{boxes_file} lists case {case}, which has no image {images}/{case}_0000"
