@@ -1,18 +1,7 @@
-"""``nnunet-fracture pseudo-masks`` end to end on tiny datasets with hand-computed masks.
-
-Grid: SIZE (i, j, k) = (6, 5, 4) -> numpy [k, j, i] of shape (4, 5, 6), spacing (0.8, 0.8, 2.5), a permuted
-direction and a non-zero origin. Cases (sorted: frac, normal, two):
-
-- frac: B1 = i 0-2, j 0-2, k 0-1 -> numpy [0:2, 0:3, 0:3], 18 voxels, P 0.1 except [0, 0, 0:3] = 0.8 and
-  [1, 0, 0] = 0.7 (bimodal); B2 = i 3-5, j 2-4, k 2-3 -> [2:4, 2:5, 3:6], 18 voxels, P 0.02 everywhere (a box the
-  model missed); B3 = i 0-2, j 4, k 3 -> [3, 4, 0:3], P (0.1, 0.3, 0.35). Outside every box P = 0 except
-  [3, 0, 0] = 0.95 and [2, 0, 0] = 0.6, which must never appear in a mask.
-- normal: no box, P = 0.3 everywhere.
-- two: overlapping boxes A = i 0-3 and B = i 2-5 on row j = 0, k = 0; P along i = (0.6, 0.6, 0.6, 0.6, 0.2, 0.9).
-"""
+"""``nnunet-fracture pseudo-masks`` end to end on tiny datasets with hand-computed masks (the cases:
+``pseudo_mask_cases``)."""
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -22,109 +11,11 @@ import SimpleITK as sitk
 
 from nnunet_fracture import __version__
 from nnunet_fracture.cli import main
-from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
-from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
 from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
 
-SIZE = (6, 5, 4)
-SHAPE = SIZE[::-1]
-ORIGIN, SPACING, DIRECTION = (1.0, 2.0, 3.0), (0.8, 0.8, 2.5), (0, 1, 0, -1, 0, 0, 0, 0, 1)
-B1, B2, B3 = VoxelBox((0, 0, 0), (2, 2, 1), "L1"), VoxelBox((3, 2, 2), (5, 4, 3), "L2"), VoxelBox((0, 4, 3), (2, 4, 3))
-BOX_A, BOX_B = VoxelBox((0, 0, 0), (3, 0, 0), "T12"), VoxelBox((2, 0, 0), (5, 0, 0), "L1")
+from pseudo_mask_cases import (B1_HIGH, DIRECTION, ORIGIN, SHAPE, SIZE, SPACING, fold0, fold1, image, mask_from,
+                               prediction_folder, read, rows)
 
-
-def image(pixel=sitk.sitkInt16, value=-1000, origin=ORIGIN) -> sitk.Image:
-    img = sitk.Image(list(SIZE), pixel) + value
-    img.SetOrigin(origin)
-    img.SetSpacing(SPACING)
-    img.SetDirection(DIRECTION)
-    return img
-
-
-def on_grid(array: np.ndarray) -> sitk.Image:
-    img = sitk.GetImageFromArray(array)
-    img.CopyInformation(image())
-    return img
-
-
-def source_dataset(raw: Path) -> Path:
-    """Dataset501_Src with ground truth and vertebrae for 'frac' (copied by the export)."""
-    gt = np.zeros(SHAPE, np.uint8)
-    gt[0, 0, 0:3] = 1
-    vert = np.full(SHAPE, 20, np.uint8)
-    cases = [CaseRecord("frac", image(), [B1, B2, B3], on_grid(gt), on_grid(vert), "frac.nii.gz"),
-             CaseRecord("normal", image(), []), CaseRecord("two", image(), [BOX_A, BOX_B])]
-    return write_raw_dataset(cases, 501, "Src", raw_root=raw)
-
-
-def fold0() -> dict[str, np.ndarray]:
-    frac = np.zeros(SHAPE, np.float32)
-    frac[0:2, 0:3, 0:3] = 0.1
-    frac[0, 0, 0:3] = 0.8
-    frac[1, 0, 0] = 0.7
-    frac[2:4, 2:5, 3:6] = 0.02
-    frac[3, 4, 0:3] = (0.1, 0.3, 0.35)
-    frac[3, 0, 0], frac[2, 0, 0] = 0.95, 0.6
-    two = np.zeros(SHAPE, np.float32)
-    two[0, 0, :] = (0.6, 0.6, 0.6, 0.6, 0.2, 0.9)
-    return {"frac": frac, "normal": np.full(SHAPE, 0.3, np.float32), "two": two}
-
-
-def fold1() -> dict[str, np.ndarray]:
-    """Fold 0 with two voxels of B1 changed: [0, 0, 0] 0.8 -> 0.4 and [1, 0, 0] 0.7 -> 0.1."""
-    p = fold0()
-    p["frac"][0, 0, 0], p["frac"][1, 0, 0] = 0.4, 0.1
-    return p
-
-
-def prediction_folder(folder: Path, probabilities: dict[str, np.ndarray], channels: int = 1,
-                      model_files: bool = False, origin=ORIGIN) -> Path:
-    """A fake nnUNetv2_predict output folder: <case>.nii.gz segmentation + <case>.npz probabilities."""
-    folder.mkdir(parents=True)
-    for case, p in probabilities.items():
-        stack = p[None] if channels == 1 else np.stack([1 - p, p])
-        np.savez_compressed(folder / f"{case}.npz", probabilities=stack.astype(np.float32))
-        seg = on_grid((p >= 0.5).astype(np.uint8))
-        seg.SetOrigin(origin)
-        sitk.WriteImage(seg, str(folder / f"{case}.nii.gz"))
-        (folder / f"{case}.pkl").write_bytes(b"")  # nnU-Net writes properties next to them; ignored
-    if model_files:
-        (folder / "predict_from_raw_data_args.json").write_text(json.dumps(
-            {"list_of_lists_or_source_folder": "/data/Dataset501_Src/imagesTr", "output_folder_or_list_of_"
-             "truncated_output_files": str(folder), "save_probabilities": True, "overwrite": True,
-             "num_processes_preprocessing": 3, "num_processes_segmentation_export": 3,
-             "folder_with_segs_from_prev_stage": None, "num_parts": 1, "part_id": 0}))
-        (folder / "plans.json").write_text(json.dumps(
-            {"dataset_name": "Dataset501_Src", "plans_name": "nnUNetPlansTiny",
-             "configurations": {"3d_fullres": {}, "2d": {}}}))
-        (folder / "dataset.json").write_text(json.dumps(
-            {"labels": {"background": 0, "fracture": [1, 2, 3]}, "regions_class_order": [1],
-             "file_ending": ".nii.gz", "nnunet_fracture": {"weak": "box"}}))
-    return folder
-
-
-def read(path: Path) -> np.ndarray:
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-
-
-def mask_from(indices, value=1) -> np.ndarray:
-    mask = np.zeros(SHAPE, np.uint8)
-    for index in indices:
-        mask[index] = value
-    return mask
-
-
-def rows(out: Path) -> dict[tuple[str, int], dict]:
-    with open(out / "pseudo_masks.csv", newline="") as f:
-        return {(r["case"], int(r["box_id"])): r for r in csv.DictReader(f)}
-
-
-@pytest.fixture
-def src(nnunet_env) -> Path:
-    return source_dataset(nnunet_env["nnUNet_raw"])
-
-
-B1_HIGH = [(0, 0, 0), (0, 0, 1), (0, 0, 2), (1, 0, 0)]
 EXPECTED = {  # rule -> (frac mask voxels, two mask voxels along i on row [0, 0, :])
     "fixed": (B1_HIGH, [0, 1, 2, 3, 5]),
     "otsu": (B1_HIGH + [(3, 4, 1), (3, 4, 2)], [0, 1, 2, 3, 5]),
@@ -136,6 +27,7 @@ EXPECTED = {  # rule -> (frac mask voxels, two mask voxels along i on row [0, 0,
 KEPT = {  # rule -> voxels kept per box: (frac B1, B2, B3, two A, two B)
     "fixed": (4, 0, 0, 4, 3), "otsu": (4, 0, 2, 4, 3), "fraction": (6, 0, 1, 2, 2),
 }
+
 
 
 @pytest.mark.parametrize("rule", ["fixed", "otsu", "fraction"])
@@ -342,66 +234,6 @@ def test_existing_out_needs_overwrite(src, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_export_dataset(src, nnunet_env, tmp_path):
-    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-
-    folds = [prediction_folder(tmp_path / "pred_f0", fold0()), prediction_folder(tmp_path / "pred_f1", fold1())]
-    prov = write_pseudo_masks(folds, 501, tmp_path / "out", rule="otsu", export_dataset=502, export_name="Pseudo")
-    ds = nnunet_env["nnUNet_raw"] / "Dataset502_Pseudo"
-    assert prov["export_dataset"] == str(ds)
-    assert sorted(p.name for p in ds.iterdir()) == ["boxes.json", "dataset.json", "groundTruthTr", "imagesTr",
-                                                    "labelsTr", "pseudo_masks.json", "vertebraeTr"]
-    assert sorted(p.name for p in (ds / "imagesTr").iterdir()) == ["frac_0000.nii.gz", "normal_0000.nii.gz",
-                                                                   "two_0000.nii.gz"]
-    assert (ds / "imagesTr" / "frac_0000.nii.gz").read_bytes() == (src / "imagesTr" / "frac_0000.nii.gz").read_bytes()
-    assert [p.name for p in (ds / "groundTruthTr").iterdir()] == ["frac.nii.gz"]
-    assert [p.name for p in (ds / "vertebraeTr").iterdir()] == ["frac.nii.gz"]
-    for case in ("frac", "normal", "two"):
-        label = sitk.ReadImage(str(ds / "labelsTr" / f"{case}.nii.gz"))
-        assert label.GetPixelID() == sitk.sitkUInt8 and np.allclose(label.GetOrigin(), ORIGIN)
-        assert np.allclose(label.GetDirection(), DIRECTION) and np.allclose(label.GetSpacing(), SPACING)
-        assert np.array_equal(sitk.GetArrayFromImage(label), read(tmp_path / "out" / "masks" / f"{case}.nii.gz"))
-    meta = json.loads((ds / "dataset.json").read_text(encoding="utf-8"))
-    assert meta["labels"] == {"background": 0, "fracture": 1} and "regions_class_order" not in meta
-    assert meta["channel_names"] == {"0": "CT"} and meta["file_ending"] == ".nii.gz" and meta["numTraining"] == 3
-    block = meta["nnunet_fracture"]
-    assert block["weak"] == "pseudo" and block["source_dataset"] == str(src)
-    assert block["source_provenance"]["weak"] == "box" and block["pseudo_masks"] == prov
-    assert json.loads((ds / "pseudo_masks.json").read_text(encoding="utf-8")) == prov
-    assert json.loads((ds / "boxes.json").read_text(encoding="utf-8")) == json.loads((src / "boxes.json").read_text(encoding="utf-8"))
-    verify_dataset_integrity(str(ds), num_processes=1)
-
-    with pytest.raises(FileExistsError, match="Dataset502_Pseudo.*--overwrite"):
-        write_pseudo_masks(folds, 501, tmp_path / "out2", export_dataset=502, export_name="Other")
-    assert not (tmp_path / "out2").exists()
-    write_pseudo_masks(folds, 501, tmp_path / "out", rule="fixed", export_dataset=502, export_name="Other",
-                       overwrite=True)
-    assert sorted(p.name for p in nnunet_env["nnUNet_raw"].iterdir()) == ["Dataset501_Src", "Dataset502_Other"]
-
-
-def test_export_with_an_ignore_band(src, nnunet_env, tmp_path):
-    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-
-    fold = prediction_folder(tmp_path / "pred_f0", fold0())
-    prov = write_pseudo_masks([fold], 501, tmp_path / "out", rule="fixed", export_dataset=502, export_name="Pseudo",
-                              ignore_band=(0.25, 0.5))
-    ds = nnunet_env["nnUNet_raw"] / "Dataset502_Pseudo"
-    # frac: the four B1 voxels >= 0.5 are fracture; B3's 0.3 and 0.35 lie in [0.25, 0.5) -> ignore; B1's 0.1 and
-    # B2's 0.02 stay background, and so does the 0.6 outside every box. two: A keeps its 0.6s, B its 0.9 and the
-    # 0.6 at i 2-3 (in A too); the 0.2 at i 4 is below the band.
-    expected_frac = mask_from(B1_HIGH)
-    expected_frac[3, 4, 1] = expected_frac[3, 4, 2] = 2
-    assert np.array_equal(read(ds / "labelsTr" / "frac.nii.gz"), expected_frac)
-    assert np.array_equal(read(ds / "labelsTr" / "two.nii.gz"), mask_from([(0, 0, i) for i in (0, 1, 2, 3, 5)]))
-    assert not read(ds / "labelsTr" / "normal.nii.gz").any()  # no box: nothing uncertain
-    meta = json.loads((ds / "dataset.json").read_text(encoding="utf-8"))
-    assert meta["labels"] == {"background": 0, "fracture": 1, "ignore": 2}
-    assert prov["ignore_band"] == [0.25, 0.5]
-    # the pseudo-masks themselves stay 0/1
-    assert set(np.unique(read(tmp_path / "out" / "masks" / "frac.nii.gz"))) == {0, 1}
-    verify_dataset_integrity(str(ds), num_processes=1)
-
-
 def test_refinement_is_recorded_per_box(src, tmp_path):
     fold = prediction_folder(tmp_path / "pred_f0", fold0())
     prov = write_pseudo_masks([fold], 501, tmp_path / "out", rule="fixed", refine="random_walker")
@@ -413,33 +245,6 @@ def test_refinement_is_recorded_per_box(src, tmp_path):
     assert prov["refinement"]["method"] == "random_walker"
     assert prov["refinement_outcomes"] == {"no_contrast": 2, "no_seed": 3}
     assert np.array_equal(read(tmp_path / "out" / "masks" / "frac.nii.gz"), mask_from(B1_HIGH))
-
-
-def test_an_ignore_band_needs_an_export_and_an_order(src, tmp_path):
-    fold = prediction_folder(tmp_path / "pred_f0", fold0())
-    with pytest.raises(ValueError, match="--ignore-band only shapes the exported labels"):
-        write_pseudo_masks([fold], 501, tmp_path / "out", ignore_band=(0.2, 0.5))
-    with pytest.raises(ValueError, match="LOW < HIGH"):
-        write_pseudo_masks([fold], 501, tmp_path / "out", export_dataset=502, export_name="P", ignore_band=(0.5, 0.2))
-    assert not (tmp_path / "out").exists()
-
-
-def test_failing_export_install_restores_the_old_output(src, nnunet_env, tmp_path, monkeypatch):
-    from nnunet_fracture.inference.dataset_export import DatasetExport
-
-    pred = prediction_folder(tmp_path / "pred", fold0())
-    out = tmp_path / "out"
-    write_pseudo_masks([pred], src, out)
-
-    def fail(self):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(DatasetExport, "install", fail)
-    with pytest.raises(OSError, match="disk full"):
-        write_pseudo_masks([pred], src, out, rule="otsu", export_dataset=502, export_name="Pseudo", overwrite=True)
-    assert json.loads((out / "pseudo_masks.json").read_text(encoding="utf-8"))["rule"] == "fixed"
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    assert sorted(p.name for p in nnunet_env["nnUNet_raw"].iterdir()) == ["Dataset501_Src"]
 
 
 def test_cli(src, nnunet_env, tmp_path, capsys):
