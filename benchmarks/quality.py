@@ -193,7 +193,13 @@ class Workspace:
         trainer = arm.trainer
         if arm.self_training_rounds:
             dataset_id, trainer = self.self_training(arm_name, arm, seed, dataset_id), STRONG_TRAINER
-        return self.predict(images, self.root / "predictions" / f"{arm_name}_seed{seed}", dataset_id, trainer)
+        return self.predict(images, self.predictions(arm_name, seed), dataset_id, trainer)
+
+    def predictions(self, arm_name: str, seed: int, suffix: str = "") -> Path:
+        """The folder of ``arm_name``'s predictions for ``seed``, named with the arm's run key: a renamed or
+        changed recipe never finds another recipe's predictions."""
+        key = run_key(ARMS[arm_name], self.regime, seed, _phantom_version())
+        return self.root / "predictions" / f"{arm_name}_seed{seed}_{key}{suffix}"
 
     def predict(self, images: Path, out: Path, dataset_id: int, trainer: str) -> Path:
         """``nnUNetv2_predict`` of fold ``all`` with probabilities; ``out``."""
@@ -213,7 +219,7 @@ class Workspace:
         from nnunet_fracture.self_training import self_train
 
         r = self.regime
-        weak = self.predict(self.raw(weak_id) / "imagesTr", self.root / "predictions" / f"{arm_name}_seed{seed}_train",
+        weak = self.predict(self.raw(weak_id) / "imagesTr", self.predictions(arm_name, seed, "_train"),
                             weak_id, arm.trainer)
         first = SELF_TRAINING_IDS + 10 * seed + 1
         with scoped_environ({**self.env, "NNUNET_FRACTURE_SETTINGS": r.schedule()}):
@@ -241,7 +247,7 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
         if arm.predictions_of is None:
             predictions = ws.train_and_predict(arm_name, arm, seed)
         else:  # the source arm's model (trained again if this workspace lacks it: check_arms keeps it the same)
-            predictions = ws.root / "predictions" / f"{arm.predictions_of}_seed{seed}"
+            predictions = ws.predictions(arm.predictions_of, seed)
             if not predictions.is_dir():
                 predictions = ws.train_and_predict(arm.predictions_of, ARMS[arm.predictions_of], seed)
         pseudo_out = ws.root / "pseudo_masks" / f"{arm_name}_seed{seed}"
