@@ -38,8 +38,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of patches centred in boxes, drawn per sample (default 0.66). nnU-Net's default "
                         "rule gives round(batch x share) box patches per batch: at batch 2, every share from 0.25 to "
                         "0.75 means exactly one, so the demo turns on probabilistic_oversampling")
-    p.add_argument("--rule", choices=("fixed", "otsu", "fraction"), default="fraction",
-                   help="pseudo-mask rule (default fraction: the top 30%% of each box's voxels by P)")
+    p.add_argument("--rule", choices=("fixed", "otsu", "fraction"), default="fixed",
+                   help="pseudo-mask rule (default fixed: P >= 0.5 inside each box)")
     p.add_argument("--seed", type=int, default=0, help="phantom seed of the training set (default 0)")
     return p
 
@@ -81,7 +81,7 @@ def fresh_workspace(out: Path, epochs: int, iterations: int, foreground: float) 
 
 
 def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int = 50, iterations: int = 40,
-             foreground: float = 0.66, seed: int = 0, rule: str = "fraction") -> dict:
+             foreground: float = 0.66, seed: int = 0, rule: str = "fixed") -> dict:
     """Run the whole demo in ``out`` (replaced if it exists) and return its summary."""
     from nnunet_fracture.dataset_conversion.generic import read_generic
     from nnunet_fracture.dataset_conversion.phantom import write_phantom

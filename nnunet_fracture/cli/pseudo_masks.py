@@ -28,18 +28,20 @@ Out (--out DIR):
   pseudo_masks.json            provenance: predictions, model info, rule, parameters, date, plugin version
 
 Rules (applied to each box on its own):
-  fixed     keep P >= --threshold. Predictable; use when the model's probabilities are well calibrated.
+  fixed     keep P >= --threshold. The default: with the default nnUNetTrainerWeakBBox (box priors) it scored
+            best on the quality bench (one model, seed 0: in-box Dice 0.440 against otsu 0.431, fraction 0.375).
   otsu      keep P above the box's own Otsu threshold (never below --min-threshold). Adapts to boxes where
             the model is over- or under-confident.
-  fraction  keep the top --fraction of each box's voxels by P (only P >= --min-threshold). The default: it
-            scored best when a weak model's P is high in most of each box (phantom v1, tiny plans);
-            set --fraction to roughly how much of a box the fracture fills (phantom boxes: 13 % on average).
+  fraction  keep the top --fraction of each box's voxels by P (only P >= --min-threshold). For models whose P is
+            high in most of each box (the mean-bag recipe); set --fraction to roughly how much of a box the
+            fracture fills (phantom boxes: 13 % on average).
 Where boxes overlap, each box is thresholded on its own voxels and the mask is the union.
 
-Refinement (--refine random_walker): each box's mask is re-drawn on the CT by a random walker (scikit-image)
+Refinement (--refine random_walker, the default; --refine none turns it off): each box's mask is re-drawn on the CT by a random walker (scikit-image)
 seeded with the background around the box and the voxels with P >= 0.8 inside it; a refined mask filling less
 than 2 % or more than 30 % of its box is reset to the rule's mask. The csv's refinement column says, per box:
-refined, reset, no_seed (no confident voxel to grow from) or none.
+refined, reset, no_seed (no confident voxel to grow from) or none. On the quality bench it moved the in-box Dice of
+two seed-0 models from 0.396 to 0.415 and from 0.440 to 0.462 (small, one seed each).
 """
 
 PSEUDO_MASKS_EPILOG = """\
@@ -66,8 +68,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="raw dataset predicted from: ID (e.g. 501, looked up in $nnUNet_raw), DatasetXXX_NAME or "
                         "folder; must hold boxes.json")
     p.add_argument("--out", type=Path, required=True, help="output folder (created; see Out above)")
-    p.add_argument("--rule", choices=("fixed", "otsu", "fraction"), default="fraction",
-                   help="how voxels in a box are selected (see Rules above; default fraction)")
+    p.add_argument("--rule", choices=("fixed", "otsu", "fraction"), default="fixed",
+                   help="how voxels in a box are selected (see Rules above; default fixed, the best for the default "
+                        "nnUNetTrainerWeakBBox on the quality bench; fraction suits models that paint whole boxes)")
     p.add_argument("--threshold", type=float, default=0.5, help="fixed rule: keep P >= this (default 0.5)")
     p.add_argument("--fraction", type=float, default=0.3,
                    help="fraction rule: share of each box's voxels kept (default 0.3)")
@@ -79,8 +82,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="name of the exported dataset (with --export-dataset)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a non-empty --out and an existing dataset with the --export-dataset ID")
-    p.add_argument("--refine", choices=("none", "random_walker"), default="none",
-                   help="re-draw each box's mask on the CT (see Refinement above; default none)")
+    p.add_argument("--refine", choices=("none", "random_walker"), default="random_walker",
+                   help="re-draw each box's mask on the CT (see Refinement above; default random_walker)")
     p.add_argument("--ignore-band", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="with --export-dataset: box voxels left out of the mask with LOW <= P < HIGH are labelled "
                         "nnU-Net's 'ignore' (2) in the exported labels, e.g. --ignore-band 0.2 0.5")
