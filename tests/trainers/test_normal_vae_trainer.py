@@ -89,9 +89,9 @@ def test_weak_box_l4_reads_e_from_the_batch(trainer_class, two_channel_cache, nn
     seen = []
     original = WeakBoxLoss.forward
 
-    def spy(self, logits, box_numbers, error_map=None):
+    def spy(self, logits, box_numbers, error_map=None, **kwargs):  # (image_hu too: the affinity term is on)
         seen.append(error_map)
-        return original(self, logits, box_numbers, error_map)
+        return original(self, logits, box_numbers, error_map, **kwargs)
 
     monkeypatch.setattr(WeakBoxLoss, "forward", spy)
     trainer.run_training()
