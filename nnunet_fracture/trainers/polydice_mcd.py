@@ -15,9 +15,9 @@
   cases (budget: ``mc_cases_per_round`` - 0 sizes it from ``mc_max_overhead`` -, ``mc_patches_per_case``,
   ``mc_foreground_only``) gives each assessed case a difficulty (``mc_aggregate``), mapped by rank to ``eps1`` in
   ``[epsilon_min, epsilon_max]`` (``epsilon_direction``). See :mod:`nnunet_fracture.training.mc_dropout`.
-- Rank 0 computes a round and broadcasts the result (DDP); :mod:`nnunet_fracture.training.mc_rounds`. The difficulty table and ``eps1`` travel in the
-  checkpoint (``--c`` restores them); ``difficulty.csv`` (epoch x case), ``difficulty.png`` and
-  ``epsilon.csv`` are written to the fold's output folder after every round.
+- Rank 0 computes a round and broadcasts the result (DDP); :mod:`nnunet_fracture.training.mc_rounds`. The difficulty
+  table and ``eps1`` travel in the checkpoint (``--c`` restores them); ``difficulty.csv`` (epoch x case),
+  ``difficulty.png`` and ``epsilon.csv`` are written to the fold's output folder after every round.
 """
 from __future__ import annotations
 

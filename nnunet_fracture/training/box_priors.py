@@ -65,7 +65,8 @@ class BoxPriorSettings:
 
     settings = ("lambda_tightness", "annotation_margin_mm", "tightness_beta", "tightness_gamma",
                 "tightness_gamma_out", "tightness_outside_top", "lambda_size", "size_lower", "size_upper", "size_t0",
-                "size_t_growth", "size_t_max", "lambda_affinity", "affinity_theta_hu", "affinity_tau", "affinity_dilation_mm")
+                "size_t_growth", "size_t_max", "lambda_affinity", "affinity_theta_hu", "affinity_tau",
+                "affinity_dilation_mm")
     lambda_tightness = 0.0
     annotation_margin_mm = 6.0  # the phantom's boxes overhang the fracture by 1-4 voxels of 1.5 mm
     tightness_beta = 0.25  # Wang & Xia's focal weights

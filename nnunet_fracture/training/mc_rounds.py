@@ -21,9 +21,9 @@ def cases_per_round(trainer) -> int:
     """``mc_cases_per_round``, or (0) as many as ``mc_max_overhead`` allows (an estimate from the schedule)."""
     if trainer.mc_cases_per_round:
         return trainer.mc_cases_per_round
-    return mc_assessment.auto_cases_per_round(trainer.mc_max_overhead, trainer.mc_every or 1,
-                                              trainer.num_iterations_per_epoch, trainer.configuration_manager.batch_size,
-                                              trainer.mc_passes, trainer.mc_patches_per_case)
+    return mc_assessment.auto_cases_per_round(
+        trainer.mc_max_overhead, trainer.mc_every or 1, trainer.num_iterations_per_epoch,
+        trainer.configuration_manager.batch_size, trainer.mc_passes, trainer.mc_patches_per_case)
 
 
 def describe(trainer) -> str:
