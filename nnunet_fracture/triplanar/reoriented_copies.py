@@ -271,7 +271,7 @@ def write_reoriented_dataset(source: str | int | Path, plane: str, dataset_id: i
         extra_orders: dict[str, tuple[int, int, int]] = {}
         top_level = sorted(p for p in src.iterdir() if not p.name.startswith("."))
         files = [(sub, path) for sub in top_level if sub.is_dir() for path in sorted(sub.rglob("*")) if path.is_file()]
-        refuse_links_out(src, [p for p in top_level if p.is_file()] + [p for _, p in files] + top_level)
+        refuse_links_out(src, top_level + [p for _, p in files])
         for sub, path in tqdm(files, desc=f"writing {folder_name}", unit="file"):
             target = tmp / path.relative_to(src)
             target.parent.mkdir(parents=True, exist_ok=True)
