@@ -24,7 +24,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +192,7 @@ class Workspace:
         self.train(dataset_id, arm.trainer, arm.settings)
         trainer = arm.trainer
         if arm.self_training_rounds:
-            dataset_id, trainer = self.self_training(arm_name, arm, seed, dataset_id), STRONG_TRAINER
+            dataset_id, trainer = self.self_training(arm, seed, dataset_id), STRONG_TRAINER
         return self.predict(images, self.predictions(arm_name, seed), dataset_id, trainer)
 
     def predictions(self, arm_name: str, seed: int, suffix: str = "") -> Path:
@@ -212,21 +212,28 @@ class Workspace:
                   self.log, self.env)
         return out
 
-    def self_training(self, arm_name: str, arm: Arm, seed: int, weak_id: int) -> int:
-        """The weak model predicts its own training images, then ``nnunet-fracture self-train`` runs the arm's rounds
-        with :data:`STRONG_TRAINER` on the regime's schedule; the dataset ID of the last round."""
+    def self_training(self, arm: Arm, seed: int, weak_id: int) -> int:
+        """The weak model predicts its own training images, then ``nnunet-fracture self-train --resume`` runs the
+        arm's rounds with :data:`STRONG_TRAINER` on the regime's schedule; the dataset ID of the last round.
+
+        Arms that differ only in their number of rounds share one self-training folder (named by the run key of the
+        recipe's first round), so a 2-round arm continues a 1-round arm's run instead of training round 1 again."""
         from nnunet_fracture.environment import scoped_environ
         from nnunet_fracture.self_training import self_train
 
         r = self.regime
-        weak = self.predict(self.raw(weak_id) / "imagesTr", self.predictions(arm_name, seed, "_train"),
-                            weak_id, arm.trainer)
+        key = run_key(replace(arm, self_training_rounds=1, note=""), r, seed, _phantom_version())
+        weak = self.root / "predictions" / f"self_training_seed{seed}_{key}_train"
+        if not weak.is_dir():  # predicted whole or not at all: a resumed run checks only the folder's name
+            staged = self.predict(self.raw(weak_id) / "imagesTr", weak.with_name(f".{weak.name}.partial"), weak_id,
+                                  arm.trainer)
+            os.replace(staged, weak)
         first = SELF_TRAINING_IDS + 10 * seed + 1
         with scoped_environ({**self.env, "NNUNET_FRACTURE_SETTINGS": r.schedule()}):
-            self_train([weak], weak_id, self.root / "self_training" / f"{arm_name}_seed{seed}", first_id=first,
-                       name=f"QualityS{seed}{arm_name.replace('_', '').capitalize()}", rounds=arm.self_training_rounds,
-                       plans=r.plans, trainer=STRONG_TRAINER, device=r.device, rule=arm.pseudo_masks or "fixed",
-                       refine=arm.refine or "none", ignore_band=arm.ignore_band, overwrite=True,
+            self_train([weak], weak_id, self.root / "self_training" / f"seed{seed}_{key}", first_id=first,
+                       name=f"QualityS{seed}Flywheel", rounds=arm.self_training_rounds, plans=r.plans,
+                       trainer=STRONG_TRAINER, device=r.device, rule=arm.pseudo_masks or "fixed",
+                       refine=arm.refine or "none", ignore_band=arm.ignore_band, resume=True,
                        disable_tta=not r.tta)
         return first + arm.self_training_rounds - 1
 

@@ -16,6 +16,10 @@ a few percent of full supervision. Each round's numbers - boxes kept, refined, r
 dataset has ``groundTruthTr`` (the phantom), the pseudo-masks' Dice inside the boxes - go to
 ``<out>/self_training.json`` as soon as the round is done, with the commands' log in ``<out>/commands.log``.
 The model of the last round is the strong model.
+
+``resume`` continues an interrupted or shorter run in the same ``out``: rounds recorded as finished are kept (their
+datasets, models and predictions are not touched), an unfinished round is redone from its start, and ``rounds``
+may exceed the recorded ones to add rounds. It refuses a record made with other inputs or settings.
 """
 from __future__ import annotations
 
@@ -67,12 +71,34 @@ def _write_record(out: Path, record: dict) -> None:
     os.replace(staged, out / RECORD)
 
 
+def _resumed_record(out: Path, fresh: dict, first_id: int) -> dict:
+    """The record in ``out`` with its finished rounds, after checking it was made with ``fresh``'s inputs and
+    settings and ``first_id``, and that each finished round's predictions are still there."""
+    try:
+        record = json.loads((out / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{out / RECORD} cannot be read ({error}). Fix: pass --overwrite to start over.") from None
+    for key in ("box_dataset", "weak_predictions", "settings"):
+        if record.get(key) != fresh[key]:
+            raise ValueError(f"--resume: {out / RECORD} was made with {key} {record.get(key)!r}, not {fresh[key]!r}. "
+                             f"Fix: rerun with the recorded {key}, or pass --overwrite to start over.")
+    for entry in record["rounds"]:
+        expected = f"Dataset{first_id + entry['round'] - 1:03d}_"
+        if not Path(entry["dataset"]).name.startswith(expected):
+            raise ValueError(f"--resume: round {entry['round']} in {out / RECORD} used {Path(entry['dataset']).name}, "
+                             f"not an ID {expected[7:-1]} from --first-id {first_id}. Fix: pass the recorded first ID.")
+        if not (out / f"round{entry['round']}" / "predictions").is_dir():
+            raise ValueError(f"--resume: round {entry['round']}'s predictions are gone from {out}. Fix: pass "
+                             f"--overwrite to start over.")
+    return record
+
+
 def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out: Path | str, first_id: int,
                name: str, rounds: int = 2, plans: str = "nnUNetPlans", configuration: str = "3d_fullres",
                fold: str = "all", trainer: str = "nnUNetTrainer", device: str = "cuda", rule: str = "fixed",
                threshold: float = 0.5, refine: str = "random_walker",
                ignore_band: Optional[tuple[float, float]] = (0.2, 0.5), overwrite: bool = False,
-               disable_tta: bool = False) -> dict:
+               disable_tta: bool = False, resume: bool = False) -> dict:
     """Run ``rounds`` self-training rounds (module docstring).
 
     Args:
@@ -87,9 +113,10 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         rule, threshold, refine, ignore_band: the pseudo-mask settings of every round.
         overwrite: replace an existing ``out`` and existing datasets with the rounds' IDs.
         disable_tta: predict without test-time mirroring (faster).
+        resume: keep the rounds finished in ``out`` (module docstring) and run the rest.
 
     Returns:
-        The record written to ``<out>/self_training.json``.
+        The record written to ``<out>/self_training.json`` (its first ``rounds`` rounds when more were recorded).
 
     Raises:
         ValueError: bad arguments (before anything is written).
@@ -100,8 +127,12 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
     if not 1 <= first_id <= 1000 - rounds:
         raise ValueError(f"--first-id {first_id} leaves no room for {rounds} dataset IDs (1-999). Fix: pick a "
                          f"free ID from 1 to {999 - rounds + 1}.")
+    if resume and overwrite:
+        raise ValueError("--resume keeps the finished rounds and --overwrite replaces them: pass one of the two")
     out = Path(out).absolute()
-    check_output_folder(out, overwrite)
+    resuming = resume and (out / RECORD).is_file()
+    if not resuming:
+        check_output_folder(out, overwrite)
     source = SourceDataset.open(dataset)
     if source.dataset_id is None:
         raise ValueError(f"{source.folder} is not an nnU-Net dataset folder (DatasetXXX_NAME): its plans cannot "
@@ -109,7 +140,6 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
     if source.dataset_id in range(first_id, first_id + rounds):
         raise ValueError(f"--first-id {first_id} would overwrite the box dataset {source.dataset_id}. Fix: pick "
                          "IDs after it.")
-    out.mkdir(parents=True, exist_ok=True)
     log = out / "commands.log"
     record = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "box_dataset": str(source.folder), "weak_predictions": [str(Path(p).absolute()) for p in predictions],
@@ -117,12 +147,23 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                            "rule": rule, "threshold": threshold, "refine": refine,
                            "ignore_band": list(ignore_band) if ignore_band else None},
               "rounds": []}
-    current = [Path(p) for p in predictions]
-    for r in tqdm(range(1, rounds + 1), desc="self-training", unit="round"):
+    if resuming:
+        record = _resumed_record(out, record, first_id)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_record(out, record)  # the settings, so that an interrupted round 1 can be resumed
+    done = len(record["rounds"])
+    if done >= rounds:
+        print(f"{out}: {done} round(s) already finished, nothing to run", flush=True)
+        return {**record, "rounds": record["rounds"][:rounds]}
+    current = [out / f"round{done}" / "predictions"] if done else [Path(p) for p in predictions]
+    for r in tqdm(range(done + 1, rounds + 1), desc="self-training", unit="round", initial=done, total=rounds):
         dataset_id, folder = first_id + r - 1, out / f"round{r}"
+        # a round a resumed run had begun (its folder exists) is that run's own output: redone from its start
         provenance = write_pseudo_masks(current, source.folder, folder / "pseudo_masks", rule=rule,
                                         threshold=threshold, refine=refine, ignore_band=ignore_band,
-                                        export_dataset=dataset_id, export_name=f"{name}R{r}", overwrite=overwrite)
+                                        export_dataset=dataset_id, export_name=f"{name}R{r}",
+                                        overwrite=overwrite or (resuming and folder.is_dir()))
         run_stock(["nnUNetv2_extract_fingerprint", "-d", dataset_id, "-np", "1"], log)
         run_stock(["nnUNetv2_move_plans_between_datasets", "-s", source.dataset_id, "-t", dataset_id,
                    "-sp", plans, "-tp", plans], log)

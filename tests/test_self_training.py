@@ -51,6 +51,75 @@ def test_in_box_dice_by_hand(nnunet_env, tmp_path):
     assert in_box_dice(masks, SourceDataset.open(source)) == pytest.approx(2 * 2 / (3 + 3))
 
 
+def _recorded_run(nnunet_env, tmp_path, finished_rounds: int):
+    """A one-case box dataset (ID 501), weak predictions and an ``out`` whose record lists ``finished_rounds``
+    rounds (Dataset990_SR1, ...) made with self_train's defaults; (source folder, weak, out)."""
+    from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
+    from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
+
+    zeros = sitk.GetImageFromArray(np.zeros((4, 5, 6), dtype=np.uint8))
+    source = write_raw_dataset([CaseRecord("frac", zeros, [VoxelBox((0, 0, 0), (2, 2, 1))], zeros)], 501, "Src",
+                               raw_root=nnunet_env["nnUNet_raw"])
+    weak, out = tmp_path / "weak", tmp_path / "out"
+    weak.mkdir()
+    settings = {"plans": "nnUNetPlans", "configuration": "3d_fullres", "fold": "all", "trainer": "nnUNetTrainer",
+                "rule": "fixed", "threshold": 0.5, "refine": "random_walker", "ignore_band": [0.2, 0.5]}
+    rounds = []
+    for r in range(1, finished_rounds + 1):
+        (out / f"round{r}" / "predictions").mkdir(parents=True)
+        rounds.append({"round": r, "dataset": str(nnunet_env["nnUNet_raw"] / f"Dataset{989 + r}_SR{r}"),
+                       "model": f"model of round {r}"})
+    out.mkdir(exist_ok=True)
+    (out / "self_training.json").write_text(json.dumps({"box_dataset": str(source), "weak_predictions": [str(weak)],
+                                                         "settings": settings, "rounds": rounds}))
+    return source, weak, out
+
+
+def _no_stock_commands(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a stock command ran: {args[0]}")
+
+    monkeypatch.setattr("nnunet_fracture.self_training.run_stock", refuse)
+
+
+def test_resume_keeps_finished_rounds_and_runs_nothing_more(nnunet_env, tmp_path, monkeypatch, capsys):
+    _, weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=2)
+    _no_stock_commands(monkeypatch)
+    record = self_train([weak], 501, out, first_id=990, name="S", rounds=1, resume=True)
+    assert [entry["model"] for entry in record["rounds"]] == ["model of round 1"]  # the strong model of 1 round
+    assert "2 round(s) already finished" in capsys.readouterr().out
+    assert len(json.loads((out / "self_training.json").read_text())["rounds"]) == 2  # the record is untouched
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"refine": "none"}, "was made with settings"),
+    ({"first_id": 980}, "used Dataset990_SR1, not an ID 980"),
+    ({"overwrite": True}, "pass one of the two"),
+])
+def test_resume_refuses_another_run(nnunet_env, tmp_path, monkeypatch, change, message):
+    _, weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)
+    _no_stock_commands(monkeypatch)
+    before = (out / "self_training.json").read_text()
+    with pytest.raises(ValueError, match=message):
+        self_train([weak], 501, out, **{"first_id": 990, "name": "S", "rounds": 2, "resume": True, **change})
+    assert (out / "self_training.json").read_text() == before
+
+
+def test_resume_refuses_when_a_finished_round_lost_its_predictions(nnunet_env, tmp_path, monkeypatch):
+    _, weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)
+    (out / "round1" / "predictions").rmdir()
+    _no_stock_commands(monkeypatch)
+    with pytest.raises(ValueError, match="round 1's predictions are gone"):
+        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True)
+
+
+def test_without_resume_a_recorded_run_is_not_replaced(nnunet_env, tmp_path, monkeypatch):
+    _, weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)
+    _no_stock_commands(monkeypatch)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        self_train([weak], 501, out, first_id=990, name="S", rounds=2)
+
+
 @pytest.mark.slow
 def test_one_round_through_the_stock_commands(weak_dataset_cache, nnunet_env, tmp_path, monkeypatch, capsys):
     prepared_weak(weak_dataset_cache, nnunet_env, "box")
@@ -91,3 +160,16 @@ def test_one_round_through_the_stock_commands(weak_dataset_cache, nnunet_env, tm
         assert (out / "round1" / "predictions" / f"{case}.npz").is_file()
     plans = json.loads((nnunet_env["nnUNet_preprocessed"] / "Dataset990_TinySelfR1" / "nnUNetPlansTiny.json").read_text())
     assert plans["dataset_name"] == "Dataset990_TinySelfR1"
+
+    # --resume with one more round: round 1's model stays as it was, round 2 trains on round 1's predictions
+    checkpoint = model / "fold_all" / "checkpoint_final.pth"
+    round1_written = checkpoint.stat().st_mtime_ns
+    assert main(["self-train", str(weak), "--dataset", str(dataset_id), "--out", str(out), "--first-id", "990",
+                 "--name", "TinySelf", "--rounds", "2", "-p", "nnUNetPlansTiny", "-tr", "nnUNetTrainerFracture",
+                 "-device", "cpu", "--threshold", "0.001", "--refine", "none", "--disable-tta", "--resume"]) == 0
+    record = json.loads((out / "self_training.json").read_text())
+    assert [entry["round"] for entry in record["rounds"]] == [1, 2]
+    assert record["rounds"][0] == entry and checkpoint.stat().st_mtime_ns == round1_written
+    assert (nnunet_env["nnUNet_results"] / "Dataset991_TinySelfR2" / "nnUNetTrainerFracture__nnUNetPlansTiny__3d_fullres"
+            / "fold_all" / "checkpoint_final.pth").is_file()
+    assert (out / "round2" / "predictions" / "case0.npz").is_file()

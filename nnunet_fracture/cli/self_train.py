@@ -57,6 +57,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-ignore", action="store_true", help="label every voxel (no ignore band)")
     p.add_argument("--disable-tta", action="store_true", help="predict without test-time mirroring (faster)")
     p.add_argument("--overwrite", action="store_true", help="replace --out and the rounds' datasets")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rounds finished in --out (same inputs and settings), redo an unfinished one and run "
+                        "the rest; with a larger --rounds, add rounds to a finished run")
     p.set_defaults(func=run)
 
 
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> None:
                         rounds=args.rounds, plans=args.plans, configuration=args.configuration, fold=args.fold,
                         trainer=args.trainer, device=args.device, rule=args.rule, threshold=args.threshold,
                         refine=args.refine, ignore_band=None if args.no_ignore else tuple(args.ignore_band),
-                        overwrite=args.overwrite, disable_tta=args.disable_tta)
+                        overwrite=args.overwrite, disable_tta=args.disable_tta, resume=args.resume)
     for entry in record["rounds"]:
         dice = entry["in_box_dice_vs_ground_truth"]
         print(f"round {entry['round']}: {entry['dataset']}, {entry['boxes']} boxes ({entry['empty_boxes']} empty)"
