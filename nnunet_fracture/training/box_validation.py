@@ -61,6 +61,13 @@ def ensure_log_keys(logging: dict, epoch: int) -> None:
         values.extend([math.nan] * max(0, epoch - len(values)))
 
 
+def validation_note(trainer_name: str, threshold: float) -> str:
+    """The training log's line on what a weak-box trainer's online validation reports."""
+    return (f"{trainer_name}: online validation reports mass inside boxes, box hit rate and outside false-positive "
+            f"rate at P >= {threshold}; the 'Pseudo dice' lines show the box score (harmonic mean of mass inside and "
+            f"hit rate), which also selects checkpoint_best")
+
+
 def finish_validation_epoch(trainer, val_outputs: list[dict]) -> BoxStats:
     """A weak-box trainer's ``on_validation_epoch_end``: pool the epoch's ``box_counts`` and losses over the
     validation steps (and DDP ranks), log the :func:`box_score` as nnU-Net's pseudo Dice, the mean loss and the
