@@ -192,3 +192,13 @@ class ConvVAE(nn.Module):
             nn.init.kaiming_normal_(module.weight, a=1e-2)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+
+
+def arguments_from_plans(arch_kwargs: dict, patch_size, latent_dim: int, latent_channels: Optional[int]) -> dict:
+    """:class:`ConvVAE` keyword arguments from a plans configuration's ``network_arch_init_kwargs`` (a plain or a
+    residual-encoder U-Net's: the residual stages' block counts become convolutions per stage) and its patch size."""
+    kwargs = {k: v for k, v in arch_kwargs.items()
+              if k not in ("n_blocks_per_stage", "block", "bottleneck_channels", "stem_channels")}
+    if "n_conv_per_stage" not in kwargs:
+        kwargs["n_conv_per_stage"] = arch_kwargs["n_blocks_per_stage"]
+    return {**kwargs, "patch_size": list(patch_size), "latent_dim": latent_dim, "latent_channels": latent_channels}

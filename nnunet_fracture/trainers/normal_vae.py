@@ -2,26 +2,16 @@
 
     nnUNetv2_train DATASET 3d_fullres FOLD -tr nnUNetTrainerNormalVAE [-p nnUNetPlansTiny] [--c]
 
-on the CT of a weak-box (or mask) dataset, planned and preprocessed by the stock command. What changes against
-nnU-Net's trainer:
-
-- network: :class:`~nnunet_fracture.networks.vae.ConvVAE` built from the plans' stages, features, kernels,
-  strides and patch size, with a dense latent code of ``vae_latent_dim`` numbers (a class attribute, not a run-time
-  setting: ``nnUNetv2_predict`` and ``vae-error`` rebuild the network without the environment);
-- loss: :class:`~nnunet_fracture.losses.vae_loss.VAELoss`, reconstruction + ``vae_beta`` x KL, with ``vae_beta``
-  reached linearly over the first ``vae_beta_warmup_epochs`` epochs, in nnU-Net's ``loss(output, target)`` shape
-  (:class:`~nnunet_fracture.losses.vae_loss.VAEStepLoss`) so that nnU-Net's own ``train_step`` runs (autocast,
-  gradient scaler, clipping); AdamW at ``initial_lr`` = 1e-3 with nnU-Net's polynomial decay; no deep supervision;
-- sampling: only patches kept ``vae_box_margin`` voxels away from every box / fracture voxel
-  (:mod:`nnunet_fracture.training.normal_sampling`), preferring bone (``vae_bone_fraction`` of them centred on the
-  brightest ``1 - vae_bone_quantile`` of the CT); every training batch is checked to hold no labelled voxel;
-- online validation: the loss on normal validation patches; the "Pseudo dice" curve (which selects
-  ``checkpoint_best``) shows ``1 / (1 + reconstruction loss)``;
-- final validation: no segmentation export - per validation case, the sliding-window error map (gaussian
-  blending, as ``vae-error`` computes it) is compared inside and outside the boxes, written to
-  ``fold_X/validation/vae_summary.json``.
-
-The error map of a trained model becomes an input channel with ``nnunet-fracture vae-error``.
+on the CT of a weak-box (or mask) dataset, planned and preprocessed by the stock command. Against nnU-Net's trainer:
+the network is a :class:`~nnunet_fracture.networks.vae.ConvVAE` built from the plans with a dense latent code of
+``vae_latent_dim`` numbers (a class attribute: ``nnUNetv2_predict`` and ``vae-error`` rebuild the network without
+the environment); the loss is reconstruction + ``vae_beta`` x KL (:class:`~nnunet_fracture.losses.vae_loss.VAELoss`,
+``vae_beta`` warmed up over ``vae_beta_warmup_epochs``) in nnU-Net's ``loss(output, target)`` shape, so nnU-Net's
+own ``train_step`` runs; AdamW at 1e-3 with the polynomial decay, no deep supervision; patches come only from
+tissue ``vae_box_margin`` voxels away from every box, mostly bone (:mod:`~nnunet_fracture.training.normal_sampling`);
+validation is the loss on normal patches online and the error map inside vs outside the boxes at the end
+(:mod:`~nnunet_fracture.training.vae_validation`). ``nnunet-fracture vae-error`` turns a trained model's error map
+into an input channel.
 """
 from __future__ import annotations
 
@@ -30,16 +20,16 @@ from typing import List
 import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-from nnunetv2.utilities.helpers import dummy_context
 
 from nnunet_fracture.losses.vae_loss import VAELoss, VAEStepLoss, warmed_up_beta
-from nnunet_fracture.networks.unwrap import unwrap_network
+from nnunet_fracture.networks.vae import arguments_from_plans
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.training.box_sampling import use_data_loader
 from nnunet_fracture.training.error_channel import find_error_channel
-from nnunet_fracture.training.normal_sampling import NormalLoaderFactory
+from nnunet_fracture.training.normal_sampling import NormalLoaderFactory, check_normal_batch
 from nnunet_fracture.training.loss_inputs import loss_called_with
-from nnunet_fracture.training.vae_validation import finish_online_validation, write_error_summary
+from nnunet_fracture.training.vae_validation import (finish_online_validation, online_validation_step,
+                                                      write_error_summary)
 
 VAE_CLASS = "nnunet_fracture.networks.vae.ConvVAE"
 
@@ -76,12 +66,8 @@ class nnUNetTrainerNormalVAE(nnUNetTrainerFracture):
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
                                    num_output_channels: int, enable_deep_supervision: bool = True) -> torch.nn.Module:
-        kwargs = {k: v for k, v in configuration_manager.network_arch_init_kwargs.items()
-                  if k not in ("n_blocks_per_stage", "block", "bottleneck_channels", "stem_channels")}
-        if "n_conv_per_stage" not in kwargs:  # residual-encoder plans: one conv block per residual block
-            kwargs["n_conv_per_stage"] = configuration_manager.network_arch_init_kwargs["n_blocks_per_stage"]
-        kwargs.update(patch_size=list(configuration_manager.patch_size), latent_dim=cls.vae_latent_dim,
-                      latent_channels=cls.vae_latent_channels)
+        kwargs = arguments_from_plans(configuration_manager.network_arch_init_kwargs, configuration_manager.patch_size,
+                                      cls.vae_latent_dim, cls.vae_latent_channels)
         return get_network_from_plans(VAE_CLASS, kwargs, configuration_manager.network_arch_init_kwargs_req_import,
                                       num_input_channels, num_output_channels, allow_init=True, deep_supervision=False)
 
@@ -108,42 +94,23 @@ class nnUNetTrainerNormalVAE(nnUNetTrainerFracture):
             self.print_to_log_file(note)
         return generators
 
-    def _vae(self):
-        """The ConvVAE itself, unwrapped from DDP and torch.compile."""
-        return unwrap_network(self.network)
-
-    # --- training -------------------------------------------------------------------------------------------
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
         self.loss.beta = warmed_up_beta(self.vae_beta, self.current_epoch, self.vae_beta_warmup_epochs)
         self.print_to_log_file(f"VAE beta (KL weight) this epoch: {self.loss.beta:.4g}")
 
-    @staticmethod
-    def _check_normal(batch: dict) -> None:
-        """Refuse a batch whose labels show a box / fracture voxel (checked on the CPU tensor, no device sync)."""
-        target = batch["target"][0] if isinstance(batch["target"], (list, tuple)) else batch["target"]
-        if bool((target > 0).any()):
-            raise RuntimeError(f"a VAE training batch holds box/fracture voxels (cases {list(batch['keys'])}); the "
-                               f"normal-tissue sampler must prevent this. Please report it.")
-
     def train_step(self, batch: dict) -> dict:
         """nnU-Net's own step; the loss (:class:`~nnunet_fracture.losses.vae_loss.VAEStepLoss`) gets the input."""
-        self._check_normal(batch)
+        check_normal_batch(batch)
         with loss_called_with(self, {"data": batch["data"].to(self.device, non_blocking=True)}):
             return super().train_step(batch)
 
-    # --- online validation (normal patches) --------------------------------------------------------------------
     def validation_step(self, batch: dict) -> dict:
-        data = batch["data"].to(self.device, non_blocking=True)
-        with torch.no_grad(), (torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda"
-                               else dummy_context()):
-            loss = self.loss(self._vae().vae_outputs(data, sample=False), None, data=data)
-        return {"loss": loss.detach().cpu().numpy(), "reconstruction": self.loss.last_components["reconstruction"]}
+        return online_validation_step(self, batch)
 
     def on_validation_epoch_end(self, val_outputs: List[dict]):
         finish_online_validation(self, val_outputs)
 
-    # --- final validation: error inside vs outside boxes -------------------------------------------------------
     def run_final_validation(self, save_probabilities: bool = False) -> None:
         if self.local_rank == 0:
             write_error_summary(self)

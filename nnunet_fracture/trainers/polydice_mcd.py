@@ -27,63 +27,30 @@ import torch
 
 from nnunet_fracture.losses import PolyDice1Loss, RegionAndPixelLoss
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
-from nnunet_fracture.training import difficulty, mc_assessment, mc_rounds
+from nnunet_fracture.training import difficulty, mc_rounds
 from nnunet_fracture.training import mc_dropout as mcd
 from nnunet_fracture.training.loss_wrapping import PerImageEpsilonLoss, nnunet_scale_weights
+from nnunet_fracture.training.mc_settings import MCDropoutSettings
 
 
-class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
-    """PolyDice-1 + CE with MC-Dropout-driven per-image ``eps1`` (research plan: p = 0.5, N = 10, M = 10)."""
-
-    settings = ("weight_polydice", "weight_ce", "epsilon_min", "epsilon_max", "epsilon_direction",
-                "dropout_p_train", "mc_dropout_p", "mc_passes", "mc_every", "mc_cases_per_round",
-                "mc_max_overhead", "mc_patches_per_case", "mc_foreground_only", "mc_aggregate", "mc_top_percent",
-                "mc_seed", "mc_batch_size")
-    weight_polydice = 1.0
-    weight_ce = 1.0
-    epsilon_min = 0.0
-    epsilon_max = 1.0
-    epsilon_direction = "harder_larger"
-    dropout_p_train = 0.1
-    mc_dropout_p = 0.5
-    mc_passes = 10
-    mc_every = 10  # 0 switches the MC rounds off (eps1 stays at the middle of the range)
-    mc_cases_per_round = 0  # 0: as many as mc_max_overhead allows (estimate)
-    mc_max_overhead = 0.1
-    mc_patches_per_case = 1
-    mc_foreground_only = False
-    mc_aggregate = "mean"
-    mc_top_percent = 1.0
-    mc_seed = 0
-    mc_batch_size = 0  # 0: all N passes of a patch in one forward batch
-    setting_ranges = {"mc_passes": (2, None), "mc_every": (0, None), "mc_cases_per_round": (0, None),
-                      "mc_patches_per_case": (1, None), "mc_batch_size": (0, None), "mc_max_overhead": (1e-12, None),
-                      "weight_polydice": (0.0, None), "weight_ce": (0.0, None)}
-    setting_choices = {"mc_aggregate": mc_assessment.AGGREGATES, "epsilon_direction": difficulty.DIRECTIONS}
+class nnUNetTrainerPolyDiceMCD(MCDropoutSettings, nnUNetTrainerFracture):
+    """PolyDice-1 + CE with MC-Dropout-driven per-image ``eps1`` (settings:
+    :class:`~nnunet_fracture.training.mc_settings.MCDropoutSettings`)."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self._check_mc_settings()
+        self.check_mc_settings(self.is_cascaded)
         self.difficulty = difficulty.DifficultyTable()
         self.epsilon: dict[str, float] = {}
         self.mc_round_seconds: list[float] = []
         self.mc_candidates: list[str] | None = None
         self.mc_clock = time.perf_counter()
 
-    def _check_mc_settings(self) -> None:
-        mcd.check_rate("dropout_p_train", self.dropout_p_train)
-        mcd.check_rate("mc_dropout_p", self.mc_dropout_p)
-        difficulty.epsilon_by_rank({}, self.epsilon_min, self.epsilon_max, self.epsilon_direction)  # validates
-        if self.mc_every and self.is_cascaded:
-            raise RuntimeError(f"{type(self).__name__}: MC-Dropout patches do not include a cascade's previous-stage "
-                               f"segmentation; train a non-cascaded configuration or set mc_every=0")
-
-    # --- network: dropout through the plans' dropout_op ---------------------------------------------------------
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
                                    num_output_channels: int, enable_deep_supervision: bool = True):
-        return super().build_network_architecture(
+        return super().build_network_architecture(  # dropout through the plans' dropout_op
             plans_manager, mcd.with_dropout(configuration_manager, cls.dropout_p_train), num_input_channels,
             num_output_channels, enable_deep_supervision)
 
@@ -93,11 +60,6 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
             raise RuntimeError(f"{type(self).__name__}: the network has no MCDropout module; is "
                                f"build_network_architecture overridden by another base class before this one?")
 
-    # --- loss: PolyDice-1 + CE, eps1 per image from the batch's case keys ----------------------------------------
-    @property
-    def neutral_epsilon(self) -> float:
-        return difficulty.neutral_epsilon(self.epsilon_min, self.epsilon_max)
-
     def _build_loss(self):
         regions = self.label_manager.has_regions
         polydice = PolyDice1Loss(activation="sigmoid" if regions else "softmax", include_background=regions,
@@ -106,17 +68,10 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
                                   regions=regions, ignore_label=self.label_manager.ignore_label)
         return PerImageEpsilonLoss(loss, nnunet_scale_weights(self))
 
-    def epsilon_for(self, keys) -> torch.Tensor:
-        """``eps1`` of each image of a batch, from its case key (duplicates allowed), as a ``(B,)`` tensor."""
-        neutral = self.neutral_epsilon
-        return torch.tensor([self.epsilon.get(str(k), neutral) for k in keys], dtype=torch.float32,
-                            device=self.device)
-
     def train_step(self, batch: dict) -> dict:
-        with self.loss.using(self.epsilon_for(batch['keys'])):
+        with self.loss.using(self.epsilon_for(batch['keys'])):  # eps1 per image, from the batch's case keys
             return super().train_step(batch)
 
-    # --- MC-Dropout rounds (training/mc_rounds) ---------------------------------------------------------------
     def on_train_start(self):
         super().on_train_start()
         self.mc_clock = time.perf_counter()
@@ -134,7 +89,6 @@ class nnUNetTrainerPolyDiceMCD(nnUNetTrainerFracture):
         """One MC-Dropout round now (:func:`~nnunet_fracture.training.mc_rounds.run_round`)."""
         return mc_rounds.run_round(self)
 
-    # --- checkpoint ---------------------------------------------------------------------------------------------
     def get_extra_state(self) -> dict:
         return {**super().get_extra_state(), "mc_difficulty": self.difficulty.state_dict(),
                 "mc_epsilon": dict(self.epsilon)}

@@ -201,6 +201,15 @@ class NormalTissueDataLoader(nnUNetDataLoader):
         return candidates[np.random.randint(len(candidates))]
 
 
+def check_normal_batch(batch: dict) -> None:
+    """Refuse a training batch whose labels show a box / fracture voxel (checked on the CPU tensor, no device
+    sync): the normal-tissue sampler must never let one through."""
+    target = batch["target"][0] if isinstance(batch["target"], (list, tuple)) else batch["target"]
+    if bool((target > 0).any()):
+        raise RuntimeError(f"a VAE training batch holds box/fracture voxels (cases {list(batch['keys'])}); the "
+                           f"normal-tissue sampler must prevent this. Please report it.")
+
+
 class NormalLoaderFactory:
     """What :func:`~nnunet_fracture.training.box_sampling.use_data_loader` swaps in for the VAE trainer: nnU-Net
     builds the training loader first (strict: every case must offer a normal patch or is left out and listed), then

@@ -11,7 +11,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nnunetv2.utilities.helpers import dummy_context
+
+from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.training.distributed import gather_concatenated
+
+
+def online_validation_step(trainer, batch: dict) -> dict:
+    """The VAE trainer's ``validation_step``: the loss of the mean reconstruction (no sampling) of a batch of
+    normal patches, and its reconstruction part."""
+    data = batch["data"].to(trainer.device, non_blocking=True)
+    with torch.no_grad(), (torch.autocast(trainer.device.type, enabled=True) if trainer.device.type == "cuda"
+                           else dummy_context()):
+        loss = trainer.loss(unwrap_network(trainer.network).vae_outputs(data, sample=False), None, data=data)
+    return {"loss": loss.detach().cpu().numpy(), "reconstruction": trainer.loss.last_components["reconstruction"]}
 
 
 def finish_online_validation(trainer, val_outputs: list[dict]) -> float:

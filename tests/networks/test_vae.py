@@ -68,3 +68,18 @@ def test_spatial_latent():
     assert out.reconstruction.shape == (2, 1, 8, 8, 16)
     with pytest.raises(ValueError, match="latent_channels"):
         make(latent_channels=0)
+
+
+def test_arguments_from_plain_and_residual_plans():
+    from nnunet_fracture.networks.vae import arguments_from_plans
+
+    plain = {"n_stages": 3, "features_per_stage": [8, 16, 32], "n_conv_per_stage": [2, 2, 2],
+             "n_conv_per_stage_decoder": [2, 2]}
+    assert arguments_from_plans(plain, (16, 16, 8), 32, None) == {
+        **plain, "patch_size": [16, 16, 8], "latent_dim": 32, "latent_channels": None}
+    residual = {"n_stages": 3, "features_per_stage": [8, 16, 32], "n_blocks_per_stage": [1, 3, 4],
+                "n_conv_per_stage_decoder": [1, 1], "block": "BasicBlockD", "bottleneck_channels": None,
+                "stem_channels": None}
+    assert arguments_from_plans(residual, [16, 16, 8], 32, 4) == {
+        "n_stages": 3, "features_per_stage": [8, 16, 32], "n_conv_per_stage": [1, 3, 4],
+        "n_conv_per_stage_decoder": [1, 1], "patch_size": [16, 16, 8], "latent_dim": 32, "latent_channels": 4}
