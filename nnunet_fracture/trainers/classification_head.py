@@ -10,9 +10,8 @@
   the target patch (any foreground / box voxel, the ignore label excluded).
 - Prediction: stock. In eval mode the network returns logits of ``P_final = P_class x P_seg``.
 - Validation: nnU-Net's validation runs the network in eval mode, so the pseudo Dice and the validation loss are
-  those of the fused prediction (loss = ``weight_cls * BCE + weight_seg * L_seg(fused logits)``); the trainer
-  also logs the head's accuracy at 0.5 and its ROC AUC over the validation patches (``cls_accuracy``,
-  ``cls_auc``; AUC is NaN when all patches share one class).
+  those of the fused prediction; the head's accuracy and ROC AUC are logged too
+  (:mod:`~nnunet_fracture.training.class_head_validation`).
 
 Combine with a network trainer by putting this trainer FIRST, so that its ``build_network_architecture`` wraps
 the other network and its ``_build_loss`` wraps the other loss::
@@ -24,21 +23,19 @@ not run-time settings: nnU-Net's predictor rebuilds the network from the trainer
 """
 from __future__ import annotations
 
-import math
 from typing import List, Optional, Tuple
 
-import numpy as np
 import torch
 
-from nnunet_fracture.losses.classification_head import ClassificationHeadLoss, classification_target
+from nnunet_fracture.losses.classification_head import ClassificationHeadLoss
 from nnunet_fracture.networks.classification_head import ClassificationHeadNetwork
 from nnunet_fracture.networks.unwrap import unwrap_network
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.trainers.slice_lstm import nnUNetTrainerSliceLSTM
-from nnunet_fracture.training.distributed import gather_concatenated
+from nnunet_fracture.training.class_head_validation import (CLS_LOG_KEYS, class_scores, log_class_numbers,
+                                                             pop_class_scores)
 
-#: keys added to nnU-Net's logger, one value per epoch
-CLS_LOG_KEYS = ("cls_accuracy", "cls_auc")
+__all__ = ["CLS_LOG_KEYS", "nnUNetTrainerClsHead", "nnUNetTrainerSliceLSTMClsHead"]
 
 
 class nnUNetTrainerClsHead(nnUNetTrainerFracture):
@@ -84,35 +81,16 @@ class nnUNetTrainerClsHead(nnUNetTrainerFracture):
                                       ignore_label=self.label_manager.ignore_label,
                                       class_logits_source=self.class_logits)
 
-    # --- classification numbers in online validation ------------------------------------------------------------
-    def validation_step(self, batch: dict) -> dict:
+    def validation_step(self, batch: dict) -> dict:  # plus the head's numbers (training/class_head_validation)
         target = batch["target"]
         full = (target[0] if isinstance(target, (list, tuple)) else target).clone()  # super() may edit it in place
         result = super().validation_step(batch)
-        logits = self.class_logits().detach()
-        y = classification_target(full.to(logits.device), logits.shape[2:], self.label_manager.ignore_label)
-        result["cls_scores"] = torch.sigmoid(logits.float()).flatten().cpu().numpy()
-        result["cls_labels"] = y.flatten().cpu().numpy()
-        return result
+        return {**result, **class_scores(self.class_logits().detach(), full, self.label_manager.ignore_label)}
 
     def on_validation_epoch_end(self, val_outputs: List[dict]):
-        scores = np.concatenate([o.pop("cls_scores") for o in val_outputs])
-        labels = np.concatenate([o.pop("cls_labels") for o in val_outputs])
-        scores, labels = gather_concatenated(scores, labels, enabled=self.is_ddp)
+        scores, labels = pop_class_scores(val_outputs, self.is_ddp)
         super().on_validation_epoch_end(val_outputs)
-        from nnunet_fracture.evaluation.detection_metrics import detection_metrics  # scikit-learn: import late
-
-        result = detection_metrics(scores, labels, threshold=0.5)
-        accuracy = (result.tp + result.tn) / result.n_items if result.n_items else math.nan
-        auc = result.roc_auc
-        epoch = self.current_epoch
-        logging = self.logger.local_logger.my_fantastic_logging
-        for key, value in zip(CLS_LOG_KEYS, (accuracy, auc)):
-            values = logging.setdefault(key, [])
-            values.extend([math.nan] * max(0, epoch - len(values)))  # keys added after a resume
-            self.logger.log(key, value, epoch)
-        self.print_to_log_file(f"classification head: accuracy {accuracy:.4f}, AUC {auc:.4f} over {labels.size} "
-                               f"validation patches ({int(labels.sum())} with fracture)")
+        log_class_numbers(self, scores, labels)
 
 
 class nnUNetTrainerSliceLSTMClsHead(nnUNetTrainerClsHead, nnUNetTrainerSliceLSTM):
