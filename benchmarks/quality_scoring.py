@@ -47,7 +47,7 @@ def cases(raw: Path, phantom: Path) -> Iterator[tuple[str, np.ndarray, list[Kind
 def score_predictions(predictions: Path, test_raw: Path, test_phantom: Path, pseudo_rule: Optional[str],
                       pseudo_out: Path, refine: Optional[str] = None) -> dict:
     """An arm's numbers from its test predictions (and its pseudo-masks inside the boxes, for weak arms)."""
-    from nnunet_fracture.inference.probability_files import load_fracture_probability
+    from nnunet_fracture.io.probability_files import load_fracture_probability
     from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
 
     if pseudo_rule is not None:

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from nnunet_fracture.environment import nnunet_folder
 from nnunet_fracture.inference.pseudo_masks import box_region, write_pseudo_masks
-from nnunet_fracture.inference.source_dataset import SourceDataset
+from nnunet_fracture.dataset_conversion.source_dataset import SourceDataset
 from nnunet_fracture.io.output_folders import check_output_folder
 from nnunet_fracture.stock_commands import run_stock
 

@@ -29,7 +29,7 @@ def test_bad_arguments_write_nothing(tmp_path):
 def test_in_box_dice_by_hand(nnunet_env, tmp_path):
     from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
     from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
-    from nnunet_fracture.inference.source_dataset import SourceDataset
+    from nnunet_fracture.dataset_conversion.source_dataset import SourceDataset
     from nnunet_fracture.self_training import in_box_dice
 
     shape = (4, 5, 6)

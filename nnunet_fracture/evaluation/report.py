@@ -50,7 +50,7 @@ from nnunet_fracture.visualization.evaluation_figures import (
 )
 from nnunet_fracture.evaluation.report_inputs import BoxNumbers, check_same_geometry, read_vertebrae
 from nnunet_fracture.evaluation.report_streaming import FRACTURE_LABEL, StreamingEvaluation
-from nnunet_fracture.inference.probability_files import load_fracture_probability
+from nnunet_fracture.io.probability_files import load_fracture_probability
 from nnunet_fracture.io.output_folders import staged_folder
 
 

@@ -95,7 +95,7 @@ def resolve_case(case: str | Path, model: Path, dataset_json: dict, dataset: Opt
     if path.suffix or os.sep in str(case):
         raise FileNotFoundError(f"image file {path} does not exist. Fix: pass an existing CT file or a case id "
                                 f"of the raw dataset.")
-    from nnunet_fracture.inference.source_dataset import resolve_dataset_folder
+    from nnunet_fracture.dataset_conversion.source_dataset import resolve_dataset_folder
 
     folder = resolve_dataset_folder(dataset if dataset is not None else model.parent.name)
     ending = dataset_json.get("file_ending", ".nii.gz")

@@ -29,7 +29,7 @@ import SimpleITK as sitk
 from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN
 from nnunet_fracture.dataset_conversion.dataset_folders import (check_dataset_id_free, dataset_folder_name,
                                                                   install_dataset, recover_interrupted, staging_folder)
-from nnunet_fracture.inference.source_dataset import SourceDataset
+from nnunet_fracture.dataset_conversion.source_dataset import SourceDataset
 from nnunet_fracture.io.verified_writes import write_image
 
 IGNORE_LABEL = 2

@@ -2,7 +2,7 @@
 
 A prediction folder holds, per case, ``<case><file_ending>`` (the segmentation, which carries the image
 geometry) and ``<case>.npz`` (the probabilities, read with
-:func:`~nnunet_fracture.inference.probability_files.load_fracture_probability`), plus the files nnU-Net copies
+:func:`~nnunet_fracture.io.probability_files.load_fracture_probability`), plus the files nnU-Net copies
 there: ``predict_from_raw_data_args.json``, ``plans.json`` and ``dataset.json``. Case ids are file stems.
 
 **Several folders** are taken as one folder per fold (``nnUNetv2_predict -f 0 -o pred_f0``, ``-f 1 -o
@@ -28,7 +28,7 @@ import SimpleITK as sitk
 from scipy.special import entr
 
 from nnunet_fracture.image_geometry import geometry_mismatch
-from nnunet_fracture.inference.probability_files import load_fracture_probability
+from nnunet_fracture.io.probability_files import load_fracture_probability
 from nnunet_fracture.io.json_files import read_json_object
 
 PREDICT_FIX = "restore the file nnUNetv2_predict wrote"

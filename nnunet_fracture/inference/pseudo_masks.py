@@ -2,7 +2,7 @@
 
 Input: one or more ``nnUNetv2_predict --save_probabilities`` output folders (one per fold, or one; fusion and
 uncertainty in :mod:`~nnunet_fracture.inference.prediction_folders`) and the raw dataset they were predicted from
-(:mod:`~nnunet_fracture.inference.source_dataset`; its ``boxes.json`` and ``imagesTr``). The cases processed are
+(:mod:`~nnunet_fracture.dataset_conversion.source_dataset`; its ``boxes.json`` and ``imagesTr``). The cases processed are
 those the folders hold - the whole dataset or a subset, e.g. held-out cases - and every folder must hold the same
 ones; a case that ``boxes.json`` does not list is an error.
 
@@ -64,7 +64,7 @@ from nnunet_fracture.inference.refinement import Refinement, refine_box
 from nnunet_fracture.inference.prediction_folders import (UNCERTAINTY_KINDS, PredictionFolder, select_cases,
                                                           fused_probability, model_info, open_prediction_folders,
                                                           read_grid)
-from nnunet_fracture.inference.source_dataset import BoxEntry, SourceDataset
+from nnunet_fracture.dataset_conversion.source_dataset import BoxEntry, SourceDataset
 from nnunet_fracture.io.output_folders import check_output_folder, check_output_not_an_input, swap_in
 from nnunet_fracture.io.reference_grid import array_to_image
 from nnunet_fracture.io.verified_writes import write_image

@@ -92,7 +92,7 @@ def write_error_dataset(dataset: str | int | Path, out_dataset_id: int, vae: Pat
     """
     from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN
     from nnunet_fracture.dataset_conversion.dataset_folders import check_dataset_id_free, staged_dataset
-    from nnunet_fracture.inference.source_dataset import _DATASET_FOLDER, resolve_dataset_folder
+    from nnunet_fracture.dataset_conversion.source_dataset import _DATASET_FOLDER, resolve_dataset_folder
 
     percentile = check_percentile(percentile)
     source = resolve_dataset_folder(dataset).absolute()

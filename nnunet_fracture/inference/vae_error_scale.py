@@ -59,7 +59,7 @@ def scale_from_dataset(dataset: str | int | Path) -> tuple[float, int, dict]:
     Raises:
         FileNotFoundError, ValueError: no such dataset, or no ``nnunet_fracture.vae_error`` entry.
     """
-    from nnunet_fracture.inference.source_dataset import resolve_dataset_folder
+    from nnunet_fracture.dataset_conversion.source_dataset import resolve_dataset_folder
 
     folder = resolve_dataset_folder(dataset)
     meta = json.loads((folder / "dataset.json").read_text())

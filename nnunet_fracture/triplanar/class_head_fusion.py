@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from nnunet_fracture.inference.probability_files import RANGE_TOLERANCE
+from nnunet_fracture.io.probability_files import RANGE_TOLERANCE
 from nnunet_fracture.triplanar.grid_mapping import GridMappingError, map_to_grid
 from nnunet_fracture.io.image_files import IMAGE_ENDINGS
 

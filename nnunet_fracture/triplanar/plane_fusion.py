@@ -44,7 +44,7 @@ from tqdm import tqdm
 from nnunet_fracture.triplanar.class_head_fusion import ClassProbability, class_head_fusion
 from nnunet_fracture.inference.prediction_folders import (PredictionFolder, model_info, open_prediction_folders,
                                                           read_grid)
-from nnunet_fracture.inference.probability_files import load_fracture_probability
+from nnunet_fracture.io.probability_files import load_fracture_probability
 from nnunet_fracture.io.output_folders import check_output_folder, check_output_not_an_input, replace_folder
 from nnunet_fracture.triplanar.grid_mapping import INTERPOLATORS, GridMappingError, map_to_grid
 from nnunet_fracture.io.reference_grid import array_to_image
@@ -141,7 +141,7 @@ class _TargetGrids:
         self.axial = axial
         self.reoriented_from: Optional[str] = None
         if dataset is not None:
-            from nnunet_fracture.inference.source_dataset import resolve_dataset_folder
+            from nnunet_fracture.dataset_conversion.source_dataset import resolve_dataset_folder
 
             self.dataset_folder = resolve_dataset_folder(dataset).absolute()
             meta_file = self.dataset_folder / "dataset.json"

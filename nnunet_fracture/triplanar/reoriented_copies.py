@@ -240,7 +240,7 @@ def write_reoriented_dataset(source: str | int | Path, plane: str, dataset_id: i
         FileExistsError: the ID is taken and ``overwrite`` is false.
     """
     from nnunet_fracture import __version__
-    from nnunet_fracture.inference.source_dataset import resolve_dataset_folder
+    from nnunet_fracture.dataset_conversion.source_dataset import resolve_dataset_folder
 
     if plane not in PLANE_NORMAL:
         raise ValueError(f"unknown plane {plane!r}; expected one of {', '.join(PLANES)}")

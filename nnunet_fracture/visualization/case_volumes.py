@@ -10,7 +10,7 @@ Where the files come from (nnU-Net and ``nnunet-fracture convert`` layouts):
 
 - ``IMAGES/<case>_0000.<ending>``: the CT (first channel);
 - ``PRED/<case>.npz``: ``nnUNetv2_predict --save_probabilities`` output, read with
-  :func:`~nnunet_fracture.inference.probability_files.load_fracture_probability`; without it, the segmentation
+  :func:`~nnunet_fracture.io.probability_files.load_fracture_probability`; without it, the segmentation
   ``PRED/<case>.<ending>`` (fracture = label > 0) stands in as a 0/1 probability;
 - ``boxes.json``: ``{case: [{box_id, lo, hi, ...}]}``, ``lo``/``hi`` inclusive ITK indices (i, j, k) of the CT;
 - ``VERTEBRAE/<case>.<ending>`` and ``GROUND_TRUTH/<case>.<ending>``: optional per case (a converted dataset
@@ -29,7 +29,7 @@ from nnunet_fracture.dataset_conversion.box_geometry import box_problem, voxel_t
 from nnunet_fracture.dataset_conversion.case import VoxelBox
 from nnunet_fracture.dataset_conversion.raw_dataset import read_boxes_json as read_boxes_table
 from nnunet_fracture.image_geometry import geometry_mismatch
-from nnunet_fracture.inference.probability_files import load_fracture_probability
+from nnunet_fracture.io.probability_files import load_fracture_probability
 from nnunet_fracture.io.image_files import IMAGE_ENDINGS
 
 """File endings tried, in this order, for CTs, segmentations, vertebra maps and ground-truth masks."""

@@ -24,7 +24,7 @@ from nnunet_fracture.triplanar.reoriented_copies import array_axes, reorient_ima
 from nnunet_fracture.triplanar.class_head_fusion import class_head_fusion
 from nnunet_fracture.triplanar.plane_fusion import fuse_arrays, fuse_predictions
 from nnunet_fracture.inference.prediction_folders import PredictionFolder
-from nnunet_fracture.inference.probability_files import load_fracture_probability
+from nnunet_fracture.io.probability_files import load_fracture_probability
 from nnunet_fracture.triplanar.grid_mapping import GridMappingError, index_mapping, map_to_grid
 
 SIZE = (5, 4, 3)

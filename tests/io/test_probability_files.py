@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nnunet_fracture.inference.probability_files import load_fracture_probability
+from nnunet_fracture.io.probability_files import load_fracture_probability
 
 SHAPE = (3, 4, 5)
 
