@@ -1,17 +1,30 @@
 """The DDP paths of the plugin's trainers, run for real: two processes on the gloo backend (CPU).
 
-nnU-Net's own ``-num_gpus`` launcher needs CUDA devices, so the helpers the trainers call under DDP are exercised
-one level below it: what two ranks gather or broadcast must equal the single-process result.
+nnU-Net's own ``-num_gpus`` launcher needs CUDA devices (it pins each rank to ``cuda:<rank>`` and hands DDP that
+device), so the paths the trainers take under DDP are exercised one level below it, in one spawn of two ranks: the
+box-validation and class-score gather, an MC-Dropout round (assessed on rank 0, broadcast) and the checkpoint
+state rank 0 writes and every rank restores, and nnU-Net's per-rank batch size and oversampling with the weak-box
+loader. Each must equal the single-process result.
 """
 from __future__ import annotations
 
 import os
 import socket
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
+import torch
 import torch.multiprocessing as mp
+from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import distributed as dist
 
+from nnunet_fracture.training import mc_rounds
+from nnunet_fracture.training.box_sampling import BoxAwareDataLoader
+from nnunet_fracture.training.difficulty import DifficultyTable
 from nnunet_fracture.training.distributed import broadcast_from_rank0, gather_concatenated
 
 # what each rank holds at the end of a validation epoch: losses, a (1, K) box-count row, class scores
@@ -25,22 +38,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, port: int, results) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        losses, counts, scores = gather_concatenated(*RANK_DATA[rank], enabled=True)
-        round_values = broadcast_from_rank0({"case_a": 0.125} if rank == 0 else None, enabled=True)
-        results[rank] = (losses, counts.sum(axis=0), scores, round_values)
-    finally:
-        dist.destroy_process_group()
-
-
-def test_two_gloo_ranks_gather_and_broadcast_like_one_process():
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> tuple[dict, Path]:
+    """What each of two gloo ranks computed in :func:`_worker` (one spawn for the module), and its folder."""
+    folder = tmp_path_factory.mktemp("ddp")
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(_worker, args=(_free_port(), results), nprocs=2, join=True)
-        results = dict(results)
+        mp.spawn(_worker, args=(_free_port(), str(folder), results), nprocs=2, join=True)
+        return dict(results), folder
+
+
+def test_two_gloo_ranks_gather_and_broadcast_like_one_process(two_ranks):
+    results = {rank: values["gathered"] for rank, values in two_ranks[0].items()}
     # the single-process result over the same numbers
     single = gather_concatenated(*(np.concatenate([RANK_DATA[0][i], RANK_DATA[1][i]]) for i in range(3)),
                                  enabled=False)
@@ -57,3 +66,82 @@ def test_single_process_passes_through():
     a = np.array([1.0, 2.0])
     assert gather_concatenated(a, enabled=False)[0] is a
     assert broadcast_from_rank0("x", enabled=False) == "x"
+
+
+ROUND = {"case_a": 0.3, "case_b": 0.1, "case_c": 0.2}  # what rank 0's MC-Dropout assessment finds
+BATCH_SIZES = (2, 3, 4, 5)
+
+
+def _mc_trainer(rank: int, ddp: bool, folder: Path) -> SimpleNamespace:
+    """What :func:`mc_rounds.run_round` reads and writes of a PolyDice-MCD trainer (its assessment replaced)."""
+    return SimpleNamespace(is_ddp=ddp, local_rank=rank, current_epoch=9, mc_clock=time.perf_counter(),
+                           mc_round_seconds=[], difficulty=DifficultyTable(), epsilon={}, epsilon_min=0.0,
+                           epsilon_max=1.0, epsilon_direction="harder_larger", mc_aggregate="mean",
+                           output_folder=str(folder), print_to_log_file=lambda *args: None)
+
+
+def _patch_split(batch_size: int) -> tuple[int, int]:
+    """(patches, box-centred patches) of this rank's batch: nnU-Net's per-rank batch size and oversampling
+    (``_set_batch_size_and_oversample``) with the weak-box trainers' 0.5, drawn by :class:`BoxAwareDataLoader`'s
+    foreground rule."""
+    trainer = SimpleNamespace(is_ddp=dist.is_initialized(), configuration_manager=SimpleNamespace(batch_size=batch_size),
+                              oversample_foreground_percent=0.5)
+    nnUNetTrainer._set_batch_size_and_oversample(trainer)
+    loader = BoxAwareDataLoader.__new__(BoxAwareDataLoader)
+    loader.batch_size, loader.oversample_foreground_percent = trainer.batch_size, trainer.oversample_foreground_percent
+    assert BoxAwareDataLoader._oversample_last_XX_percent is nnUNetDataLoader._oversample_last_XX_percent
+    return trainer.batch_size, sum(loader._oversample_last_XX_percent(j) for j in range(trainer.batch_size))
+
+
+def _worker(rank: int, port: int, folder: str, results) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        losses, counts, scores = gather_concatenated(*RANK_DATA[rank], enabled=True)
+        round_values = broadcast_from_rank0({"case_a": 0.125} if rank == 0 else None, enabled=True)
+
+        mc_rounds.assess_round = lambda trainer: dict(ROUND)  # rank 0 only: rank 1 must get it by broadcast
+        trainer = _mc_trainer(rank, True, Path(folder))
+        mc_rounds.run_round(trainer)
+        state = {"mc_difficulty": trainer.difficulty.state_dict(), "mc_epsilon": dict(trainer.epsilon)}
+        if rank == 0:  # nnU-Net writes checkpoints on rank 0 only
+            torch.save(state, Path(folder) / "extra_state.pth")
+        dist.barrier()
+        restored = torch.load(Path(folder) / "extra_state.pth", weights_only=True)  # a resume, on every rank
+        table = DifficultyTable()
+        table.load_state_dict(restored["mc_difficulty"])
+
+        results[rank] = {"gathered": (losses, counts.sum(axis=0), scores, round_values),
+                         "mc_state": (state, table.latest(), restored["mc_epsilon"]),
+                         "patch_split": [_patch_split(b) for b in BATCH_SIZES]}
+    finally:
+        dist.destroy_process_group()
+
+
+def test_mc_round_state_and_checkpoint_of_two_gloo_ranks_match_one_process(two_ranks, tmp_path):
+    results, folder = two_ranks
+    original = mc_rounds.assess_round
+    try:
+        mc_rounds.assess_round = lambda trainer: dict(ROUND)
+        single = _mc_trainer(0, False, tmp_path / "single")
+        (tmp_path / "single").mkdir()
+        mc_rounds.run_round(single)
+    finally:
+        mc_rounds.assess_round = original
+    # harder case -> larger eps1, by rank over [0, 1]
+    assert single.epsilon == {"case_b": 0.0, "case_c": 0.5, "case_a": 1.0}
+    for rank in (0, 1):
+        state, latest, epsilon = results[rank]["mc_state"]
+        assert state == {"mc_difficulty": single.difficulty.state_dict(), "mc_epsilon": single.epsilon}
+        assert latest == ROUND and epsilon == single.epsilon  # rank 0's checkpoint restores every rank's state
+    assert (folder / "epsilon.csv").is_file()  # files written by rank 0
+
+
+def test_per_rank_batches_add_up_to_the_single_process_batch(two_ranks):
+    results = two_ranks[0]
+    # one process: round(B * (1 - 0.5)) random patches, the rest centred in boxes
+    single = {b: (b, b - round(b * 0.5)) for b in BATCH_SIZES}
+    assert single == {2: (2, 1), 3: (3, 1), 4: (4, 2), 5: (5, 3)}  # Python rounds 2.5 to 2
+    for i, b in enumerate(BATCH_SIZES):
+        (patches_0, box_0), (patches_1, box_1) = results[0]["patch_split"][i], results[1]["patch_split"][i]
+        assert (patches_0 + patches_1, box_0 + box_1) == single[b]
