@@ -1,7 +1,7 @@
 """The DDP paths of the plugin's trainers, run for real: two processes on the gloo backend (CPU).
 
-nnU-Net's own ``-num_gpus`` launcher needs CUDA devices (it pins each rank to ``cuda:<rank>`` and hands DDP that
-device), so the paths the trainers take under DDP are exercised one level below it, in one spawn of two ranks: the
+nnU-Net 2.8.1's ``-num_gpus`` launcher refuses a non-CUDA device ("DDP training ... is only implemented for cuda
+devices"), so the paths the trainers take under DDP are exercised one level below it, in one spawn of two ranks: the
 box-validation and class-score gather, an MC-Dropout round (assessed on rank 0, broadcast) and the checkpoint
 state rank 0 writes and every rank restores, and nnU-Net's per-rank batch size and oversampling with the weak-box
 loader. Each must equal the single-process result.
