@@ -25,6 +25,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -228,13 +229,21 @@ class Workspace:
             staged = self.predict(self.raw(weak_id) / "imagesTr", weak.with_name(f".{weak.name}.partial"), weak_id,
                                   arm.trainer)
             os.replace(staged, weak)
-        first = SELF_TRAINING_IDS + 10 * seed + 1
+        first, out = SELF_TRAINING_IDS + 10 * seed + 1, self.root / "self_training" / f"seed{seed}_{key}"
+        run = partial(self_train, [weak], weak_id, out, first_id=first, name=f"QualityS{seed}Fw{key}",
+                      rounds=arm.self_training_rounds, plans=r.plans, trainer=STRONG_TRAINER, device=r.device,
+                      rule=arm.pseudo_masks or "fixed", refine=arm.refine or "none", ignore_band=arm.ignore_band,
+                      disable_tta=not r.tta)
         with scoped_environ({**self.env, "NNUNET_FRACTURE_SETTINGS": r.schedule()}):
-            self_train([weak], weak_id, self.root / "self_training" / f"seed{seed}_{key}", first_id=first,
-                       name=f"QualityS{seed}Flywheel", rounds=arm.self_training_rounds, plans=r.plans,
-                       trainer=STRONG_TRAINER, device=r.device, rule=arm.pseudo_masks or "fixed",
-                       refine=arm.refine or "none", ignore_band=arm.ignore_band, resume=True,
-                       disable_tta=not r.tta)
+            # the round IDs belong to the seed, not the recipe: another recipe's datasets there are replaced
+            if (out / "self_training.json").is_file():
+                try:
+                    run(resume=True)
+                except ValueError as refused:  # e.g. a round's dataset was replaced by another recipe's since
+                    print(f"[self-training] starting over: {refused}", flush=True)
+                    run(overwrite=True)
+            else:
+                run(overwrite=True)
         return first + arm.self_training_rounds - 1
 
 

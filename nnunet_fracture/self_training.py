@@ -71,25 +71,28 @@ def _write_record(out: Path, record: dict) -> None:
     os.replace(staged, out / RECORD)
 
 
-def _resumed_record(out: Path, fresh: dict, first_id: int) -> dict:
-    """The record in ``out`` with its finished rounds, after checking it was made with ``fresh``'s inputs and
-    settings and ``first_id``, and that each finished round's predictions are still there."""
+def _resumed_record(out: Path, fresh: dict) -> dict:
+    """The record in ``out`` with its finished rounds, after checking it was made with ``fresh``'s inputs, settings,
+    first dataset ID and name, and that each finished round's dataset and predictions are still there."""
+    path = out / RECORD
     try:
-        record = json.loads((out / RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{out / RECORD} cannot be read ({error}). Fix: pass --overwrite to start over.") from None
-    for key in ("box_dataset", "weak_predictions", "settings"):
-        if record.get(key) != fresh[key]:
-            raise ValueError(f"--resume: {out / RECORD} was made with {key} {record.get(key)!r}, not {fresh[key]!r}. "
-                             f"Fix: rerun with the recorded {key}, or pass --overwrite to start over.")
-    for entry in record["rounds"]:
-        expected = f"Dataset{first_id + entry['round'] - 1:03d}_"
-        if not Path(entry["dataset"]).name.startswith(expected):
-            raise ValueError(f"--resume: round {entry['round']} in {out / RECORD} used {Path(entry['dataset']).name}, "
-                             f"not an ID {expected[7:-1]} from --first-id {first_id}. Fix: pass the recorded first ID.")
-        if not (out / f"round{entry['round']}" / "predictions").is_dir():
-            raise ValueError(f"--resume: round {entry['round']}'s predictions are gone from {out}. Fix: pass "
-                             f"--overwrite to start over.")
+        record = json.loads(path.read_text(encoding="utf-8"))
+        finished = [(int(entry["round"]), Path(entry["dataset"])) for entry in record["rounds"]]
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"{path} cannot be read as a self-training record ({error!r}). Fix: pass --overwrite to "
+                         f"start over.") from None
+    for key in ("box_dataset", "weak_predictions", "settings", "first_id", "name"):
+        if key in record and record[key] != fresh[key]:  # records written before 2026-12-05 lack first_id and name
+            raise ValueError(f"--resume: {path} was made with {key} {record[key]!r}, not {fresh[key]!r}. Fix: rerun "
+                             f"with the recorded {key}, or pass --overwrite to start over.")
+    for r, dataset in finished:
+        expected = f"Dataset{fresh['first_id'] + r - 1:03d}_"
+        if not dataset.name.startswith(expected):
+            raise ValueError(f"--resume: round {r} in {path} used {dataset.name}, not an ID {expected[7:-1]} from "
+                             f"--first-id {fresh['first_id']}. Fix: pass the recorded first ID.")
+        if not dataset.is_dir() or not (out / f"round{r}" / "predictions").is_dir():
+            raise ValueError(f"--resume: round {r}'s dataset {dataset} or its predictions in {out} are gone. Fix: "
+                             f"pass --overwrite to start over.")
     return record
 
 
@@ -146,24 +149,33 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
               "settings": {"plans": plans, "configuration": configuration, "fold": fold, "trainer": trainer,
                            "rule": rule, "threshold": threshold, "refine": refine,
                            "ignore_band": list(ignore_band) if ignore_band else None},
-              "rounds": []}
+              "first_id": first_id, "name": name, "rounds": []}
     if resuming:
-        record = _resumed_record(out, record, first_id)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_record(out, record)  # the settings, so that an interrupted round 1 can be resumed
+        record = _resumed_record(out, record)
     done = len(record["rounds"])
     if done >= rounds:
         print(f"{out}: {done} round(s) already finished, nothing to run", flush=True)
         return {**record, "rounds": record["rounds"][:rounds]}
+    # the unfinished round of a resumed run (its folder exists, its dataset ID checked against the record) is that
+    # run's own output, redone from its start; anything else at a round's ID is replaced only with --overwrite
+    ours = resuming and "first_id" in record
     current = [out / f"round{done}" / "predictions"] if done else [Path(p) for p in predictions]
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
     for r in tqdm(range(done + 1, rounds + 1), desc="self-training", unit="round", initial=done, total=rounds):
         dataset_id, folder = first_id + r - 1, out / f"round{r}"
-        # a round a resumed run had begun (its folder exists) is that run's own output: redone from its start
-        provenance = write_pseudo_masks(current, source.folder, folder / "pseudo_masks", rule=rule,
-                                        threshold=threshold, refine=refine, ignore_band=ignore_band,
-                                        export_dataset=dataset_id, export_name=f"{name}R{r}",
-                                        overwrite=overwrite or (resuming and folder.is_dir()))
+        begun = folder.is_dir()
+        try:
+            provenance = write_pseudo_masks(current, source.folder, folder / "pseudo_masks", rule=rule,
+                                            threshold=threshold, refine=refine, ignore_band=ignore_band,
+                                            export_dataset=dataset_id, export_name=f"{name}R{r}",
+                                            overwrite=overwrite or (ours and begun))
+        except BaseException:  # arguments or inputs refused: leave no trace of this round (or of a fresh run)
+            if not begun:
+                shutil.rmtree(out if created and r == 1 else folder, ignore_errors=True)
+            raise
+        if not resuming and r == 1:
+            _write_record(out, record)  # inputs and settings, so that an interrupted round can be resumed
         run_stock(["nnUNetv2_extract_fingerprint", "-d", dataset_id, "-np", "1"], log)
         run_stock(["nnUNetv2_move_plans_between_datasets", "-s", source.dataset_id, "-t", dataset_id,
                    "-sp", plans, "-tp", plans], log)

@@ -51,9 +51,10 @@ def test_in_box_dice_by_hand(nnunet_env, tmp_path):
     assert in_box_dice(masks, SourceDataset.open(source)) == pytest.approx(2 * 2 / (3 + 3))
 
 
-def _recorded_run(nnunet_env, tmp_path, finished_rounds: int):
+def _recorded_run(nnunet_env, tmp_path, finished_rounds: int, legacy: bool = False):
     """A one-case box dataset (ID 501), weak predictions and an ``out`` whose record lists ``finished_rounds``
-    rounds (Dataset990_SR1, ...) made with self_train's defaults; (source folder, weak, out)."""
+    rounds (Dataset990_SR1, ... with their dataset folders and predictions) made with self_train's defaults,
+    ``first_id=990`` and ``name="S"`` (``legacy``: a record from before those two were recorded); (weak, out)."""
     from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
     from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
 
@@ -67,12 +68,15 @@ def _recorded_run(nnunet_env, tmp_path, finished_rounds: int):
     rounds = []
     for r in range(1, finished_rounds + 1):
         (out / f"round{r}" / "predictions").mkdir(parents=True)
-        rounds.append({"round": r, "dataset": str(nnunet_env["nnUNet_raw"] / f"Dataset{989 + r}_SR{r}"),
-                       "model": f"model of round {r}"})
+        dataset = nnunet_env["nnUNet_raw"] / f"Dataset{989 + r}_SR{r}"
+        dataset.mkdir()
+        rounds.append({"round": r, "dataset": str(dataset), "model": f"model of round {r}"})
     out.mkdir(exist_ok=True)
-    (out / "self_training.json").write_text(json.dumps({"box_dataset": str(source), "weak_predictions": [str(weak)],
-                                                         "settings": settings, "rounds": rounds}))
-    return source, weak, out
+    record = {"box_dataset": str(source), "weak_predictions": [str(weak)], "settings": settings, "rounds": rounds}
+    if not legacy:
+        record.update(first_id=990, name="S")
+    (out / "self_training.json").write_text(json.dumps(record))
+    return weak, out
 
 
 def _no_stock_commands(monkeypatch):
@@ -82,8 +86,25 @@ def _no_stock_commands(monkeypatch):
     monkeypatch.setattr("nnunet_fracture.self_training.run_stock", refuse)
 
 
+class PseudoMasksCalled(Exception):
+    pass
+
+
+def _stop_at_pseudo_masks(monkeypatch) -> list[tuple]:
+    """Make self_train's pseudo-mask step record its arguments and stop the run; the list of calls."""
+    calls = []
+
+    def record_and_stop(current, *args, **kwargs):
+        calls.append((list(current), kwargs))
+        raise PseudoMasksCalled
+
+    monkeypatch.setattr("nnunet_fracture.self_training.write_pseudo_masks", record_and_stop)
+    _no_stock_commands(monkeypatch)
+    return calls
+
+
 def test_resume_keeps_finished_rounds_and_runs_nothing_more(nnunet_env, tmp_path, monkeypatch, capsys):
-    _, weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=2)
+    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=2)
     _no_stock_commands(monkeypatch)
     record = self_train([weak], 501, out, first_id=990, name="S", rounds=1, resume=True)
     assert [entry["model"] for entry in record["rounds"]] == ["model of round 1"]  # the strong model of 1 round
@@ -91,13 +112,46 @@ def test_resume_keeps_finished_rounds_and_runs_nothing_more(nnunet_env, tmp_path
     assert len(json.loads((out / "self_training.json").read_text())["rounds"]) == 2  # the record is untouched
 
 
+@pytest.mark.parametrize("begun", [True, False])
+def test_resume_redoes_only_its_own_unfinished_round(nnunet_env, tmp_path, monkeypatch, begun):
+    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)
+    if begun:  # round 2 had started: its folder is this run's
+        (out / "round2" / "pseudo_masks").mkdir(parents=True)
+    calls = _stop_at_pseudo_masks(monkeypatch)
+    with pytest.raises(PseudoMasksCalled):
+        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True)
+    [(current, kwargs)] = calls
+    assert current == [out / "round1" / "predictions"]  # round 2 starts from round 1's model
+    assert (kwargs["export_dataset"], kwargs["export_name"]) == (991, "SR2")
+    assert kwargs["overwrite"] is begun  # a dataset 991 that this run did not begin is replaced only with --overwrite
+    assert (out / "round2").is_dir() is begun and (out / "round1" / "predictions").is_dir()
+
+
+def test_a_legacy_record_never_replaces_an_unfinished_rounds_dataset(nnunet_env, tmp_path, monkeypatch):
+    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=0, legacy=True)
+    (out / "round1").mkdir()  # begun, but the record cannot prove that ID 990 was this run's
+    calls = _stop_at_pseudo_masks(monkeypatch)
+    with pytest.raises(PseudoMasksCalled):
+        self_train([weak], 501, out, first_id=990, name="S", rounds=1, resume=True)
+    assert calls[0][1]["overwrite"] is False
+
+
+def test_a_fresh_run_refused_at_its_first_pseudo_masks_leaves_nothing(nnunet_env, tmp_path, monkeypatch):
+    weak, _ = _recorded_run(nnunet_env, tmp_path, finished_rounds=0)
+    calls = _stop_at_pseudo_masks(monkeypatch)
+    with pytest.raises(PseudoMasksCalled):
+        self_train([weak], 501, tmp_path / "fresh", first_id=990, name="S", rounds=2)
+    assert calls[0][0] == [weak] and not (tmp_path / "fresh").exists()  # a plain rerun is not refused
+
+
 @pytest.mark.parametrize("change, message", [
     ({"refine": "none"}, "was made with settings"),
-    ({"first_id": 980}, "used Dataset990_SR1, not an ID 980"),
+    ({"first_id": 980}, "was made with first_id 990, not 980"),
+    ({"name": "T"}, "was made with name 'S', not 'T'"),
     ({"overwrite": True}, "pass one of the two"),
 ])
 def test_resume_refuses_another_run(nnunet_env, tmp_path, monkeypatch, change, message):
-    _, weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)
+    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)
     _no_stock_commands(monkeypatch)
     before = (out / "self_training.json").read_text()
     with pytest.raises(ValueError, match=message):
@@ -105,16 +159,31 @@ def test_resume_refuses_another_run(nnunet_env, tmp_path, monkeypatch, change, m
     assert (out / "self_training.json").read_text() == before
 
 
-def test_resume_refuses_when_a_finished_round_lost_its_predictions(nnunet_env, tmp_path, monkeypatch):
-    _, weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)
-    (out / "round1" / "predictions").rmdir()
+def test_resume_checks_a_legacy_records_first_id_by_its_datasets(nnunet_env, tmp_path, monkeypatch):
+    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1, legacy=True)
     _no_stock_commands(monkeypatch)
-    with pytest.raises(ValueError, match="round 1's predictions are gone"):
+    with pytest.raises(ValueError, match="used Dataset990_SR1, not an ID 980"):
+        self_train([weak], 501, out, first_id=980, name="S", rounds=2, resume=True)
+
+
+@pytest.mark.parametrize("lost", ["predictions", "dataset"])
+def test_resume_refuses_when_a_finished_round_lost_its_outputs(nnunet_env, tmp_path, monkeypatch, lost):
+    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)
+    (out / "round1" / "predictions" if lost == "predictions" else nnunet_env["nnUNet_raw"] / "Dataset990_SR1").rmdir()
+    _no_stock_commands(monkeypatch)
+    with pytest.raises(ValueError, match="round 1's dataset .* or its predictions .* are gone"):
+        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True)
+
+
+def test_resume_refuses_a_record_it_cannot_read(nnunet_env, tmp_path, monkeypatch):
+    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=0)
+    (out / "self_training.json").write_text(json.dumps({"rounds": [{"dataset": "x"}]}))
+    with pytest.raises(ValueError, match="cannot be read as a self-training record"):
         self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True)
 
 
 def test_without_resume_a_recorded_run_is_not_replaced(nnunet_env, tmp_path, monkeypatch):
-    _, weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)
+    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)
     _no_stock_commands(monkeypatch)
     with pytest.raises(FileExistsError, match="--overwrite"):
         self_train([weak], 501, out, first_id=990, name="S", rounds=2)
@@ -173,3 +242,5 @@ def test_one_round_through_the_stock_commands(weak_dataset_cache, nnunet_env, tm
     assert (nnunet_env["nnUNet_results"] / "Dataset991_TinySelfR2" / "nnUNetTrainerFracture__nnUNetPlansTiny__3d_fullres"
             / "fold_all" / "checkpoint_final.pth").is_file()
     assert (out / "round2" / "predictions" / "case0.npz").is_file()
+    provenance = json.loads((out / "round2" / "pseudo_masks" / "pseudo_masks.json").read_text())
+    assert provenance["prediction_folders"] == [str(out / "round1" / "predictions")]  # round 1's model's output
