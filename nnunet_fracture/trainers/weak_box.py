@@ -75,11 +75,11 @@ class nnUNetTrainerWeakBBox(BoxPriorSettings, BoxMILSettings, nnUNetTrainerFract
 
     def _loss_inputs(self, batch: dict) -> dict:
         weak = self._weak_loss() is not None  # a wrapping loss (the classification head's) passes them on
-        hu = (self.configuration_manager.normalization_schemes[0],
-              self.plans_manager.foreground_intensity_properties_per_channel["0"])
+        hu = ((self.configuration_manager.normalization_schemes[0],
+               self.plans_manager.foreground_intensity_properties_per_channel["0"])
+              if weak and self.lambda_affinity > 0 else None)  # looked up only for the affinity term, as before
         return weak_loss_inputs(batch["data"], self.device,
-                                self.error_channel if weak and self.lambda_consistency > 0 else None,
-                                hu if weak and self.lambda_affinity > 0 else None)
+                                self.error_channel if weak and self.lambda_consistency > 0 else None, hu)
 
     def train_step(self, batch: dict) -> dict:
         with loss_called_with(self, self._loss_inputs(batch)):
