@@ -15,8 +15,6 @@ into an input channel.
 """
 from __future__ import annotations
 
-from typing import List
-
 import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
@@ -24,17 +22,15 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunet_fracture.losses.vae_loss import VAELoss, VAEStepLoss, warmed_up_beta
 from nnunet_fracture.networks.vae import arguments_from_plans
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
-from nnunet_fracture.training.box_sampling import use_data_loader
 from nnunet_fracture.training.error_channel import find_error_channel
-from nnunet_fracture.training.normal_sampling import NormalLoaderFactory, check_normal_batch
 from nnunet_fracture.training.loss_inputs import loss_called_with
-from nnunet_fracture.training.vae_validation import (finish_online_validation, online_validation_step,
-                                                      write_error_summary)
+from nnunet_fracture.training.normal_sampling import NormalPatchBatches, check_normal_batch
+from nnunet_fracture.training.vae_validation import VAEValidation
 
 VAE_CLASS = "nnunet_fracture.networks.vae.ConvVAE"
 
 
-class nnUNetTrainerNormalVAE(nnUNetTrainerFracture):
+class nnUNetTrainerNormalVAE(NormalPatchBatches, VAEValidation, nnUNetTrainerFracture):
     """Train a VAE on normal tissue (see the module docstring)."""
 
     settings = ("vae_beta", "vae_beta_warmup_epochs", "vae_reconstruction", "vae_box_margin", "vae_bone_fraction",
@@ -79,21 +75,6 @@ class nnUNetTrainerNormalVAE(nnUNetTrainerFracture):
         optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        """No rotation, and the loaded patch is the network's patch: nnU-Net otherwise loads an enlarged patch for
-        rotation, which would have to be kept clear of boxes too (and rarely fits beside a fracture). Scaling and
-        mirroring stay; zooming out pads with zeros instead of showing unchecked voxels."""
-        _, do_dummy_2d, _, mirror_axes = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        return (0.0, 0.0), do_dummy_2d, list(self.configuration_manager.patch_size), mirror_axes
-
-    def get_dataloaders(self):
-        factory = NormalLoaderFactory(self.vae_box_margin, self.vae_bone_fraction, self.vae_bone_quantile)
-        with use_data_loader(factory):
-            generators = super().get_dataloaders()
-        for note in factory.notes():
-            self.print_to_log_file(note)
-        return generators
-
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
         self.loss.beta = warmed_up_beta(self.vae_beta, self.current_epoch, self.vae_beta_warmup_epochs)
@@ -104,13 +85,3 @@ class nnUNetTrainerNormalVAE(nnUNetTrainerFracture):
         check_normal_batch(batch)
         with loss_called_with(self, {"data": batch["data"].to(self.device, non_blocking=True)}):
             return super().train_step(batch)
-
-    def validation_step(self, batch: dict) -> dict:
-        return online_validation_step(self, batch)
-
-    def on_validation_epoch_end(self, val_outputs: List[dict]):
-        finish_online_validation(self, val_outputs)
-
-    def run_final_validation(self, save_probabilities: bool = False) -> None:
-        if self.local_rank == 0:
-            write_error_summary(self)

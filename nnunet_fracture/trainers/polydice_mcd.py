@@ -27,13 +27,14 @@ import torch
 
 from nnunet_fracture.losses import PolyDice1Loss, RegionAndPixelLoss
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
-from nnunet_fracture.training import difficulty, mc_rounds
+from nnunet_fracture.training import difficulty
 from nnunet_fracture.training import mc_dropout as mcd
 from nnunet_fracture.training.loss_wrapping import PerImageEpsilonLoss, nnunet_scale_weights
+from nnunet_fracture.training.mc_rounds import MCDropoutRounds
 from nnunet_fracture.training.mc_settings import MCDropoutSettings
 
 
-class nnUNetTrainerPolyDiceMCD(MCDropoutSettings, nnUNetTrainerFracture):
+class nnUNetTrainerPolyDiceMCD(MCDropoutSettings, MCDropoutRounds, nnUNetTrainerFracture):
     """PolyDice-1 + CE with MC-Dropout-driven per-image ``eps1`` (settings:
     :class:`~nnunet_fracture.training.mc_settings.MCDropoutSettings`)."""
 
@@ -71,32 +72,3 @@ class nnUNetTrainerPolyDiceMCD(MCDropoutSettings, nnUNetTrainerFracture):
     def train_step(self, batch: dict) -> dict:
         with self.loss.using(self.epsilon_for(batch['keys'])):  # eps1 per image, from the batch's case keys
             return super().train_step(batch)
-
-    def on_train_start(self):
-        super().on_train_start()
-        self.mc_clock = time.perf_counter()
-        if self.mc_every:
-            self.print_to_log_file(mc_rounds.describe(self))
-        if self.difficulty.rows:
-            mc_rounds.write_files(self)
-
-    def on_epoch_end(self):
-        if self.mc_every and (self.current_epoch + 1) % self.mc_every == 0:
-            self.run_mc_round()
-        super().on_epoch_end()
-
-    def run_mc_round(self) -> dict[str, float]:
-        """One MC-Dropout round now (:func:`~nnunet_fracture.training.mc_rounds.run_round`)."""
-        return mc_rounds.run_round(self)
-
-    def get_extra_state(self) -> dict:
-        return {**super().get_extra_state(), "mc_difficulty": self.difficulty.state_dict(),
-                "mc_epsilon": dict(self.epsilon)}
-
-    def set_extra_state(self, state: dict) -> None:
-        super().set_extra_state(state)
-        self.difficulty.load_state_dict(state.get("mc_difficulty", {}))
-        self.epsilon = {str(k): float(v) for k, v in state.get("mc_epsilon", {}).items()}
-        if self.difficulty.rows:
-            self.print_to_log_file(f"nnunet_fracture: restored the MC-Dropout difficulty of "
-                                   f"{len(self.difficulty.cases)} case(s) from {len(self.difficulty.rows)} round(s)")

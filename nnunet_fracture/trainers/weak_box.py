@@ -15,25 +15,22 @@ probabilities into box-constrained masks. To combine with another plugin trainer
 """
 from __future__ import annotations
 
-from functools import partial
-from typing import List
-
 import torch
 
 from nnunet_fracture.losses import WeakBoxLoss
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.training.box_mil_settings import BoxMILSettings
 from nnunet_fracture.training.box_priors import BoxPriorSettings
-from nnunet_fracture.training.box_sampling import BoxAwareDataLoader, use_data_loader
-from nnunet_fracture.training.box_validation import (box_validation_step, finish_validation_epoch,
-                                                      validation_note)
+from nnunet_fracture.training.box_sampling import BoxNumberBatches
+from nnunet_fracture.training.box_validation import BoxAwareValidation, validation_note
 from nnunet_fracture.training.error_channel import find_error_channel
 from nnunet_fracture.training.loss_inputs import loss_called_with, weak_loss_inputs
 from nnunet_fracture.training.loss_wrapping import nnunet_scale_weights
 from nnunet_fracture.training.weak_dataset import check_weak_dataset
 
 
-class nnUNetTrainerWeakBBox(BoxPriorSettings, BoxMILSettings, nnUNetTrainerFracture):
+class nnUNetTrainerWeakBBox(BoxPriorSettings, BoxMILSettings, BoxNumberBatches, BoxAwareValidation,
+                            nnUNetTrainerFracture):
     """Box-level weak supervision. The default recipe (the best on the quality bench): plane bags through each box's
     core with a smooth maximum and focal unary (tightness), size bounds and HU affinity inside the boxes. The first
     recipe: ``lambda_outside=1 lambda_mil=1 lambda_contrast=0.1 lambda_tightness=0 lambda_size=0
@@ -73,7 +70,7 @@ class nnUNetTrainerWeakBBox(BoxPriorSettings, BoxMILSettings, nnUNetTrainerFract
         if loss is not None and self.lambda_size > 0:
             loss.size.t = self.size_barrier_at(self.current_epoch)
 
-    def _loss_inputs(self, batch: dict) -> dict:
+    def extra_loss_inputs(self, batch: dict) -> dict:
         weak = self._weak_loss() is not None  # a wrapping loss (the classification head's) passes them on
         hu = ((self.configuration_manager.normalization_schemes[0],
                self.plans_manager.foreground_intensity_properties_per_channel["0"])
@@ -82,22 +79,8 @@ class nnUNetTrainerWeakBBox(BoxPriorSettings, BoxMILSettings, nnUNetTrainerFract
                                 self.error_channel if weak and self.lambda_consistency > 0 else None, hu)
 
     def train_step(self, batch: dict) -> dict:
-        with loss_called_with(self, self._loss_inputs(batch)):
+        with loss_called_with(self, self.extra_loss_inputs(batch)):
             return super().train_step(batch)
-
-    @staticmethod
-    def get_training_transforms(*args, **kwargs):  # keep the box numbers (nnU-Net would merge them into the region)
-        kwargs["regions"] = None
-        return nnUNetTrainerFracture.get_training_transforms(*args, **kwargs)
-
-    @staticmethod
-    def get_validation_transforms(*args, **kwargs):
-        kwargs["regions"] = None
-        return nnUNetTrainerFracture.get_validation_transforms(*args, **kwargs)
-
-    def get_dataloaders(self):
-        with use_data_loader(partial(BoxAwareDataLoader, negative_margin=self.negative_margin)):
-            return super().get_dataloaders()
 
     def on_train_start(self):
         super().on_train_start()
@@ -106,12 +89,6 @@ class nnUNetTrainerWeakBBox(BoxPriorSettings, BoxMILSettings, nnUNetTrainerFract
         if note:
             self.print_to_log_file(note)
         self.print_to_log_file(validation_note(type(self).__name__, self.validation_threshold))
-
-    def validation_step(self, batch: dict) -> dict:
-        return box_validation_step(self, batch, self._loss_inputs(batch))
-
-    def on_validation_epoch_end(self, val_outputs: List[dict]):
-        finish_validation_epoch(self, val_outputs)
 
 
 class nnUNetTrainerWeakSlice(nnUNetTrainerWeakBBox):

@@ -10,10 +10,12 @@ preprocessing), so no extra file is read.
 
 nnU-Net 2.8.1's ``get_dataloaders`` builds its loaders by the module-level name ``nnUNetDataLoader``;
 :func:`use_data_loader` swaps that name for the duration of one call instead of copying the method.
+:class:`BoxNumberBatches` is the trainer mixin that uses both, and keeps each box's own number in the batches.
 """
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 from typing import Callable, Iterator, Union
 
 import numpy as np
@@ -66,3 +68,23 @@ def use_data_loader(factory: Callable[..., nnUNetDataLoader]) -> Iterator[None]:
         yield
     finally:
         _trainer_module.nnUNetDataLoader = original
+
+
+class BoxNumberBatches:
+    """Trainer mixin for box (or slice-range) datasets: batches keep each box's number - nnU-Net's transforms would
+    merge the numbers into the one "fracture" region, and every box is a bag of its own - and are drawn by
+    :class:`BoxAwareDataLoader` with the trainer's ``negative_margin``."""
+
+    @staticmethod
+    def get_training_transforms(*args, **kwargs):
+        kwargs["regions"] = None
+        return _trainer_module.nnUNetTrainer.get_training_transforms(*args, **kwargs)
+
+    @staticmethod
+    def get_validation_transforms(*args, **kwargs):
+        kwargs["regions"] = None
+        return _trainer_module.nnUNetTrainer.get_validation_transforms(*args, **kwargs)
+
+    def get_dataloaders(self):
+        with use_data_loader(partial(BoxAwareDataLoader, negative_margin=self.negative_margin)):
+            return super().get_dataloaders()

@@ -11,7 +11,7 @@ over all validation patches (:class:`~nnunet_fracture.evaluation.box_metrics.Box
 
 nnU-Net picks ``checkpoint_best.pth`` by an exponential moving average of ``mean_fg_dice``; weak-box trainers
 log the :func:`box_score` there (and say so in the log): the harmonic mean of mass inside and hit rate, 0 when
-either is undefined.
+either is undefined. :class:`BoxAwareValidation` is the trainer mixin.
 """
 from __future__ import annotations
 
@@ -112,3 +112,15 @@ def box_validation_step(trainer, batch: dict, extra: dict) -> dict:
         output, target = output[0], target[0]
     counts = batch_counts(torch.sigmoid(output.float()), target, trainer.validation_threshold)
     return {"loss": loss.detach().cpu().numpy(), "box_counts": counts}
+
+
+class BoxAwareValidation:
+    """Trainer mixin: nnU-Net's online validation replaced by the box-aware one (module docstring). The trainer
+    provides ``validation_threshold`` and ``extra_loss_inputs(batch)``, the loss's inputs beyond output and target
+    (:mod:`nnunet_fracture.training.loss_inputs`)."""
+
+    def validation_step(self, batch: dict) -> dict:
+        return box_validation_step(self, batch, self.extra_loss_inputs(batch))
+
+    def on_validation_epoch_end(self, val_outputs: list[dict]):
+        finish_validation_epoch(self, val_outputs)

@@ -5,7 +5,8 @@ updates, its cost against the training time since the previous round, and the fi
 
 The functions take the trainer (:class:`~nnunet_fracture.trainers.polydice_mcd.nnUNetTrainerPolyDiceMCD`) and
 use its settings and its state: ``difficulty`` (a :class:`~nnunet_fracture.training.difficulty.DifficultyTable`),
-``epsilon`` (case -> ``eps1``), ``mc_round_seconds``, ``mc_clock`` and ``mc_candidates``.
+``epsilon`` (case -> ``eps1``), ``mc_round_seconds``, ``mc_clock`` and ``mc_candidates``. :class:`MCDropoutRounds`
+is the trainer mixin that runs them and carries the table and ``eps1`` in the checkpoint.
 """
 from __future__ import annotations
 
@@ -89,3 +90,38 @@ def run_round(trainer) -> dict[str, float]:
         f"previous round); difficulty min {ordered[0]:.3g}, median {ordered[len(ordered) // 2]:.3g}, "
         f"max {ordered[-1]:.3g}" if ordered else f"MC-Dropout round after epoch {trainer.current_epoch}: no case")
     return values
+
+
+class MCDropoutRounds:
+    """Trainer mixin: a round (:func:`run_round`) at the end of every ``mc_every``-th epoch, the plan in the log and
+    the files of a restored table rewritten at the start, and the difficulty table and ``eps1`` in the checkpoint
+    (``--c`` restores them)."""
+
+    def on_train_start(self):
+        super().on_train_start()
+        self.mc_clock = time.perf_counter()
+        if self.mc_every:
+            self.print_to_log_file(describe(self))
+        if self.difficulty.rows:
+            write_files(self)
+
+    def on_epoch_end(self):
+        if self.mc_every and (self.current_epoch + 1) % self.mc_every == 0:
+            self.run_mc_round()
+        super().on_epoch_end()
+
+    def run_mc_round(self) -> dict[str, float]:
+        """One MC-Dropout round now (:func:`run_round`)."""
+        return run_round(self)
+
+    def get_extra_state(self) -> dict:
+        return {**super().get_extra_state(), "mc_difficulty": self.difficulty.state_dict(),
+                "mc_epsilon": dict(self.epsilon)}
+
+    def set_extra_state(self, state: dict) -> None:
+        super().set_extra_state(state)
+        self.difficulty.load_state_dict(state.get("mc_difficulty", {}))
+        self.epsilon = {str(k): float(v) for k, v in state.get("mc_epsilon", {}).items()}
+        if self.difficulty.rows:
+            self.print_to_log_file(f"nnunet_fracture: restored the MC-Dropout difficulty of "
+                                   f"{len(self.difficulty.cases)} case(s) from {len(self.difficulty.rows)} round(s)")

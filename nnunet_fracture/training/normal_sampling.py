@@ -26,6 +26,8 @@ import numpy as np
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from scipy import ndimage
 
+from nnunet_fracture.training.box_sampling import use_data_loader
+
 #: bright-voxel candidates kept per case
 N_BRIGHT = 2000
 
@@ -239,3 +241,23 @@ class NormalLoaderFactory:
             notes.append("VAE: no validation case has room for a normal patch; online validation samples patches "
                          "anywhere (it only measures; training stays on normal tissue)")
         return notes
+
+
+class NormalPatchBatches:
+    """Trainer mixin of the VAE trainer: patches only from normal tissue (:class:`NormalLoaderFactory` with the
+    trainer's ``vae_box_margin``, ``vae_bone_fraction`` and ``vae_bone_quantile``, its notes in the training log),
+    with no rotation and the loaded patch the network's patch: nnU-Net otherwise loads an enlarged patch for
+    rotation, which would have to be kept clear of boxes too (and rarely fits beside a fracture). Scaling and
+    mirroring stay; zooming out pads with zeros instead of showing unchecked voxels."""
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        _, do_dummy_2d, _, mirror_axes = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        return (0.0, 0.0), do_dummy_2d, list(self.configuration_manager.patch_size), mirror_axes
+
+    def get_dataloaders(self):
+        factory = NormalLoaderFactory(self.vae_box_margin, self.vae_bone_fraction, self.vae_bone_quantile)
+        with use_data_loader(factory):
+            generators = super().get_dataloaders()
+        for note in factory.notes():
+            self.print_to_log_file(note)
+        return generators

@@ -68,3 +68,19 @@ def write_error_summary(trainer) -> dict:
         f"VAE final validation on {len(cases)} case(s): mean error inside boxes {pooled['mean_inside']}, outside "
         f"{pooled['mean_outside']}, ratio {pooled['ratio_inside_outside']} (written to {out / 'vae_summary.json'})")
     return summary
+
+
+class VAEValidation:
+    """Trainer mixin of the VAE trainer: the loss on normal patches online (:func:`online_validation_step`,
+    :func:`finish_online_validation`), and at the end, instead of nnU-Net's segmentation validation, the error map
+    inside vs outside the boxes (:func:`write_error_summary`, rank 0 only)."""
+
+    def validation_step(self, batch: dict) -> dict:
+        return online_validation_step(self, batch)
+
+    def on_validation_epoch_end(self, val_outputs: list[dict]):
+        finish_online_validation(self, val_outputs)
+
+    def run_final_validation(self, save_probabilities: bool = False) -> None:
+        if self.local_rank == 0:
+            write_error_summary(self)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
-from nnunet_fracture.training.box_sampling import BoxAwareDataLoader, touches, use_data_loader
+from nnunet_fracture.training.box_sampling import BoxAwareDataLoader, BoxNumberBatches, touches, use_data_loader
 
 
 def test_touches_uses_half_open_patch_grown_by_margin():
@@ -65,3 +65,32 @@ def test_use_data_loader_swaps_and_restores():
     with pytest.raises(KeyError), use_data_loader(BoxAwareDataLoader):
         raise KeyError
     assert trainer_module.nnUNetDataLoader is original
+
+
+class _Base:
+    def get_dataloaders(self):
+        return trainer_module.nnUNetDataLoader  # what nnU-Net's get_dataloaders would build its loaders with
+
+
+class _Trainer(BoxNumberBatches, _Base):
+    negative_margin = 5
+
+
+def test_box_number_batches_keep_box_numbers_through_nnunets_transforms(monkeypatch):
+    seen = {}
+
+    def stock(*args, **kwargs):
+        seen.update(kwargs)
+        return "transforms"
+
+    for name in ("get_training_transforms", "get_validation_transforms"):
+        seen.clear()
+        monkeypatch.setattr(trainer_module.nnUNetTrainer, name, staticmethod(stock))
+        assert getattr(_Trainer, name)(deep_supervision_scales=None, regions=[(1, 2, 3)]) == "transforms"
+        assert seen == {"deep_supervision_scales": None, "regions": None}  # one label per box, not one region
+
+
+def test_box_number_batches_draw_with_the_box_aware_loader_and_the_trainers_margin():
+    factory = _Trainer().get_dataloaders()
+    assert factory.func is BoxAwareDataLoader and factory.keywords == {"negative_margin": 5}
+    assert trainer_module.nnUNetDataLoader is not BoxAwareDataLoader  # swapped back after the call

@@ -31,3 +31,20 @@ def test_ensure_log_keys_pads_to_the_epoch():
     ensure_log_keys(logging, 2)
     assert len(logging["box_mass_inside"]) == 2 and all(math.isnan(v) for v in logging["box_mass_inside"])
     assert logging["box_hit_rate"][0] == 0.5 and math.isnan(logging["box_hit_rate"][1])
+
+
+def test_box_aware_validation_passes_the_trainers_extra_loss_inputs(monkeypatch):
+    import nnunet_fracture.training.box_validation as module
+
+    calls = []
+    monkeypatch.setattr(module, "box_validation_step", lambda trainer, batch, extra: calls.append(extra) or "step")
+    monkeypatch.setattr(module, "finish_validation_epoch", lambda trainer, outputs: calls.append(outputs))
+
+    class Trainer(module.BoxAwareValidation):
+        def extra_loss_inputs(self, batch):
+            return {"hu": batch["data"] * 2}
+
+    trainer = Trainer()
+    assert trainer.validation_step({"data": 3}) == "step"
+    trainer.on_validation_epoch_end(["a", "b"])
+    assert calls == [{"hu": 6}, ["a", "b"]]

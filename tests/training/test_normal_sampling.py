@@ -114,3 +114,36 @@ def test_allowed_is_strict_on_both_ends():
     assert allowed(np.array([1, 3]), forbidden) and allowed(np.array([3, 5]), forbidden)
     assert allowed(np.array([3, 3]), np.zeros((0, 2, 2), dtype=np.int64))
 
+
+
+def test_normal_patch_batches_load_the_networks_patch_unrotated_from_normal_tissue():
+    import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
+    from types import SimpleNamespace
+
+    from nnunet_fracture.training.normal_sampling import NormalLoaderFactory, NormalPatchBatches
+
+    class Stock:
+        def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+            return ((-3.1, 3.1),) * 3, False, [60, 60, 60], (0, 1, 2)
+
+        def get_dataloaders(self):  # nnU-Net builds a training and a validation loader with the swapped-in name
+            factory = trainer_module.nnUNetDataLoader
+            factory.loaders = [SimpleNamespace(excluded=["c7"], fallback=False), SimpleNamespace(fallback=False)]
+            return factory
+
+    class Trainer(NormalPatchBatches, Stock):
+        vae_box_margin, vae_bone_fraction, vae_bone_quantile = 6, 0.5, 0.8
+        configuration_manager = SimpleNamespace(patch_size=(32, 24, 16))
+
+        def print_to_log_file(self, line):
+            self.lines.append(line)
+
+    trainer = Trainer()
+    trainer.lines = []
+    assert trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size() == (
+        (0.0, 0.0), False, [32, 24, 16], (0, 1, 2))
+    factory = trainer.get_dataloaders()
+    assert isinstance(factory, NormalLoaderFactory) and trainer_module.nnUNetDataLoader is not factory
+    assert factory.options == {"box_margin": 6, "bone_fraction": 0.5, "bone_quantile": 0.8}
+    [note] = trainer.lines
+    assert "1 training case(s) have no room for a normal patch and are left out: c7" in note
