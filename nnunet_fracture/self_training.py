@@ -8,8 +8,10 @@ round 1, the previous round's model's after that - and
    voxels (``ignore_band``) labelled nnU-Net's ``ignore``;
 2. gives it the box dataset's plans (``nnUNetv2_extract_fingerprint``, ``nnUNetv2_move_plans_between_datasets``,
    ``nnUNetv2_preprocess``), so every round trains with the same patch, spacing and network;
-3. trains ``trainer`` on it (``nnUNetv2_train``; the stock ``nnUNetTrainer`` by default) and predicts the box
-   dataset's images with ``--save_probabilities`` (``nnUNetv2_predict``): the next round's input.
+3. trains ``trainer`` on it (``nnUNetv2_train``; the stock ``nnUNetTrainer`` by default) and, when another round
+   follows, predicts the box dataset's images with ``--save_probabilities`` (``nnUNetv2_predict``): that round's
+   input. The last round's model (the strong model) does not predict them: nobody needs them unless a later
+   ``resume`` adds rounds, and then it predicts them first.
 
 Simple Does It (Khoreva et al., CVPR 2017) and BoxTeacher (Cheng et al., CVPR 2023) use such rounds to get within
 a few percent of full supervision. Each round's numbers - boxes kept, refined, reset and empty, and, where the box
@@ -90,10 +92,25 @@ def _resumed_record(out: Path, fresh: dict) -> dict:
         if not dataset.name.startswith(expected):
             raise ValueError(f"--resume: round {r} in {path} used {dataset.name}, not an ID {expected[7:-1]} from "
                              f"--first-id {fresh['first_id']}. Fix: pass the recorded first ID.")
-        if not dataset.is_dir() or not (out / f"round{r}" / "predictions").is_dir():
-            raise ValueError(f"--resume: round {r}'s dataset {dataset} or its predictions in {out} are gone. Fix: "
-                             f"pass --overwrite to start over.")
+        if not dataset.is_dir():
+            raise ValueError(f"--resume: round {r}'s dataset {dataset} is gone. Fix: pass --overwrite to start over.")
+    for entry in record["rounds"]:  # rounds recorded without predictions are the last ones; they predict on demand
+        if entry.get("predictions", "legacy") is not None and not (out / f"round{entry['round']}" / "predictions").is_dir():
+            raise ValueError(f"--resume: round {entry['round']}'s predictions in {out} are gone. Fix: pass "
+                             f"--overwrite to start over.")
     return record
+
+
+def _predict_training_images(source: SourceDataset, dataset_id: int, folder: Path, configuration: str, fold: str,
+                             trainer: str, plans: str, device: str, disable_tta: bool, log: Path) -> Path:
+    """Predict the box dataset's images with round ``folder``'s model into ``folder/predictions`` (replaced: a
+    partial folder is an interrupted prediction of this run); the folder."""
+    predicted = folder / "predictions"
+    shutil.rmtree(predicted, ignore_errors=True)
+    run_stock(["nnUNetv2_predict", "-i", source.folder / "imagesTr", "-o", predicted, "-d", dataset_id,
+               "-c", configuration, "-f", fold, "-tr", trainer, "-p", plans, "-device", device,
+               "--save_probabilities", "-npp", "1", "-nps", "1"] + (["--disable_tta"] if disable_tta else []), log)
+    return predicted
 
 
 def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out: Path | str, first_id: int,
@@ -159,7 +176,16 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
     # the unfinished round of a resumed run (its folder exists, its dataset ID checked against the record) is that
     # run's own output, redone from its start; anything else at a round's ID is replaced only with --overwrite
     ours = resuming and "first_id" in record
-    current = [out / f"round{done}" / "predictions"] if done else [Path(p) for p in predictions]
+    predict = dict(configuration=configuration, fold=fold, trainer=trainer, plans=plans, device=device,
+                   disable_tta=disable_tta, log=log)
+    current = [Path(p) for p in predictions]
+    if done:
+        last = record["rounds"][-1]
+        if last.get("predictions", "legacy") is None:  # the previous run's strong model: its input for this round
+            last["predictions"] = str(_predict_training_images(source, first_id + done - 1, out / f"round{done}",
+                                                               **predict))
+            _write_record(out, record)
+        current = [out / f"round{done}" / "predictions"]
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     for r in tqdm(range(done + 1, rounds + 1), desc="self-training", unit="round", initial=done, total=rounds):
@@ -186,20 +212,16 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                    "-np", "1"], log)
         run_stock(["nnUNetv2_train", dataset_id, configuration, fold, "-tr", trainer, "-p", plans,
                    "-device", device], log)
-        predicted = folder / "predictions"
-        run_stock(["nnUNetv2_predict", "-i", source.folder / "imagesTr", "-o", predicted, "-d", dataset_id,
-                   "-c", configuration, "-f", fold, "-tr", trainer, "-p", plans, "-device", device,
-                   "--save_probabilities", "-npp", "1", "-nps", "1"] + (["--disable_tta"] if disable_tta else []),
-                  log)
-        record["rounds"].append({
-            "round": r, "dataset": provenance["export_dataset"],
-            "pseudo_masks": str(folder / "pseudo_masks"),
-            "boxes": provenance["num_boxes"], "empty_boxes": provenance["num_empty_boxes"],
-            "refinement_outcomes": provenance["refinement_outcomes"],
-            "in_box_dice_vs_ground_truth": in_box_dice(folder / "pseudo_masks" / "masks", source),
-            "model": f"{trainer}__{plans}__{configuration} of dataset {dataset_id}, fold {fold}",
-            "predictions": str(predicted),
-            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+        entry = {"round": r, "dataset": provenance["export_dataset"], "pseudo_masks": str(folder / "pseudo_masks"),
+                 "boxes": provenance["num_boxes"], "empty_boxes": provenance["num_empty_boxes"],
+                 "refinement_outcomes": provenance["refinement_outcomes"],
+                 "in_box_dice_vs_ground_truth": in_box_dice(folder / "pseudo_masks" / "masks", source),
+                 "model": f"{trainer}__{plans}__{configuration} of dataset {dataset_id}, fold {fold}",
+                 "predictions": None, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        record["rounds"].append(entry)
         _write_record(out, record)
-        current = [predicted]
+        if r < rounds:
+            current = [_predict_training_images(source, dataset_id, folder, **predict)]
+            entry["predictions"] = str(current[0])
+            _write_record(out, record)
     return record

@@ -127,6 +127,31 @@ def test_resume_redoes_only_its_own_unfinished_round(nnunet_env, tmp_path, monke
     assert (out / "round2").is_dir() is begun and (out / "round1" / "predictions").is_dir()
 
 
+def test_resume_has_the_last_rounds_model_predict_the_training_images_first(nnunet_env, tmp_path, monkeypatch):
+    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)
+    record = json.loads((out / "self_training.json").read_text())
+    record["rounds"][0]["predictions"] = None  # a finished run's last round: its model predicted nothing
+    (out / "self_training.json").write_text(json.dumps(record))
+    (out / "round1" / "predictions" / "partial.npz").write_text("interrupted")  # an interrupted earlier attempt
+    calls = _stop_at_pseudo_masks(monkeypatch)
+    commands = []
+
+    def predict(command, log):
+        assert not (out / "round1" / "predictions").exists()  # the interrupted attempt is gone first
+        commands.append([str(part) for part in command])
+        (out / "round1" / "predictions").mkdir()
+
+    monkeypatch.setattr("nnunet_fracture.self_training.run_stock", predict)
+    with pytest.raises(PseudoMasksCalled):
+        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True, disable_tta=True)
+    [command] = commands
+    assert command[0] == "nnUNetv2_predict" and command[command.index("-d") + 1] == "990"  # round 1's model
+    assert command[command.index("-o") + 1] == str(out / "round1" / "predictions") and "--disable_tta" in command
+    assert calls[0][0] == [out / "round1" / "predictions"]  # round 2 starts from them
+    saved = json.loads((out / "self_training.json").read_text())["rounds"][0]["predictions"]
+    assert saved == str(out / "round1" / "predictions")  # recorded, so a second interruption does not redo it
+
+
 def test_a_legacy_record_never_replaces_an_unfinished_rounds_dataset(nnunet_env, tmp_path, monkeypatch):
     weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=0, legacy=True)
     (out / "round1").mkdir()  # begun, but the record cannot prove that ID 990 was this run's
@@ -171,7 +196,7 @@ def test_resume_refuses_when_a_finished_round_lost_its_outputs(nnunet_env, tmp_p
     weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)
     (out / "round1" / "predictions" if lost == "predictions" else nnunet_env["nnUNet_raw"] / "Dataset990_SR1").rmdir()
     _no_stock_commands(monkeypatch)
-    with pytest.raises(ValueError, match="round 1's dataset .* or its predictions .* are gone"):
+    with pytest.raises(ValueError, match="round 1's (dataset .* is|predictions .* are) gone"):
         self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True)
 
 
@@ -225,12 +250,13 @@ def test_one_round_through_the_stock_commands(weak_dataset_cache, nnunet_env, tm
     assert 0.0 < entry["in_box_dice_vs_ground_truth"] <= 1.0
     model = nnunet_env["nnUNet_results"] / "Dataset990_TinySelfR1" / "nnUNetTrainerFracture__nnUNetPlansTiny__3d_fullres"
     assert (model / "fold_all" / "checkpoint_final.pth").is_file()
-    for case in ("case0", "case4"):  # the strong model predicted the box dataset's images for the next round
-        assert (out / "round1" / "predictions" / f"{case}.npz").is_file()
+    # the last round's (strong) model does not predict the training images until a further round needs them
+    assert entry["predictions"] is None and not (out / "round1" / "predictions").exists()
     plans = json.loads((nnunet_env["nnUNet_preprocessed"] / "Dataset990_TinySelfR1" / "nnUNetPlansTiny.json").read_text())
     assert plans["dataset_name"] == "Dataset990_TinySelfR1"
 
-    # --resume with one more round: round 1's model stays as it was, round 2 trains on round 1's predictions
+    # --resume with one more round: round 1's model stays as it was and first predicts the training images, on
+    # which round 2 trains
     checkpoint = model / "fold_all" / "checkpoint_final.pth"
     round1_written = checkpoint.stat().st_mtime_ns
     assert main(["self-train", str(weak), "--dataset", str(dataset_id), "--out", str(out), "--first-id", "990",
@@ -238,7 +264,11 @@ def test_one_round_through_the_stock_commands(weak_dataset_cache, nnunet_env, tm
                  "-device", "cpu", "--threshold", "0.001", "--refine", "none", "--disable-tta", "--resume"]) == 0
     record = json.loads((out / "self_training.json").read_text())
     assert [entry["round"] for entry in record["rounds"]] == [1, 2]
-    assert record["rounds"][0] == entry and checkpoint.stat().st_mtime_ns == round1_written
+    assert record["rounds"][0] == {**entry, "predictions": str(out / "round1" / "predictions")}
+    assert checkpoint.stat().st_mtime_ns == round1_written
+    for case in ("case0", "case4"):
+        assert (out / "round1" / "predictions" / f"{case}.npz").is_file()
+    assert record["rounds"][1]["predictions"] is None
     assert (nnunet_env["nnUNet_results"] / "Dataset991_TinySelfR2" / "nnUNetTrainerFracture__nnUNetPlansTiny__3d_fullres"
             / "fold_all" / "checkpoint_final.pth").is_file()
     assert (out / "round2" / "predictions" / "case0.npz").is_file()

@@ -10,15 +10,16 @@ Self-training rounds, the flywheel from boxes to a fully supervised model, all t
 
 Each round turns probabilities predicted on the box dataset's own images into pseudo-masks inside the boxes
 (rule + refinement, as `nnunet-fracture pseudo-masks`), exports them as a new dataset whose uncertain box voxels
-carry nnU-Net's 'ignore' label, gives it the box dataset's plans, trains --trainer on it and predicts the box
-dataset's images again for the next round. The last round's model is the strong model.
+carry nnU-Net's 'ignore' label, gives it the box dataset's plans, trains --trainer on it and, when another round
+follows, predicts the box dataset's images again as that round's input. The last round's model is the strong
+model; it does not predict the training images (a later --resume with more rounds has it do so first).
 
 In:
   PRED       nnUNetv2_predict --save_probabilities folder(s) of the weak model on the box dataset's imagesTr
              (several = one per fold)
   --dataset  the box dataset (ID), planned and preprocessed with --plans
 
-Out (--out DIR): round<r>/pseudo_masks, round<r>/predictions, commands.log, and self_training.json with each
+Out (--out DIR): round<r>/pseudo_masks, round<r>/predictions (not the last round), commands.log, and self_training.json with each
 round's numbers (boxes kept, refined, reset, empty; Dice of the pseudo-masks inside the boxes when the dataset has
 groundTruthTr, e.g. the phantom). Round r's dataset is Dataset<first-id + r - 1>_<name>R<r>.
 """
