@@ -14,6 +14,7 @@ import torch
 from nnunetv2.utilities.helpers import dummy_context
 
 from nnunet_fracture.networks.unwrap import unwrap_network
+from nnunet_fracture.networks.vae_error_map import error_predictor, inside_outside_summary
 from nnunet_fracture.training.distributed import gather_concatenated
 
 
@@ -44,8 +45,6 @@ def finish_online_validation(trainer, val_outputs: list[dict]) -> float:
 def write_error_summary(trainer) -> dict:
     """Error maps of the validation cases, inside vs outside their labels; the summary written to
     ``validation/vae_summary.json`` (rank 0 only)."""
-    from nnunet_fracture.inference.vae_error_model import error_predictor, inside_outside_summary
-
     trainer.network.eval()
     predictor = error_predictor(trainer.network, trainer.plans_manager, trainer.configuration_manager,
                                 trainer.dataset_json, type(trainer).__name__, trainer.device)
