@@ -1,18 +1,22 @@
-"""The demo: boxes -> weak model -> pseudo-masks -> strong model -> report, through the stock nnU-Net commands.
+"""The demo: boxes -> weak model -> pseudo-masks (-> strong model) -> report, through the stock nnU-Net commands.
 
-phantom -> convert --weak box -> nnUNetv2_plan_and_preprocess -> tiny plans -> nnUNetv2_train
--tr nnUNetTrainerWeakBBox (short) -> nnUNetv2_predict (training and held-out cases) -> nnunet-fracture
-pseudo-masks (random walker refinement) -> nnunet-fracture self-train (one round: the training cases'
-pseudo-masks become a dataset, the stock-equivalent nnUNetTrainerFracture learns it) -> nnUNetv2_predict with the
-strong model -> nnunet-fracture evaluate (the weak model, its pseudo-masks and the strong model against the
-phantom ground truth). On the quality bench that round is the largest single step (README).
+phantom -> convert --weak box -> nnUNetv2_plan_and_preprocess -> tiny-plans (the quality bench's plans: features
+up to 32, patch 48^3) -> nnUNetv2_train -tr nnUNetTrainerWeakBBox (short) -> nnUNetv2_predict on held-out cases
+-> nnunet-fracture pseudo-masks (rule fixed, random walker refinement) -> nnunet-fracture evaluate (the weak
+model's probabilities over whole volumes, and its pseudo-masks, against the phantom ground truth).
+
+With ``--rounds N`` the flywheel follows: nnUNetv2_predict on the training cases -> nnunet-fracture self-train (N
+rounds: the training cases' pseudo-masks become a dataset with nnU-Net's ignore label on uncertain voxels, the
+stock-equivalent nnUNetTrainerFracture learns it for ``--strong-epochs``) -> nnUNetv2_predict with the strong
+model -> evaluate it over whole volumes. On the quality bench one such round is the largest single step (README);
+it costs about 20 minutes per round here, so the default stops before it.
 
 Run it with ``bash scripts/demo.sh`` (sets up the environment first) or ``python -m nnunet_fracture.demo``.
 Everything lives under ``--out`` (default ``demo_output/``), which gets its own nnUNet_raw,
 nnUNet_preprocessed and nnUNet_results, so a user's own nnU-Net folders are never touched.
 The training set and the test set are phantoms drawn with different seeds: the reported Dice is on cases the
-model never saw. The default schedule is sized to finish in about 10 minutes on a 2-core CPU; it is a
-demonstration of the pipeline, not of its quality (the quality bench measures that).
+model never saw. The default schedule is sized to finish in under 10 minutes on a 2-core CPU; it demonstrates the
+pipeline, the quality bench measures its quality.
 """
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ from nnunet_fracture.stock_commands import run_stock
 TRAIN_ID, TEST_ID, FLYWHEEL_ID = 990, 991, 992
 TRAINER = "nnUNetTrainerWeakBBox"
 STRONG_TRAINER = "nnUNetTrainerFracture"  # nnU-Net's trainer, reading the demo's schedule from the settings
-PLANS = "nnUNetPlansTiny"
+PLANS = "nnUNetPlansDemo"  # the quality bench's plans: features up to 32, patch 48^3 (README, "the regime")
+MAX_FEATURES, MAX_PATCH = 32, 48
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,17 +42,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("demo_output"), help="working folder (default demo_output)")
     p.add_argument("--train-cases", type=int, default=10, help="phantom training cases (default 10)")
     p.add_argument("--test-cases", type=int, default=3, help="held-out phantom test cases (default 3)")
-    p.add_argument("--epochs", type=int, default=50, help="training epochs (default 50)")
-    p.add_argument("--iterations", type=int, default=40, help="training iterations per epoch (default 40)")
+    p.add_argument("--epochs", type=int, default=40, help="weak model's training epochs (default 40)")
+    p.add_argument("--iterations", type=int, default=30, help="training iterations per epoch (default 30)")
     p.add_argument("--foreground", type=float, default=0.66,
                    help="share of patches centred in boxes, drawn per sample (default 0.66). nnU-Net's default "
                         "rule gives round(batch x share) box patches per batch: at batch 2, every share from 0.25 to "
                         "0.75 means exactly one, so the demo turns on probabilistic_oversampling")
     p.add_argument("--rule", choices=("fixed", "otsu", "fraction"), default="fixed",
                    help="pseudo-mask rule (default fixed: P >= 0.5 inside each box)")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="self-training rounds after the weak model (default 1; 0 stops at the weak model's "
-                        "pseudo-masks)")
+    p.add_argument("--rounds", type=int, default=0,
+                   help="self-training rounds after the weak model's pseudo-masks (default 0): each turns the training "
+                        "cases' pseudo-masks into a dataset and trains the stock-equivalent trainer on it; the last "
+                        "round's model (the strong model) is scored on whole volumes. About 20 minutes per round on a "
+                        "2-core CPU")
+    p.add_argument("--strong-epochs", type=int, default=100,
+                   help="epochs of each self-training round (default 100, x --iterations). A fully supervised model "
+                        "needs about 3,000 iterations on this data before it predicts P >= 0.5 anywhere")
     p.add_argument("--seed", type=int, default=0, help="phantom seed of the training set (default 0)")
     return p
 
@@ -69,10 +79,17 @@ class Steps:
         return result
 
 
+def schedule(epochs: int, iterations: int, foreground: float) -> str:
+    """The ``NNUNET_FRACTURE_SETTINGS`` of a short CPU schedule: nnU-Net's final validation skipped (the demo scores
+    its own held-out cases), probabilistic oversampling so the foreground share takes effect at batch 2."""
+    return (f"num_epochs={epochs} num_iterations_per_epoch={iterations} "
+            f"num_val_iterations_per_epoch={max(2, iterations // 8)} oversample_foreground_percent={foreground} "
+            f"probabilistic_oversampling=true final_validation=false")
+
+
 def fresh_workspace(out: Path, epochs: int, iterations: int, foreground: float) -> dict[str, str]:
     """Replace ``out`` by empty nnUNet_raw / _preprocessed / _results folders; return the environment that points
-    the stock commands at them, with a short CPU schedule in ``NNUNET_FRACTURE_SETTINGS`` (nnU-Net's final
-    validation skipped: the demo scores its own held-out cases). This process's environment is left alone."""
+    the stock commands at them, with the weak model's :func:`schedule`. This process's environment is left alone."""
     from nnunet_fracture.trainer_discovery import trainer_path
 
     if out.exists():
@@ -81,15 +98,13 @@ def fresh_workspace(out: Path, epochs: int, iterations: int, foreground: float) 
     for folder in env.values():
         Path(folder).mkdir(parents=True)
     env.update(nnUNet_extTrainer=str(trainer_path()), nnUNet_compile="f", nnUNet_n_proc_DA="2",
-               NNUNET_FRACTURE_SETTINGS=f"num_epochs={epochs} num_iterations_per_epoch={iterations} "
-                                        f"num_val_iterations_per_epoch={max(2, iterations // 8)} "
-                                        f"oversample_foreground_percent={foreground} "
-                                        f"probabilistic_oversampling=true final_validation=false")
+               NNUNET_FRACTURE_SETTINGS=schedule(epochs, iterations, foreground))
     return env
 
 
-def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int = 50, iterations: int = 40,
-             foreground: float = 0.66, seed: int = 0, rule: str = "fixed", rounds: int = 1) -> dict:
+def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int = 40, iterations: int = 30,
+             foreground: float = 0.66, seed: int = 0, rule: str = "fixed", rounds: int = 0,
+             strong_epochs: int = 100) -> dict:
     """Run the whole demo in ``out`` (replaced if it exists) and return its summary."""
     from nnunet_fracture.dataset_conversion.generic import read_generic
     from nnunet_fracture.dataset_conversion.phantom import write_phantom
@@ -120,9 +135,10 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
 
     def tiny_plans() -> None:
         with scoped_environ(env):  # the planning helper reads nnUNet_preprocessed
-            write_tiny_plans(str(TRAIN_ID))
+            write_tiny_plans(str(TRAIN_ID), plans_name=PLANS, max_features=MAX_FEATURES, max_patch=MAX_PATCH)
 
-    steps.run("nnunet-fracture tiny-plans", tiny_plans)
+    steps.run(f"nnunet-fracture tiny-plans --features {MAX_FEATURES} --patch {MAX_PATCH} --plans-name {PLANS}",
+              tiny_plans)
     steps.run(f"nnUNetv2_train (stock) -tr {TRAINER}, {epochs} epochs x {iterations} iterations", run_stock,
               ["nnUNetv2_train", TRAIN_ID, "3d_fullres", "all", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"],
               log, env, echo=True)
@@ -145,13 +161,14 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
                   train_raw / "imagesTr", train_predictions, TRAIN_ID, TRAINER)
 
         def flywheel() -> dict:
-            with scoped_environ(env):  # self-train runs the stock commands with nnU-Net's folders from the environment
+            strong_env = {**env, "NNUNET_FRACTURE_SETTINGS": schedule(strong_epochs, iterations, foreground)}
+            with scoped_environ(strong_env):  # self-train runs the stock commands with nnU-Net's folders from the environment
                 return self_train([train_predictions], TRAIN_ID, out / "self_training", FLYWHEEL_ID, "DemoFlywheel",
                                   rounds=rounds, plans=PLANS, trainer=STRONG_TRAINER, device="cpu", rule=rule,
                                   disable_tta=True)
 
         record = steps.run(f"nnunet-fracture self-train: {rounds} round(s), {STRONG_TRAINER} on the training "
-                           "cases' pseudo-masks", flywheel)
+                           f"cases' pseudo-masks, {strong_epochs} epochs x {iterations} iterations", flywheel)
         strong = out / "predictions_strong"
         steps.run("nnUNetv2_predict (stock) with the strong model on the held-out test cases", predict,
                   test_raw / "imagesTr", strong, FLYWHEEL_ID + rounds - 1, STRONG_TRAINER)
@@ -170,7 +187,8 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
               "settings": {"train_cases": train_cases, "test_cases": test_cases, "epochs": epochs,
                            "iterations": iterations, "foreground": foreground, "seed": seed, "trainer": TRAINER,
                            "strong_trainer": STRONG_TRAINER if rounds else None, "plans": PLANS, "rule": rule,
-                           "refine": "random_walker", "rounds": rounds}}
+                           "refine": "random_walker", "rounds": rounds,
+                           "strong_epochs": strong_epochs if rounds else None}}
     (out / "demo_summary.json").write_text(json.dumps(result, indent=2) + "\n")
     print()
     for name, summary in reports.items():
@@ -186,7 +204,7 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     run_demo(args.out, args.train_cases, args.test_cases, args.epochs, args.iterations, args.foreground, args.seed,
-             args.rule, args.rounds)
+             args.rule, args.rounds, args.strong_epochs)
     return 0
 
 
