@@ -14,14 +14,18 @@ carry nnU-Net's 'ignore' label, gives it the box dataset's plans, trains --train
 follows, predicts the box dataset's images again as that round's input. The last round's model is the strong
 model; it does not predict the training images (a later --resume with more rounds has it do so first).
 
+How many rounds: on the quality bench (phantom, 3 seeds, README) one round took the weak model's pseudo-masks from
+in-box Dice 0.44 to a strong model at 0.56 (whole volume 0.11 -> 0.29); a second round raised the whole-volume
+Dice on every seed (0.29 -> 0.35) and cut false positives on fracture-free cases, without changing the in-box Dice.
+
 In:
   PRED       nnUNetv2_predict --save_probabilities folder(s) of the weak model on the box dataset's imagesTr
              (several = one per fold)
   --dataset  the box dataset (ID), planned and preprocessed with --plans
 
-Out (--out DIR): round<r>/pseudo_masks, round<r>/predictions (not the last round), commands.log, and self_training.json with each
-round's numbers (boxes kept, refined, reset, empty; Dice of the pseudo-masks inside the boxes when the dataset has
-groundTruthTr, e.g. the phantom). Round r's dataset is Dataset<first-id + r - 1>_<name>R<r>.
+Out (--out DIR): round<r>/pseudo_masks, round<r>/predictions (not the last round), commands.log, and
+self_training.json with each round's numbers (boxes kept, refined, reset, empty; Dice of the pseudo-masks inside
+the boxes when the dataset has groundTruthTr, e.g. the phantom). Round r's dataset is Dataset<first-id + r - 1>_<name>R<r>.
 """
 
 SELF_TRAIN_EPILOG = """\
