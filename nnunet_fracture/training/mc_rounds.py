@@ -64,7 +64,7 @@ def write_files(trainer) -> None:
 
     out = Path(trainer.output_folder)
     trainer.difficulty.write_csv(out / "difficulty.csv")
-    difficulty_figure(trainer.difficulty, out / "difficulty.png",
+    difficulty_figure(trainer.difficulty.rows, trainer.difficulty.cases, out / "difficulty.png",
                       title=f"MC-Dropout difficulty per case ({trainer.mc_aggregate})")
     difficulty.write_epsilon_csv(out / "epsilon.csv", trainer.epsilon)
 

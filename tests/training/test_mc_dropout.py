@@ -153,7 +153,7 @@ def test_difficulty_table_csv_state_and_plot(tmp_path):
     restored = difficulty.DifficultyTable()
     restored.load_state_dict(table.state_dict())
     assert restored.rows == table.rows
-    difficulty_figure(table, tmp_path / "difficulty.png")
+    difficulty_figure(table.rows, table.cases, tmp_path / "difficulty.png")
     assert (tmp_path / "difficulty.png").read_bytes()[:4] == b"\x89PNG"
     difficulty.write_epsilon_csv(tmp_path / "epsilon.csv", {"b": 1.0, "a": 0.0})
     assert (tmp_path / "epsilon.csv").read_text(encoding="utf-8").splitlines() == ["case,epsilon", "a,0.0", "b,1.0"]
