@@ -78,6 +78,9 @@ ARMS: dict[str, Arm] = {
     "flywheel": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
                     settings=DEFAULT_RECIPE, self_training_rounds=2, ignore_band=(0.2, 0.5),
                     note="two self-training rounds: the final model, scored on whole volumes"),
+    "flywheel_r3": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                       settings=DEFAULT_RECIPE, self_training_rounds=3, ignore_band=(0.2, 0.5),
+                       note="a third self-training round (continues flywheel's run): does it still help?"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -99,7 +102,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "vae_prior": ("mean_bags", "vae_channel"),
     # the ablation of the weak-box recipe, one ingredient per row (README)
     "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "mean_bags", "plane_bags", "plus_size", "weak_bbox",
-                    "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement", "flywheel_r1", "flywheel"),
+                    "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement", "flywheel_r1", "flywheel",
+                    "flywheel_r3"),
     "all": tuple(ARMS),
 }
 
