@@ -204,12 +204,10 @@ class Workspace:
 
     def predict(self, images: Path, out: Path, dataset_id: int, trainer: str) -> Path:
         """``nnUNetv2_predict`` of fold ``all`` with probabilities; ``out``."""
-        from nnunet_fracture.stock_commands import run_stock
+        from nnunet_fracture.stock_commands import predict_command, run_stock
 
         r = self.regime
-        run_stock(["nnUNetv2_predict", "-i", images, "-o", out, "-d", dataset_id,
-                   "-c", "3d_fullres", "-f", "all", "-tr", trainer, "-p", r.plans, "-device", r.device,
-                   "--save_probabilities", "-npp", "1", "-nps", "1"] + ([] if r.tta else ["--disable_tta"]),
+        run_stock(predict_command(images, out, dataset_id, trainer, r.plans, device=r.device, tta=r.tta),
                   self.log, self.env)
         return out
 

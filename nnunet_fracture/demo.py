@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from nnunet_fracture.stock_commands import run_stock
+from nnunet_fracture.stock_commands import predict_command, run_stock
 
 TRAIN_ID, TEST_ID, FLYWHEEL_ID = 990, 991, 992
 TRAINER = "nnUNetTrainerWeakBBox"
@@ -144,9 +144,7 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
               log, env, echo=True)
 
     def predict(images: Path, folder: Path, dataset_id: int, trainer: str) -> None:
-        run_stock(["nnUNetv2_predict", "-i", images, "-o", folder, "-d", dataset_id, "-c", "3d_fullres",
-                   "-f", "all", "-tr", trainer, "-p", PLANS, "-device", "cpu", "--save_probabilities",
-                   "--disable_tta", "-npp", "1", "-nps", "1"], log, env)
+        run_stock(predict_command(images, folder, dataset_id, trainer, PLANS, tta=False), log, env)
 
     predictions = out / "predictions"
     steps.run("nnUNetv2_predict (stock) on the held-out test cases", predict, test_raw / "imagesTr", predictions,
@@ -154,7 +152,7 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
     pseudo = out / "pseudo_masks"
     steps.run(f"nnunet-fracture pseudo-masks (rule {rule}, random walker) inside the test cases' boxes",
               write_pseudo_masks, [predictions], test_raw, pseudo, rule=rule, refine="random_walker")
-    reports = {}
+    reports, record = {}, None
     if rounds:
         train_predictions = out / "predictions_train"
         steps.run("nnUNetv2_predict (stock) on the training cases: the flywheel's input", predict,
@@ -162,7 +160,7 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
 
         def flywheel() -> dict:
             strong_env = {**env, "NNUNET_FRACTURE_SETTINGS": schedule(strong_epochs, iterations, foreground)}
-            with scoped_environ(strong_env):  # self-train runs the stock commands with nnU-Net's folders from the environment
+            with scoped_environ(strong_env):  # self-train's stock commands read nnU-Net's folders from it
                 return self_train([train_predictions], TRAIN_ID, out / "self_training", FLYWHEEL_ID, "DemoFlywheel",
                                   rounds=rounds, plans=PLANS, trainer=STRONG_TRAINER, device="cpu", rule=rule,
                                   disable_tta=True)
@@ -183,7 +181,7 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
         out / "report" / "pseudo_masks", images=test_raw / "imagesTr")
     result = {"reports": reports, "step_seconds": steps.timings,
               "total_seconds": round(sum(steps.timings.values()), 1),
-              "self_training": record if rounds else None,
+              "self_training": record,
               "settings": {"train_cases": train_cases, "test_cases": test_cases, "epochs": epochs,
                            "iterations": iterations, "foreground": foreground, "seed": seed, "trainer": TRAINER,
                            "strong_trainer": STRONG_TRAINER if rounds else None, "plans": PLANS, "rule": rule,

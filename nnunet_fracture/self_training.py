@@ -40,7 +40,7 @@ from nnunet_fracture.environment import nnunet_folder
 from nnunet_fracture.inference.pseudo_masks import box_region, write_pseudo_masks
 from nnunet_fracture.dataset_conversion.source_dataset import SourceDataset
 from nnunet_fracture.io.output_folders import check_output_folder
-from nnunet_fracture.stock_commands import run_stock
+from nnunet_fracture.stock_commands import predict_command, run_stock
 
 RECORD = "self_training.json"
 
@@ -94,11 +94,17 @@ def _resumed_record(out: Path, fresh: dict) -> dict:
                              f"--first-id {fresh['first_id']}. Fix: pass the recorded first ID.")
         if not dataset.is_dir():
             raise ValueError(f"--resume: round {r}'s dataset {dataset} is gone. Fix: pass --overwrite to start over.")
-    for entry in record["rounds"]:  # rounds recorded without predictions are the last ones; they predict on demand
-        if entry.get("predictions", "legacy") is not None and not (out / f"round{entry['round']}" / "predictions").is_dir():
+    for entry in record["rounds"]:  # a round recorded without predictions is the last one; it predicts on demand
+        if _predicted(entry) and not (out / f"round{entry['round']}" / "predictions").is_dir():
             raise ValueError(f"--resume: round {entry['round']}'s predictions in {out} are gone. Fix: pass "
                              f"--overwrite to start over.")
     return record
+
+
+def _predicted(entry: dict) -> bool:
+    """Whether a recorded round's model predicted the training images (records before 2026-12-05 have no
+    ``predictions`` key: every round predicted them then)."""
+    return entry.get("predictions", "legacy") is not None
 
 
 def _predict_training_images(source: SourceDataset, dataset_id: int, folder: Path, configuration: str, fold: str,
@@ -107,9 +113,8 @@ def _predict_training_images(source: SourceDataset, dataset_id: int, folder: Pat
     partial folder is an interrupted prediction of this run); the folder."""
     predicted = folder / "predictions"
     shutil.rmtree(predicted, ignore_errors=True)
-    run_stock(["nnUNetv2_predict", "-i", source.folder / "imagesTr", "-o", predicted, "-d", dataset_id,
-               "-c", configuration, "-f", fold, "-tr", trainer, "-p", plans, "-device", device,
-               "--save_probabilities", "-npp", "1", "-nps", "1"] + (["--disable_tta"] if disable_tta else []), log)
+    run_stock(predict_command(source.folder / "imagesTr", predicted, dataset_id, trainer, plans, configuration, fold,
+                              device, tta=not disable_tta), log)
     return predicted
 
 
@@ -181,7 +186,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
     current = [Path(p) for p in predictions]
     if done:
         last = record["rounds"][-1]
-        if last.get("predictions", "legacy") is None:  # the previous run's strong model: its input for this round
+        if not _predicted(last):  # the previous run's strong model: it predicts this round's input first
             last["predictions"] = str(_predict_training_images(source, first_id + done - 1, out / f"round{done}",
                                                                **predict))
             _write_record(out, record)

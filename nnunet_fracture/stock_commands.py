@@ -66,3 +66,13 @@ def run_stock(args: Sequence[str], log_file: Path, env: Optional[Mapping[str, st
         raise RuntimeError(f"{' '.join(map(str, args))} failed with exit code {returncode}; "
                            f"last lines of its output (all of it in {log_file}):\n{''.join(output[-40:])}")
     return "".join(output)
+
+
+def predict_command(images: Path | str, out: Path | str, dataset_id: int | str, trainer: str, plans: str,
+                    configuration: str = "3d_fullres", fold: str = "all", device: str = "cpu",
+                    tta: bool = True) -> list:
+    """The ``nnUNetv2_predict`` command line that writes probabilities (``--save_probabilities``, one
+    preprocessing and one export worker) for :func:`run_stock`; ``tta=False`` adds ``--disable_tta``."""
+    return (["nnUNetv2_predict", "-i", images, "-o", out, "-d", dataset_id, "-c", configuration, "-f", fold,
+             "-tr", trainer, "-p", plans, "-device", device, "--save_probabilities", "-npp", "1", "-nps", "1"]
+            + ([] if tta else ["--disable_tta"]))

@@ -1,0 +1,11 @@
+from nnunet_fracture.stock_commands import predict_command
+
+
+def test_predict_command_writes_probabilities_and_turns_mirroring_off_on_request():
+    assert predict_command("img", "out", 501, "nnUNetTrainerWeakBBox", "nnUNetPlansTiny", tta=False) == [
+        "nnUNetv2_predict", "-i", "img", "-o", "out", "-d", 501, "-c", "3d_fullres", "-f", "all",
+        "-tr", "nnUNetTrainerWeakBBox", "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
+        "-npp", "1", "-nps", "1", "--disable_tta"]
+    command = predict_command("img", "out", 7, "T", "P", configuration="2d", fold="0", device="cuda")
+    assert command[command.index("-c") + 1:command.index("-c") + 4] == ["2d", "-f", "0"]
+    assert command[command.index("-device") + 1] == "cuda" and "--disable_tta" not in command
