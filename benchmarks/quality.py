@@ -222,7 +222,10 @@ class Workspace:
 
         r = self.regime
         key = run_key(replace(arm, self_training_rounds=1, note=""), r, seed, _phantom_version())
-        weak = self.root / "predictions" / f"self_training_seed{seed}_{key}_train"
+        # the weak model's predictions do not depend on the ring, so arms that differ only there share them
+        weak_key = run_key(replace(arm, self_training_rounds=1, ignore_ring=None, note=""), r, seed,
+                           _phantom_version())
+        weak = self.root / "predictions" / f"self_training_seed{seed}_{weak_key}_train"
         if not weak.is_dir():  # predicted whole or not at all: a resumed run checks only the folder's name
             staged = self.predict(self.raw(weak_id) / "imagesTr", weak.with_name(f".{weak.name}.partial"), weak_id,
                                   arm.trainer)
@@ -231,6 +234,7 @@ class Workspace:
         run = partial(self_train, [weak], weak_id, out, first_id=first, name=f"QualityS{seed}Fw{key}",
                       rounds=arm.self_training_rounds, plans=r.plans, trainer=STRONG_TRAINER, device=r.device,
                       rule=arm.pseudo_masks or "fixed", refine=arm.refine or "none", ignore_band=arm.ignore_band,
+                      ignore_ring=arm.ignore_ring or 0,
                       disable_tta=not r.tta)
         with scoped_environ({**self.env, "NNUNET_FRACTURE_SETTINGS": r.schedule()}):
             # the round IDs belong to the seed, not the recipe: another recipe's datasets there are replaced

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 
-_ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "predictions_of")
+_ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "ignore_ring", "predictions_of")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Arm:
     refine: Optional[str] = None  # pseudo-masks --refine METHOD (weak arms)
     self_training_rounds: Optional[int] = None  # self-train rounds after the weak model (scored: the last model)
     ignore_band: Optional[tuple[float, float]] = None  # the self-training rounds' ignore band
+    ignore_ring: Optional[int] = None  # the self-training rounds' ignore ring (voxels at each mask's border)
     predictions_of: Optional[str] = None  # reuse that arm's test predictions of the seed (same model), e.g. to
     # score a pseudo-mask refinement without training again; the recipe (trainer, labels, settings) must match
     note: str = ""
@@ -81,6 +82,10 @@ ARMS: dict[str, Arm] = {
     "flywheel_r3": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
                        settings=DEFAULT_RECIPE, self_training_rounds=3, ignore_band=(0.2, 0.5),
                        note="a third self-training round (continues flywheel's run): does it still help?"),
+    "flywheel_ring": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                         settings=DEFAULT_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_ring=1,
+                         note="flywheel_r1 with each pseudo-mask's outer voxel 'ignore' (Simple Does It's ring): "
+                              "the round's masks are about one voxel too thick"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -103,7 +108,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     # the ablation of the weak-box recipe, one ingredient per row (README)
     "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "mean_bags", "plane_bags", "plus_size", "weak_bbox",
                     "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement", "flywheel_r1", "flywheel",
-                    "flywheel_r3"),
+                    "flywheel_r3", "flywheel_ring"),
     "all": tuple(ARMS),
 }
 

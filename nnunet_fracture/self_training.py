@@ -5,7 +5,7 @@ round 1, the previous round's model's after that - and
 
 1. writes pseudo-masks inside the boxes (:func:`~nnunet_fracture.inference.pseudo_masks.write_pseudo_masks`, with
    the chosen rule and refinement) and exports them as a new raw dataset ``first_id + r - 1``, the uncertain box
-   voxels (``ignore_band``) labelled nnU-Net's ``ignore``;
+   voxels (``ignore_band``, and with ``ignore_ring`` the masks' outer voxels) labelled nnU-Net's ``ignore``;
 2. gives it the box dataset's plans (``nnUNetv2_extract_fingerprint``, ``nnUNetv2_move_plans_between_datasets``,
    ``nnUNetv2_preprocess``), so every round trains with the same patch, spacing and network;
 3. trains ``trainer`` on it (``nnUNetv2_train``; the stock ``nnUNetTrainer`` by default) and, when another round
@@ -122,7 +122,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                name: str, rounds: int = 2, plans: str = "nnUNetPlans", configuration: str = "3d_fullres",
                fold: str = "all", trainer: str = "nnUNetTrainer", device: str = "cuda", rule: str = "fixed",
                threshold: float = 0.5, refine: str = "random_walker",
-               ignore_band: Optional[tuple[float, float]] = (0.2, 0.5), overwrite: bool = False,
+               ignore_band: Optional[tuple[float, float]] = (0.2, 0.5), ignore_ring: int = 0,
+               overwrite: bool = False,
                disable_tta: bool = False, resume: bool = False) -> dict:
     """Run ``rounds`` self-training rounds (module docstring).
 
@@ -135,7 +136,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         name: dataset name stem; round ``r``'s dataset is ``<name>R<r>``.
         rounds: number of rounds (>= 1).
         plans, configuration, fold, trainer, device: what ``nnUNetv2_train`` / ``nnUNetv2_predict`` get.
-        rule, threshold, refine, ignore_band: the pseudo-mask settings of every round.
+        rule, threshold, refine, ignore_band, ignore_ring: the pseudo-mask settings of every round.
         overwrite: replace an existing ``out`` and existing datasets with the rounds' IDs.
         disable_tta: predict without test-time mirroring (faster).
         resume: keep the rounds finished in ``out`` (module docstring) and run the rest.
@@ -170,7 +171,9 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
               "box_dataset": str(source.folder), "weak_predictions": [str(Path(p).absolute()) for p in predictions],
               "settings": {"plans": plans, "configuration": configuration, "fold": fold, "trainer": trainer,
                            "rule": rule, "threshold": threshold, "refine": refine,
-                           "ignore_band": list(ignore_band) if ignore_band else None},
+                           "ignore_band": list(ignore_band) if ignore_band else None,
+                           # recorded only when used, so records made before the ring existed still resume
+                           **({"ignore_ring": ignore_ring} if ignore_ring else {})},
               "first_id": first_id, "name": name, "rounds": []}
     if resuming:
         record = _resumed_record(out, record)
@@ -199,6 +202,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         try:
             provenance = write_pseudo_masks(current, source.folder, folder / "pseudo_masks", rule=rule,
                                             threshold=threshold, refine=refine, ignore_band=ignore_band,
+                                            ignore_ring=ignore_ring,
                                             export_dataset=dataset_id, export_name=f"{name}R{r}",
                                             overwrite=overwrite or (ours and begun))
         except BaseException:  # arguments or inputs refused: leave no trace of this round (or of a fresh run)

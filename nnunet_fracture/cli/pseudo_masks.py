@@ -87,6 +87,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-band", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="with --export-dataset: box voxels left out of the mask with LOW <= P < HIGH are labelled "
                         "nnU-Net's 'ignore' (2) in the exported labels, e.g. --ignore-band 0.2 0.5")
+    p.add_argument("--ignore-ring", type=int, default=0, metavar="VOXELS",
+                   help="with --export-dataset: each mask's outer VOXELS voxels are labelled 'ignore' too (default 0: "
+                        "none; a box whose mask would vanish keeps it)")
     p.set_defaults(func=run)
 
 
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> None:
                               fraction=args.fraction, min_threshold=args.min_threshold,
                               export_dataset=args.export_dataset, export_name=args.name, overwrite=args.overwrite,
                               refine=args.refine,
-                              ignore_band=tuple(args.ignore_band) if args.ignore_band else None)
+                              ignore_band=tuple(args.ignore_band) if args.ignore_band else None,
+                              ignore_ring=args.ignore_ring)
     print(f"wrote pseudo-masks of {prov['num_cases']} cases ({prov['num_boxes']} boxes, {prov['num_empty_boxes']} "
           f"empty) to {args.out}; uncertainty: {prov['uncertainty']['kind']}")
     if prov["export_dataset"]:

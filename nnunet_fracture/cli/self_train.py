@@ -60,6 +60,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-band", type=float, nargs=2, default=(0.2, 0.5), metavar=("LOW", "HIGH"),
                    help="box voxels outside the mask with LOW <= P < HIGH are 'ignore' (default 0.2 0.5)")
     p.add_argument("--no-ignore", action="store_true", help="label every voxel (no ignore band)")
+    p.add_argument("--ignore-ring", type=int, default=0, metavar="VOXELS",
+                   help="each pseudo-mask's outer VOXELS voxels are 'ignore' too (default 0: none; a box whose mask "
+                        "would vanish keeps it)")
     p.add_argument("--disable-tta", action="store_true", help="predict without test-time mirroring (faster)")
     p.add_argument("--overwrite", action="store_true", help="replace --out and the rounds' datasets")
     p.add_argument("--resume", action="store_true",
@@ -75,6 +78,7 @@ def run(args: argparse.Namespace) -> None:
                         rounds=args.rounds, plans=args.plans, configuration=args.configuration, fold=args.fold,
                         trainer=args.trainer, device=args.device, rule=args.rule, threshold=args.threshold,
                         refine=args.refine, ignore_band=None if args.no_ignore else tuple(args.ignore_band),
+                        ignore_ring=args.ignore_ring,
                         overwrite=args.overwrite, disable_tta=args.disable_tta, resume=args.resume)
     for entry in record["rounds"]:
         dice = entry["in_box_dice_vs_ground_truth"]

@@ -57,6 +57,12 @@ class BoxEntry:
     box: VoxelBox
     label: str
 
+    @property
+    def region(self) -> tuple[slice, slice, slice]:
+        """Numpy index ``(k, j, i)`` of the box's voxels in an array read with SimpleITK."""
+        (i0, j0, k0), (i1, j1, k1) = self.box.lo, self.box.hi
+        return slice(k0, k1 + 1), slice(j0, j1 + 1), slice(i0, i1 + 1)
+
 
 @dataclass
 class SourceDataset:

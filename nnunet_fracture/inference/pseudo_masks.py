@@ -39,7 +39,9 @@ complete, so an error leaves nothing behind)::
 With ``export_dataset`` the masks also become the labels of a new nnU-Net raw dataset
 (:mod:`~nnunet_fracture.inference.dataset_export`). With an ``ignore_band (low, high)`` too, the box voxels left out
 of a mask whose P lies in ``[low, high)`` are labelled nnU-Net's ``ignore`` (2) there: the strong model is then
-neither taught they are fracture nor that they are not (a self-training round's uncertain voxels).
+neither taught they are fracture nor that they are not (a self-training round's uncertain voxels). With an
+``ignore_ring`` of ``r`` voxels the masks' outer ``r`` voxels are ``ignore`` as well
+(:mod:`~nnunet_fracture.inference.round_labels`).
 """
 from __future__ import annotations
 
@@ -59,8 +61,9 @@ import SimpleITK as sitk
 from skimage.filters import threshold_otsu
 from tqdm import tqdm
 
-from nnunet_fracture.inference.dataset_export import IGNORE_LABEL, DatasetExport
+from nnunet_fracture.inference.dataset_export import DatasetExport
 from nnunet_fracture.inference.refinement import Refinement, refine_box
+from nnunet_fracture.inference.round_labels import ignored_labels
 from nnunet_fracture.inference.prediction_folders import (UNCERTAINTY_KINDS, PredictionFolder, select_cases,
                                                           fused_probability, model_info, open_prediction_folders,
                                                           read_grid)
@@ -151,9 +154,8 @@ def select_in_box(probability: np.ndarray, rule: Rule) -> BoxSelection:
 
 
 def box_region(entry: BoxEntry) -> tuple[slice, slice, slice]:
-    """Numpy index (k, j, i) of a box's voxels."""
-    (i0, j0, k0), (i1, j1, k1) = entry.box.lo, entry.box.hi
-    return slice(k0, k1 + 1), slice(j0, j1 + 1), slice(i0, i1 + 1)
+    """Numpy index (k, j, i) of a box's voxels (:attr:`BoxEntry.region`)."""
+    return entry.region
 
 
 def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray, boxes: Sequence[BoxEntry],
@@ -191,19 +193,6 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
     return mask, rows
 
 
-def ignored_labels(mask: np.ndarray, probability: np.ndarray, boxes: Sequence[BoxEntry],
-                   band: tuple[float, float]) -> np.ndarray:
-    """Training labels of a self-training round: the mask (1), nnU-Net's ignore label where a box voxel outside the
-    mask has ``band[0] <= P < band[1]``, 0 elsewhere (uint8)."""
-    labels = mask.astype(np.uint8, copy=True)
-    for entry in boxes:
-        region = box_region(entry)
-        p = probability[region]
-        uncertain = (labels[region] == 0) & (p >= band[0]) & (p < band[1])
-        labels[region][uncertain] = IGNORE_LABEL
-    return labels
-
-
 def _threshold_summary(rows: list[dict]) -> dict:
     values = np.array([r["threshold"] for r in rows if math.isfinite(r["threshold"])], dtype=np.float64)
     if values.size == 0:
@@ -214,7 +203,7 @@ def _threshold_summary(rows: list[dict]) -> dict:
 
 def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule: Rule, kind: str,
                 rows: list[dict], cases: list[str], export: Optional[DatasetExport],
-                refinement: Refinement, ignore_band: Optional[tuple[float, float]]) -> dict:
+                refinement: Refinement, ignore_band: Optional[tuple[float, float]], ignore_ring: int) -> dict:
     from nnunet_fracture import __version__
 
     empty = [{"case": r["case"], "box_id": r["box_id"]} for r in rows if r["empty"]]
@@ -231,6 +220,7 @@ def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule
         "parameters": rule.parameters(),
         "refinement": refinement.parameters(),
         "ignore_band": list(ignore_band) if ignore_band is not None else None,
+        "ignore_ring": ignore_ring,
         "refinement_outcomes": {o: sum(r["refinement"] == o for r in rows)
                                 for o in sorted({r["refinement"] for r in rows})},
         "box_regions": OVERLAP_POLICY,
@@ -254,7 +244,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
                        rule: str = "fixed", threshold: float = 0.5, fraction: float = 0.3,
                        min_threshold: float = 0.05, export_dataset: Optional[int] = None,
                        export_name: Optional[str] = None, overwrite: bool = False,
-                       refine: str = "none", ignore_band: Optional[tuple[float, float]] = None) -> dict:
+                       refine: str = "none", ignore_band: Optional[tuple[float, float]] = None,
+                       ignore_ring: int = 0) -> dict:
     """Write pseudo-masks, probabilities, uncertainty maps, the box table and provenance to ``out``.
 
     Args:
@@ -271,6 +262,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
         refine: ``"none"`` or ``"random_walker"`` (module docstring).
         ignore_band: ``(low, high)``, with ``export_dataset``: box voxels outside the mask with ``low <= P < high``
             become nnU-Net's ignore label in the exported labels.
+        ignore_ring: with ``export_dataset``: the masks' voxels within this many voxels of their border become the
+            ignore label too (:mod:`~nnunet_fracture.inference.round_labels`).
 
     Returns:
         The provenance dictionary written to ``pseudo_masks.json``.
@@ -288,6 +281,11 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
         low, high = ignore_band
         if not 0 <= low < high <= 1:
             raise ValueError(f"--ignore-band must be two probabilities LOW < HIGH in [0, 1], got {low} {high}")
+    if isinstance(ignore_ring, bool) or not isinstance(ignore_ring, int) or ignore_ring < 0:
+        raise ValueError(f"--ignore-ring must be a whole number of voxels >= 0, got {ignore_ring!r}")
+    if ignore_ring and export_dataset is None:
+        raise ValueError("--ignore-ring only shapes the exported labels. Fix: add --export-dataset ID --name NAME "
+                         "or leave --ignore-ring out.")
     if (export_dataset is None) != (export_name is None):
         raise ValueError("--export-dataset and --name go together. Fix: pass both (e.g. --export-dataset 502 "
                          "--name PhantomPseudo) or neither.")
@@ -297,7 +295,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
     folders = open_prediction_folders(predictions, source.file_ending)
     cases = select_cases(folders, source.cases, source.boxes_file)
     check_output_not_an_input(out, [f.path for f in folders] + [source.folder])
-    export = (DatasetExport(export_dataset, export_name, source, overwrite, with_ignore=ignore_band is not None)
+    export = (DatasetExport(export_dataset, export_name, source, overwrite, with_ignore=ignore_band is not None or ignore_ring > 0)
               if export_dataset is not None else None)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -327,12 +325,13 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             _write(array_to_image(probability, grid), tmp / "probabilities" / f"{case}{OUTPUT_FILE_ENDING}")
             _write(array_to_image(uncertainty, grid), tmp / "uncertainty" / f"{case}{OUTPUT_FILE_ENDING}")
             if export is not None:
-                label = mask_image if ignore_band is None else array_to_image(
-                    ignored_labels(mask, probability, boxes, ignore_band), grid)
+                label = mask_image if ignore_band is None and not ignore_ring else array_to_image(
+                    ignored_labels(mask, probability, boxes, ignore_band, ignore_ring), grid)
                 export.add_case(case, label)
             del probability, uncertainty, mask, mask_image
         (kind,) = kinds
-        provenance = _provenance(folders, source, selection_rule, kind, rows, cases, export, refinement, ignore_band)
+        provenance = _provenance(folders, source, selection_rule, kind, rows, cases, export, refinement, ignore_band,
+                                 ignore_ring)
         pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(tmp / "pseudo_masks.csv", index=False)
         (tmp / "pseudo_masks.json").write_text(json.dumps(provenance, indent=2))
         if export is not None:
