@@ -36,6 +36,7 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
+from nnunet_fracture.dataset_conversion.dataset_folders import stale_derived_folders
 from nnunet_fracture.environment import nnunet_folder
 from nnunet_fracture.inference.pseudo_masks import box_region, write_pseudo_masks
 from nnunet_fracture.dataset_conversion.source_dataset import SourceDataset
@@ -137,7 +138,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         rounds: number of rounds (>= 1).
         plans, configuration, fold, trainer, device: what ``nnUNetv2_train`` / ``nnUNetv2_predict`` get.
         rule, threshold, refine, ignore_band, ignore_ring: the pseudo-mask settings of every round.
-        overwrite: replace an existing ``out`` and existing datasets with the rounds' IDs.
+        overwrite: replace an existing ``out`` and existing datasets with the rounds' IDs, with what nnU-Net
+            made from them under another name (their ``nnUNet_preprocessed`` and ``nnUNet_results`` folders).
         disable_tta: predict without test-time mirroring (faster).
         resume: keep the rounds finished in ``out`` (module docstring) and run the rest.
 
@@ -199,18 +201,27 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
     for r in tqdm(range(done + 1, rounds + 1), desc="self-training", unit="round", initial=done, total=rounds):
         dataset_id, folder = first_id + r - 1, out / f"round{r}"
         begun = folder.is_dir()
+        replaceable = overwrite or (ours and begun)
+        stale = stale_derived_folders(dataset_id, f"{name}R{r}")
+        if stale and not replaceable:
+            raise FileExistsError(f"round {r}'s dataset ID {dataset_id} has nnU-Net folders under another name "
+                                  f"({', '.join(map(str, stale))}), and nnU-Net refuses an ID with two names. Fix: "
+                                  f"pass --overwrite to replace them, or choose another --first-id.")
         try:
             provenance = write_pseudo_masks(current, source.folder, folder / "pseudo_masks", rule=rule,
                                             threshold=threshold, refine=refine, ignore_band=ignore_band,
                                             ignore_ring=ignore_ring,
                                             export_dataset=dataset_id, export_name=f"{name}R{r}",
-                                            overwrite=overwrite or (ours and begun))
+                                            overwrite=replaceable)
         except BaseException:  # arguments or inputs refused: leave no trace of this round (or of a fresh run)
             if not begun:
                 shutil.rmtree(out if created and r == 1 else folder, ignore_errors=True)
             raise
         if not resuming and r == 1:
             _write_record(out, record)  # inputs and settings, so that an interrupted round can be resumed
+        for path in stale:  # derived from the dataset this round just replaced: orphans now
+            shutil.rmtree(path)
+            print(f"removed {path}: preprocessed or trained from the dataset that round {r} replaced", flush=True)
         run_stock(["nnUNetv2_extract_fingerprint", "-d", dataset_id, "-np", "1"], log)
         run_stock(["nnUNetv2_move_plans_between_datasets", "-s", source.dataset_id, "-t", dataset_id,
                    "-sp", plans, "-tp", plans], log)

@@ -102,3 +102,21 @@ def test_os_error_messages_by_errno():
     assert os_error_message(OSError(errno.ENOSPC, "No space left on device", "/data/x.nii.gz")) == (
         "No space left on device: /data/x.nii.gz. Fix: the disk is full; free space or choose another --out.")
     assert os_error_message(FileExistsError("out exists; pass --overwrite")) == "out exists; pass --overwrite"
+
+
+@pytest.mark.parametrize("verb, call", [("self-train", "nnunet_fracture.self_training.self_train"),
+                                        ("pseudo-masks", "nnunet_fracture.inference.pseudo_masks.write_pseudo_masks")])
+def test_the_ignore_ring_reaches_the_package(verb, call, monkeypatch, tmp_path):
+    seen = {}
+
+    def record(*args, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(call, record)
+    extra = ["--first-id", "510"] if verb == "self-train" else ["--export-dataset", "510"]
+    argv = [verb, str(tmp_path), "--dataset", "501", "--out", str(tmp_path / "o"), "--name", "S", *extra,
+            "--ignore-ring", "2"]
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert seen["ignore_ring"] == 2

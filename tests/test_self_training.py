@@ -169,6 +169,20 @@ def test_a_fresh_run_refused_at_its_first_pseudo_masks_leaves_nothing(nnunet_env
     assert calls[0][0] == [weak] and not (tmp_path / "fresh").exists()  # a plain rerun is not refused
 
 
+def test_a_ring_reaches_every_rounds_pseudo_masks_and_the_record_and_resume_sees_it(nnunet_env, tmp_path,
+                                                                                     monkeypatch):
+    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)  # recorded without a ring
+    calls = _stop_at_pseudo_masks(monkeypatch)
+    with pytest.raises(ValueError, match="was made with settings"):  # a ring is another recipe
+        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True, ignore_ring=1)
+    with pytest.raises(PseudoMasksCalled):  # the same recipe resumes: an unringed record stays valid
+        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True)
+    assert calls[-1][1]["ignore_ring"] == 0
+    with pytest.raises(PseudoMasksCalled):
+        self_train([weak], 501, tmp_path / "ringed", first_id=990, name="S", rounds=1, ignore_ring=1)
+    assert calls[-1][1]["ignore_ring"] == 1
+
+
 @pytest.mark.parametrize("change, message", [
     ({"refine": "none"}, "was made with settings"),
     ({"first_id": 980}, "was made with first_id 990, not 980"),
@@ -274,3 +288,24 @@ def test_one_round_through_the_stock_commands(weak_dataset_cache, nnunet_env, tm
     assert not (out / "round2" / "predictions").exists()  # the new last round predicts nothing either
     provenance = json.loads((out / "round2" / "pseudo_masks" / "pseudo_masks.json").read_text())
     assert provenance["prediction_folders"] == [str(out / "round1" / "predictions")]  # round 1's model's output
+
+
+def test_a_rounds_id_with_nnunet_folders_under_another_name(nnunet_env, tmp_path, monkeypatch):
+    weak, _ = _recorded_run(nnunet_env, tmp_path, finished_rounds=0)
+    stale = [nnunet_env[root] / "Dataset990_OtherR1" for root in ("nnUNet_preprocessed", "nnUNet_results")]
+    for path in stale:
+        path.mkdir(parents=True)
+    calls = _stop_at_pseudo_masks(monkeypatch)
+    with pytest.raises(FileExistsError, match="round 1's dataset ID 990 has nnU-Net folders under another name"):
+        self_train([weak], 501, tmp_path / "a", first_id=990, name="S", rounds=1)
+    assert not calls and all(path.is_dir() for path in stale)  # refused before anything ran
+
+    def no_stock_command(*args, **kwargs):  # reached once the round's dataset is in place and the stale folders gone
+        raise AssertionError(f"a stock command ran: {args[0]}")
+
+    monkeypatch.setattr("nnunet_fracture.self_training.write_pseudo_masks",
+                        lambda *a, **k: {"export_dataset": str(tmp_path)})
+    monkeypatch.setattr("nnunet_fracture.self_training.run_stock", no_stock_command)
+    with pytest.raises(AssertionError, match="nnUNetv2_extract_fingerprint"):
+        self_train([weak], 501, tmp_path / "b", first_id=990, name="S", rounds=1, overwrite=True)
+    assert not any(path.exists() for path in stale)

@@ -64,7 +64,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="each pseudo-mask's outer VOXELS voxels are 'ignore' too (default 0: none; a box whose mask "
                         "would vanish keeps it)")
     p.add_argument("--disable-tta", action="store_true", help="predict without test-time mirroring (faster)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out and the rounds' datasets")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out and the rounds' datasets (with their preprocessed data and models)")
     p.add_argument("--resume", action="store_true",
                    help="keep the rounds finished in --out (same inputs and settings), redo an unfinished one and run "
                         "the rest; with a larger --rounds, add rounds to a finished run")

@@ -98,3 +98,24 @@ def test_failing_export_install_restores_the_old_output(src, nnunet_env, tmp_pat
     assert json.loads((out / "pseudo_masks.json").read_text(encoding="utf-8"))["rule"] == "fixed"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert sorted(p.name for p in nnunet_env["nnUNet_raw"].iterdir()) == ["Dataset501_Src"]
+
+
+def test_export_with_an_ignore_ring_keeps_masks_too_thin_for_it(src, nnunet_env, tmp_path):
+    fold = prediction_folder(tmp_path / "pred_f0", fold0())
+    prov = write_pseudo_masks([fold], 501, tmp_path / "out", rule="fixed", export_dataset=502, export_name="Ring",
+                              ignore_ring=1)
+    ds = nnunet_env["nnUNet_raw"] / "Dataset502_Ring"
+    # B1's four voxels >= 0.5 form an L one voxel thick: eroding it leaves nothing, so the box keeps its mask
+    assert np.array_equal(read(ds / "labelsTr" / "frac.nii.gz"), mask_from(B1_HIGH))
+    meta = json.loads((ds / "dataset.json").read_text(encoding="utf-8"))
+    assert meta["labels"] == {"background": 0, "fracture": 1, "ignore": 2}
+    assert prov["ignore_ring"] == 1 and prov["ignore_band"] is None
+
+
+def test_an_ignore_ring_needs_an_export_and_a_whole_number(src, tmp_path):
+    fold = prediction_folder(tmp_path / "pred_f0", fold0())
+    with pytest.raises(ValueError, match="--ignore-ring only shapes the exported labels"):
+        write_pseudo_masks([fold], 501, tmp_path / "out", ignore_ring=1)
+    with pytest.raises(ValueError, match="--ignore-ring must be a whole number of voxels >= 0, got -1"):
+        write_pseudo_masks([fold], 501, tmp_path / "out", export_dataset=502, export_name="P", ignore_ring=-1)
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,75 @@
+"""Labels of a self-training round: the uncertainty band and the border ring, on tiny hand-drawn masks."""
+import numpy as np
+import pytest
+
+from nnunet_fracture.dataset_conversion.case import VoxelBox
+from nnunet_fracture.dataset_conversion.source_dataset import BoxEntry
+from nnunet_fracture.inference.dataset_export import IGNORE_LABEL
+from nnunet_fracture.inference.round_labels import ignored_labels
+
+
+def entry(lo, hi, box_id=1):
+    """A box from ITK-order (i, j, k) corners, inclusive."""
+    return BoxEntry(box_id, VoxelBox(tuple(lo), tuple(hi)), "L1")
+
+
+def test_a_box_region_is_its_numpy_index():
+    assert entry((1, 2, 3), (4, 5, 6)).region == (slice(3, 7), slice(2, 6), slice(1, 5))
+
+
+def test_a_one_voxel_ring_leaves_the_core_of_a_cube():
+    mask = np.zeros((7, 7, 7), np.uint8)
+    mask[1:6, 1:6, 1:6] = 1  # a 5^3 cube: its face-connected erosion is the 3^3 cube inside
+    labels = ignored_labels(mask, np.zeros(mask.shape, np.float32), [entry((0, 0, 0), (6, 6, 6))], ring=1)
+    core = np.zeros(mask.shape, bool)
+    core[2:5, 2:5, 2:5] = True
+    assert np.array_equal(labels == 1, core)
+    assert np.count_nonzero(labels == IGNORE_LABEL) == 125 - 27
+    assert np.array_equal(labels == 0, mask == 0)
+
+
+def test_a_mask_the_ring_would_empty_is_kept():
+    mask = np.zeros((6, 6, 6), np.uint8)
+    mask[2:4, :, :] = 1  # two voxels thick: one erosion step leaves nothing
+    labels = ignored_labels(mask, np.zeros(mask.shape, np.float32), [entry((0, 0, 0), (5, 5, 5))], ring=1)
+    assert np.array_equal(labels, mask)
+
+
+def test_the_ring_is_drawn_box_by_box():
+    mask = np.zeros((5, 5, 12), np.uint8)
+    mask[1:4, 1:4, 1:4] = 1  # box A: a 3^3 cube -> core one voxel
+    mask[2, 2, 7:10] = 1  # box B: a line -> kept whole
+    boxes = [entry((0, 0, 0), (4, 4, 4), 1), entry((6, 0, 0), (11, 4, 4), 2)]
+    labels = ignored_labels(mask, np.zeros(mask.shape, np.float32), boxes, ring=1)
+    assert labels[2, 2, 2] == 1 and np.count_nonzero(labels[:, :, :5] == IGNORE_LABEL) == 26
+    assert np.array_equal(labels[:, :, 6:], mask[:, :, 6:])
+
+
+def test_the_band_marks_uncertain_box_voxels_outside_the_mask():
+    mask = np.zeros((1, 1, 6), np.uint8)
+    mask[0, 0, 0] = 1
+    p = np.array([[[0.9, 0.3, 0.5, 0.19, 0.2, 0.4]]], np.float32)
+    labels = ignored_labels(mask, p, [entry((0, 0, 0), (4, 0, 0))], band=(0.2, 0.5))
+    # i 1 (0.3) and 4 (0.2) lie in [0.2, 0.5); 0.5 and 0.19 do not; i 5 (0.4) is outside the box
+    assert labels.ravel().tolist() == [1, IGNORE_LABEL, 0, 0, IGNORE_LABEL, 0]
+
+
+def test_ring_and_band_together():
+    mask = np.zeros((5, 5, 7), np.uint8)
+    mask[1:4, 1:4, 1:4] = 1
+    p = np.full(mask.shape, 0.3, np.float32)
+    labels = ignored_labels(mask, p, [entry((0, 0, 0), (4, 4, 4))], band=(0.2, 0.5), ring=1)
+    assert labels[2, 2, 2] == 1
+    assert np.count_nonzero(labels == IGNORE_LABEL) == 125 - 1  # the box: ring 26 + band 98
+    assert not labels[:, :, 5:].any()  # outside the box stays background
+
+
+@pytest.mark.parametrize("ring", [-1, 1.5, True])
+def test_a_bad_ring_is_refused(ring):
+    with pytest.raises(ValueError, match="ring must be an integer >= 0"):
+        ignored_labels(np.zeros((2, 2, 2)), np.zeros((2, 2, 2)), [], ring=ring)
+
+
+def test_shapes_must_match():
+    with pytest.raises(ValueError, match=r"mask shape \(2, 2, 2\) differs from probability shape \(2, 2, 3\)"):
+        ignored_labels(np.zeros((2, 2, 2)), np.zeros((2, 2, 3)), [])
