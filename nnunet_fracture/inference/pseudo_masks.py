@@ -295,7 +295,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
     folders = open_prediction_folders(predictions, source.file_ending)
     cases = select_cases(folders, source.cases, source.boxes_file)
     check_output_not_an_input(out, [f.path for f in folders] + [source.folder])
-    export = (DatasetExport(export_dataset, export_name, source, overwrite, with_ignore=ignore_band is not None or ignore_ring > 0)
+    with_ignore = ignore_band is not None or ignore_ring > 0
+    export = (DatasetExport(export_dataset, export_name, source, overwrite, with_ignore=with_ignore)
               if export_dataset is not None else None)
 
     out.parent.mkdir(parents=True, exist_ok=True)

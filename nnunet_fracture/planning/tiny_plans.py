@@ -10,7 +10,7 @@ import json
 from math import prod
 from pathlib import Path
 
-from nnunet_fracture.environment import nnunet_folder
+from nnunet_fracture.io.plans_files import plans_file
 
 # arch_kwargs lists with one entry per encoder stage / per decoder stage (PlainConvUNet, ResidualEncoderUNet)
 PER_STAGE_KEYS = ("features_per_stage", "kernel_sizes", "strides", "n_conv_per_stage", "n_blocks_per_stage")
@@ -44,31 +44,17 @@ def write_tiny_plans(dataset: str, source_plans: str = "nnUNetPlans", plans_name
     Raises:
         EnvironmentNotConfigured: ``nnUNet_preprocessed`` is not set.
         FileNotFoundError: the source plans do not exist (run ``nnUNetv2_plan_and_preprocess`` first).
+        FileExistsError: nnU-Net finds the dataset ID under two names
+            (:func:`~nnunet_fracture.io.plans_files.plans_file`).
         ValueError: a bad argument, or ``plans_name`` equal to ``source_plans``.
     """
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
     for name, value in (("max_features", max_features), ("max_patch", max_patch), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if plans_name == source_plans:
         raise ValueError(f"plans_name must differ from source_plans ({source_plans!r}) so the source is kept")
-    preprocessed = nnunet_folder("nnUNet_preprocessed")
-    try:
-        dataset_name = maybe_convert_to_dataset_name(str(dataset))
-    except RuntimeError as e:  # ValueError (neither an ID nor a name) passes through with nnU-Net's message
-        if "More than one dataset name found" in str(e):  # preprocessing again would hit the same error
-            first_line = str(e).splitlines()[0].split(". ")[0]
-            raise FileExistsError(f"dataset {dataset!r}: {first_line} (nnU-Net). Fix: remove the folders of this "
-                                  f"ID whose name is not the raw dataset's (under nnUNet_preprocessed / "
-                                  f"nnUNet_results: data of a replaced dataset), then nnUNetv2_plan_and_preprocess "
-                                  f"-d {dataset}.") from None
-        raise FileNotFoundError(f"dataset {dataset!r} not found ({e}). Run nnUNetv2_plan_and_preprocess -d "
-                                f"{dataset} first.") from None
-    source = preprocessed / dataset_name / f"{source_plans}.json"
-    if not source.is_file():
-        raise FileNotFoundError(f"{source} does not exist. Run nnUNetv2_plan_and_preprocess -d {dataset} "
-                                f"(or with -pl/-overwrite_plans_name for '{source_plans}') first.")
+    source = plans_file(dataset, source_plans, f"run nnUNetv2_plan_and_preprocess -d {dataset} (or with "
+                        f"-pl/-overwrite_plans_name for '{source_plans}') first")
     plans = json.loads(source.read_text())
     tiny = tiny_plans(plans, max_features=max_features, max_patch=max_patch, batch_size=batch_size)
     tiny["plans_name"] = plans_name

@@ -181,20 +181,11 @@ def build_trainer(dataset: str, configuration: str, trainer: str, plans: str, fo
     """
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    from nnunet_fracture.environment import ext_trainer_problem
+    from nnunet_fracture.io.plans_files import plans_file
 
-    from nnunet_fracture.environment import ext_trainer_problem, nnunet_folder
-
-    preprocessed = nnunet_folder("nnUNet_preprocessed")
-    try:
-        dataset_name = maybe_convert_to_dataset_name(str(dataset))
-    except (RuntimeError, ValueError) as e:
-        raise FileNotFoundError(f"dataset {dataset!r} not found in nnUNet_preprocessed={preprocessed} ({e}). Fix: run "
-                                f"nnUNetv2_plan_and_preprocess -d {dataset} first.") from e
-    plans_file = preprocessed / dataset_name / f"{plans}.json"
-    if not plans_file.is_file():
-        raise FileNotFoundError(f"plans {plans_file} do not exist. Fix: run nnUNetv2_plan_and_preprocess -d {dataset} "
-                                f"(nnUNetPlans), or nnunet-fracture tiny-plans {dataset} (nnUNetPlansTiny).")
+    plans_file(dataset, plans, f"run nnUNetv2_plan_and_preprocess -d {dataset} (nnUNetPlans), or nnunet-fracture "
+                               f"tiny-plans {dataset} (nnUNetPlansTiny)")
     if str(fold) != "all" and not str(fold).isdigit():
         raise ValueError(f"fold must be a fold number (0-4 with nnU-Net's default split) or 'all', got {fold!r}")
     fold_value: Union[int, str] = "all" if str(fold) == "all" else int(fold)
