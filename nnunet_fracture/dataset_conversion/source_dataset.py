@@ -18,6 +18,12 @@ from nnunet_fracture.io.json_files import read_json_object
 _DATASET_FOLDER = re.compile(r"^Dataset(\d{3})_")
 
 
+def dataset_id_and_name(folder_name: str) -> tuple[int | None, str]:
+    """``(ID, NAME)`` of an nnU-Net dataset folder name ``DatasetXXX_NAME``; ``(None, folder_name)`` for another name."""
+    match = _DATASET_FOLDER.match(folder_name)
+    return (int(match.group(1)), folder_name[match.end():]) if match else (None, folder_name)
+
+
 def resolve_dataset_folder(dataset: str | int | Path) -> Path:
     """The folder of ``dataset``: an integer ID or ``DatasetXXX_NAME`` under ``$nnUNet_raw``, or a path.
 
@@ -105,8 +111,7 @@ class SourceDataset:
 
     @property
     def dataset_id(self) -> int | None:
-        match = _DATASET_FOLDER.match(self.folder.name)
-        return int(match.group(1)) if match else None
+        return dataset_id_and_name(self.folder.name)[0]
 
     @property
     def cases(self) -> list[str]:

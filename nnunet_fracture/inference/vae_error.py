@@ -92,7 +92,7 @@ def write_error_dataset(dataset: str | int | Path, out_dataset_id: int, vae: Pat
     """
     from nnunet_fracture.dataset_conversion.case import CASE_ID_PATTERN
     from nnunet_fracture.dataset_conversion.dataset_folders import check_dataset_id_free, staged_dataset
-    from nnunet_fracture.dataset_conversion.source_dataset import _DATASET_FOLDER, resolve_dataset_folder
+    from nnunet_fracture.dataset_conversion.source_dataset import dataset_id_and_name, resolve_dataset_folder
 
     percentile = check_percentile(percentile)
     source = resolve_dataset_folder(dataset).absolute()
@@ -110,13 +110,12 @@ def write_error_dataset(dataset: str | int | Path, out_dataset_id: int, vae: Pat
 
         raw_root = nnunet_folder("nnUNet_raw")
     raw_root = Path(raw_root)
+    source_id, source_name = dataset_id_and_name(source.name)
     if name is None:
-        match = _DATASET_FOLDER.match(source.name)
-        name = (source.name[match.end():] if match else source.name) + "VAE"
+        name = source_name + "VAE"
     if not CASE_ID_PATTERN.match(name):
         raise ValueError(f"dataset name {name!r} is not allowed: use letters, digits, '_' and '-' only. Fix: --name.")
-    if _DATASET_FOLDER.match(source.name) and int(_DATASET_FOLDER.match(source.name).group(1)) == out_dataset_id \
-            and source.parent.resolve() == raw_root.resolve():
+    if source_id == out_dataset_id and source.parent.resolve() == raw_root.resolve():
         raise ValueError(f"--out-dataset {out_dataset_id} is the source dataset's own ID. Fix: choose a free ID.")
     check_dataset_id_free(raw_root, out_dataset_id, overwrite, flag="--overwrite")
     model = ErrorMapModel(vae, folds, checkpoint, device, mirror, trust_checkpoints)
