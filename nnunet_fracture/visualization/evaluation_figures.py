@@ -103,16 +103,7 @@ def pr_curve_figure(histogram: ScoreHistogram, title: str, out_file: Path) -> Pa
     if not np.isnan(best.threshold):
         ax.plot([best.recall], [best.precision], "o", color="tab:red",
                 label=f"best F1 {best.f1:.3f} at p >= {best.threshold:.3g}")
-    ax.set_xlim(0, 1.01)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("recall (voxels)")
-    ax.set_ylabel("precision (voxels)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_file, dpi=100)
-    plt.close(fig)
+    _save_unit_square(fig, ax, "recall (voxels)", "precision (voxels)", title, out_file, legend=("lower left", 8))
     return out_file
 
 
@@ -164,14 +155,23 @@ def detection_roc_figure(items: dict[str, tuple[Sequence[float], Sequence[bool]]
     if skipped:
         ax.text(0.98, 0.02, "one class only: " + ", ".join(skipped), ha="right", va="bottom", fontsize=7,
                 transform=ax.transAxes)
+    _save_unit_square(fig, ax, "false-positive rate (fracture-free items called fracture)",
+                      "sensitivity (fractured items found)", title, out_file,
+                      legend=("lower right" if not skipped else "center right", 7))
+    return out_file
+
+
+def _save_unit_square(fig, ax, xlabel: str, ylabel: str, title: str, out_file: Path,
+                      legend: tuple[str, int]) -> None:
+    """Finish a curve on the unit square (limits, labels, grid, legend at ``(location, font size)``), save it as
+    ``out_file`` (its folder created) and close the figure."""
     ax.set_xlim(0, 1.01)
     ax.set_ylim(0, 1.01)
-    ax.set_xlabel("false-positive rate (fracture-free items called fracture)")
-    ax.set_ylabel("sensitivity (fractured items found)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right" if not skipped else "center right", fontsize=7)
+    ax.legend(loc=legend[0], fontsize=legend[1])
     out_file.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_file, dpi=100)
     plt.close(fig)
-    return out_file
