@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from nnunet_fracture.dataset_conversion.dataset_folders import stale_derived_folders
 from nnunet_fracture.environment import nnunet_folder
-from nnunet_fracture.inference.pseudo_masks import box_region, write_pseudo_masks
+from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
 from nnunet_fracture.dataset_conversion.source_dataset import SourceDataset
 from nnunet_fracture.io.output_folders import check_output_folder
 from nnunet_fracture.stock_commands import predict_command, run_stock
@@ -62,7 +62,7 @@ def in_box_dice(masks: Path, source: SourceDataset) -> Optional[float]:
         truth = sitk.GetArrayFromImage(sitk.ReadImage(str(truth_file))) > 0
         inside = np.zeros(mask.shape, dtype=bool)
         for entry in source.case_boxes(case, mask.shape[::-1]):
-            inside[box_region(entry)] = True
+            inside[entry.region] = True
         overlap += int(np.count_nonzero(mask & truth & inside))
         total += int(np.count_nonzero(mask & inside)) + int(np.count_nonzero(truth & inside))
     return 2 * overlap / total if total else None

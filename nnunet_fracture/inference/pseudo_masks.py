@@ -153,11 +153,6 @@ def select_in_box(probability: np.ndarray, rule: Rule) -> BoxSelection:
     return BoxSelection(keep.reshape(p.shape), threshold, "rank")
 
 
-def box_region(entry: BoxEntry) -> tuple[slice, slice, slice]:
-    """Numpy index (k, j, i) of a box's voxels (:attr:`BoxEntry.region`)."""
-    return entry.region
-
-
 def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray, boxes: Sequence[BoxEntry],
                      rule: Rule, refinement: Refinement = Refinement("none"), ct_hu: Optional[np.ndarray] = None,
                      spacing: Optional[tuple[float, ...]] = None) -> tuple[np.ndarray, list[dict]]:
@@ -178,7 +173,7 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
     mask = np.zeros(probability.shape, dtype=np.uint8)
     rows = []
     for entry in boxes:
-        region = box_region(entry)
+        region = entry.region
         p = probability[region]
         selection = select_in_box(p, rule)
         refined = refine_box(ct_hu, probability, region, selection.keep, refinement, spacing)
@@ -326,8 +321,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             _write(array_to_image(probability, grid), tmp / "probabilities" / f"{case}{OUTPUT_FILE_ENDING}")
             _write(array_to_image(uncertainty, grid), tmp / "uncertainty" / f"{case}{OUTPUT_FILE_ENDING}")
             if export is not None:
-                label = mask_image if ignore_band is None and not ignore_ring else array_to_image(
-                    ignored_labels(mask, probability, boxes, ignore_band, ignore_ring), grid)
+                label = array_to_image(ignored_labels(mask, probability, boxes, ignore_band, ignore_ring),
+                                       grid) if with_ignore else mask_image
                 export.add_case(case, label)
             del probability, uncertainty, mask, mask_image
         (kind,) = kinds
