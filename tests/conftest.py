@@ -52,3 +52,12 @@ def weak_dataset_cache(tmp_path_factory: pytest.TempPathFactory):
         return built[weak]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def weak_box_model(weak_dataset_cache, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny weak-box dataset trained (folds 0 and 1) and its training images predicted (both folds ensembled)
+    through the stock commands, once per session (see tests/weak_box_model.py). Read-only: copy what you change."""
+    from weak_box_model import trained_weak_box_model
+
+    return trained_weak_box_model(weak_dataset_cache("box"), tmp_path_factory.mktemp("weak_box_model"))

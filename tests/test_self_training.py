@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -9,7 +10,6 @@ import SimpleITK as sitk
 
 from nnunet_fracture.cli import main
 from nnunet_fracture.self_training import self_train
-from nnunet_fracture.stock_commands import run_stock
 from nnunet_fracture.training.settings import ENV_VAR
 from nnunet_tiny_dataset import quiet_env
 from trainer_helpers import prepared_weak
@@ -229,19 +229,15 @@ def test_without_resume_a_recorded_run_is_not_replaced(nnunet_env, tmp_path, mon
 
 
 @pytest.mark.slow
-def test_one_round_through_the_stock_commands(weak_dataset_cache, nnunet_env, tmp_path, monkeypatch, capsys):
+def test_one_round_through_the_stock_commands(weak_dataset_cache, weak_box_model, nnunet_env, tmp_path, monkeypatch,
+                                             capsys):
     prepared_weak(weak_dataset_cache, nnunet_env, "box")
     dataset_id, name = DATASETS["box"]
     for key, value in quiet_env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv(ENV_VAR, TINY)
-    log = tmp_path / "commands.log"
-    run_stock(["nnUNetv2_train", dataset_id, "3d_fullres", "all", "-tr", "nnUNetTrainerWeakBBox",
-               "-p", "nnUNetPlansTiny", "-device", "cpu"], log)
-    weak = tmp_path / "weak_pred"
-    run_stock(["nnUNetv2_predict", "-i", nnunet_env["nnUNet_raw"] / name / "imagesTr", "-o", weak, "-d", dataset_id,
-               "-c", "3d_fullres", "-f", "all", "-tr", "nnUNetTrainerWeakBBox", "-p", "nnUNetPlansTiny",
-               "-device", "cpu", "--save_probabilities", "--disable_tta", "-npp", "1", "-nps", "1"], log)
+    weak = tmp_path / "weak_pred"  # the session's weak model's probabilities (tests/weak_box_model.py)
+    shutil.copytree(weak_box_model.predictions, weak)
 
     out = tmp_path / "self"
     assert main(["self-train", str(weak), "--dataset", str(dataset_id), "--out", str(out), "--first-id", "990",

@@ -1,7 +1,8 @@
-"""The VAE anomaly prior end to end through the stock commands: phantom -> convert --weak box -> stock
-plan/preprocess -> stock nnUNetv2_train -tr nnUNetTrainerNormalVAE (and --c) -> nnunet-fracture vae-error -> stock
-plan/preprocess of the two-channel dataset -> stock nnUNetv2_train -tr nnUNetTrainerWeakBBox with L4 on ->
-vae-error --images for new cases -> stock nnUNetv2_predict."""
+"""The VAE anomaly prior end to end through the stock commands: the session's tiny weak-box dataset (written by
+the plugin's converter, planned by the stock command: tests/weak_box_tiny_dataset.py; phantom -> convert is
+tests/test_end_to_end.py's part) -> stock nnUNetv2_train -tr nnUNetTrainerNormalVAE (and --c) -> nnunet-fracture
+vae-error -> stock plan/preprocess of the two-channel dataset -> stock nnUNetv2_train -tr nnUNetTrainerWeakBBox
+with L4 on -> vae-error --images for new cases -> stock nnUNetv2_predict."""
 import json
 
 import numpy as np
@@ -10,20 +11,17 @@ import SimpleITK as sitk
 
 from nnunet_fracture.cli import main
 from nnunet_fracture.stock_commands import run_stock
+from weak_box_tiny_dataset import DATASETS, install_weak
 
 pytestmark = pytest.mark.slow
 
-SOURCE, WITH_E = "511", "512"
+SOURCE, WITH_E = str(DATASETS["box"][0]), "512"
 SHORT = "num_epochs={} num_iterations_per_epoch=2 num_val_iterations_per_epoch=1"
 
 
-def test_vae_prior_through_stock_commands(nnunet_env, tmp_path):
+def test_vae_prior_through_stock_commands(weak_dataset_cache, nnunet_env, tmp_path):
     log = tmp_path / "commands.log"
-    assert main(["phantom", str(tmp_path / "phantom"), "--cases", "5", "--seed", "7",
-                 "--spacing", "3.0", "3.0", "3.0"]) == 0
-    assert main(["convert", "generic", str(tmp_path / "phantom"), "--dataset-id", SOURCE, "--name", "VaeE2E"]) == 0
-    run_stock(["nnUNetv2_plan_and_preprocess", "-d", SOURCE, "-c", "3d_fullres", "-np", "1",
-               "--verify_dataset_integrity"], log, env={"nnUNet_n_proc_DA": "1"})
+    name = install_weak(weak_dataset_cache("box"), "box", nnunet_env)
     assert main(["tiny-plans", SOURCE, "--features", "8", "--patch", "16"]) == 0
 
     vae_settings = SHORT + " vae_box_margin=1"
@@ -33,12 +31,12 @@ def test_vae_prior_through_stock_commands(nnunet_env, tmp_path):
     assert "VAE final validation" in out
     out = run_stock(train + ["--c"], log, env={"NNUNET_FRACTURE_SETTINGS": vae_settings.format(2)})
     assert "checkpoint restored after 1 earlier launch(es)" in out and "Epoch 1" in out and "Epoch 0" not in out
-    model = nnunet_env["nnUNet_results"] / "Dataset511_VaeE2E" / "nnUNetTrainerNormalVAE__nnUNetPlansTiny__3d_fullres"
+    model = nnunet_env["nnUNet_results"] / name / "nnUNetTrainerNormalVAE__nnUNetPlansTiny__3d_fullres"
     assert json.loads((model / "fold_0" / "validation" / "vae_summary.json").read_text(encoding="utf-8"))["pooled"]
 
     assert main(["vae-error", "--vae", str(model), "--dataset", SOURCE, "--out-dataset", WITH_E,
                  "--device", "cpu"]) == 0
-    raw = nnunet_env["nnUNet_raw"] / "Dataset512_VaeE2EVAE"
+    [raw] = nnunet_env["nnUNet_raw"].glob(f"Dataset{WITH_E}_*")
     assert json.loads((raw / "dataset.json").read_text(encoding="utf-8"))["channel_names"] == {"0": "CT", "1": "noNorm"}
 
     run_stock(["nnUNetv2_plan_and_preprocess", "-d", WITH_E, "-c", "3d_fullres", "-np", "1",
@@ -53,7 +51,7 @@ def test_vae_prior_through_stock_commands(nnunet_env, tmp_path):
 
     images = tmp_path / "new_cases"
     images.mkdir()
-    for case in ("phantom_000", "phantom_003"):
+    for case in ("case0", "case3"):
         (images / f"{case}_0000.nii.gz").symlink_to(raw / "imagesTr" / f"{case}_0000.nii.gz")
     with_e = tmp_path / "new_cases_with_e"
     assert main(["vae-error", "--vae", str(model), "--images", str(images), "--out", str(with_e),
@@ -62,7 +60,7 @@ def test_vae_prior_through_stock_commands(nnunet_env, tmp_path):
     run_stock(["nnUNetv2_predict", "-i", with_e, "-o", pred, "-d", WITH_E, "-c", "3d_fullres", "-f", "0",
                "-tr", "nnUNetTrainerWeakBBox", "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
                "--disable_tta", "-npp", "1", "-nps", "1"], log)
-    for case in ("phantom_000", "phantom_003"):
+    for case in ("case0", "case3"):
         ct = sitk.ReadImage(str(raw / "imagesTr" / f"{case}_0000.nii.gz"))
         probabilities = np.load(pred / f"{case}.npz")["probabilities"]
         assert probabilities.shape == (1,) + sitk.GetArrayFromImage(ct).shape

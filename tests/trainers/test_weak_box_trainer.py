@@ -9,14 +9,11 @@ import pytest
 import torch
 
 from nnunet_fracture.losses import WeakBoxLoss
-from nnunet_fracture.stock_commands import run_stock
 from nnunet_fracture.trainers import nnUNetTrainerFracture, nnUNetTrainerWeakBBox, nnUNetTrainerWeakSlice
 from nnunet_fracture.training import box_validation as box_validation_module
 from nnunet_fracture.training.box_sampling import BoxAwareDataLoader
 from nnunet_fracture.training.box_validation import LOG_KEYS
 from nnunet_fracture.training.settings import ENV_VAR
-from nnunet_tiny_dataset import quiet_env
-from weak_box_tiny_dataset import DATASETS
 from trainer_helpers import make_trainer, prepared_weak
 
 
@@ -129,27 +126,12 @@ def test_composes_with_other_plugin_trainers(box_dataset: Path):
 
 
 @pytest.mark.slow
-def test_stock_train_two_folds_and_ensemble_predict(box_dataset: Path, nnunet_env, tmp_path: Path):
-    dataset_id, name = DATASETS["box"]
-    env = quiet_env()
-    env[ENV_VAR] = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 final_validation=false"
-    log = tmp_path / "commands.log"
-    for fold in ("0", "1"):
-        out = run_stock(["nnUNetv2_train", str(dataset_id), "3d_fullres", fold, "-tr", "nnUNetTrainerWeakBBox",
-                         "-p", "nnUNetPlansTiny", "-device", "cpu"], log, env)
-        assert "box-aware validation" in out
-    model = nnunet_env["nnUNet_results"] / name / "nnUNetTrainerWeakBBox__nnUNetPlansTiny__3d_fullres"
-    assert all((model / f"fold_{f}" / "checkpoint_final.pth").is_file() for f in (0, 1))
-
-    images = tmp_path / "images"
-    images.mkdir()
+def test_stock_train_two_folds_and_ensemble_predict(weak_box_model):
+    # the session's shared model (tests/weak_box_model.py): stock nnUNetv2_train on folds 0 and 1, then stock
+    # nnUNetv2_predict -f 0 1 of the five training images
+    assert all("box-aware validation" in out for out in weak_box_model.train_outputs)
+    assert all((weak_box_model.model / f"fold_{f}" / "checkpoint_final.pth").is_file() for f in (0, 1))
     for case in ("case0", "case4"):
-        (images / f"{case}_0000.nii.gz").symlink_to(nnunet_env["nnUNet_raw"] / name / "imagesTr" / f"{case}_0000.nii.gz")
-    out = tmp_path / "ensemble"
-    run_stock(["nnUNetv2_predict", "-i", images, "-o", out, "-d", str(dataset_id), "-c", "3d_fullres",
-               "-f", "0", "1", "-tr", "nnUNetTrainerWeakBBox", "-p", "nnUNetPlansTiny", "-device", "cpu",
-               "--save_probabilities", "--disable_tta", "-npp", "1", "-nps", "1"], log, env)
-    for case in ("case0", "case4"):
-        probabilities = np.load(out / f"{case}.npz")["probabilities"]
+        probabilities = np.load(weak_box_model.predictions / f"{case}.npz")["probabilities"]
         assert probabilities.shape == (1, 24, 24, 24)  # one sigmoid channel: the fracture region
         assert 0 <= probabilities.min() and probabilities.max() <= 1
