@@ -64,10 +64,6 @@ ARMS: dict[str, Arm] = {
                                settings=f"{DEFAULT_RECIPE} tightness_outside_top=0.01",
                                note="the default recipe with the outside term averaged over the hardest 1 % of outside "
                                     "voxels (online hard example mining)"),
-    "size_hard_negatives": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                               settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 tightness_outside_top=0.01",
-                               note="plus_size (no HU affinity) with the outside term averaged over the hardest 1 % "
-                                    "of outside voxels: healthy endplates and cortex are what the weak model paints"),
     "rule_fraction": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction", settings=DEFAULT_RECIPE,
                          predictions_of="weak_bbox",
                          note="weak_bbox's model, pseudo-masks by the fraction rule (top 30 % of each box by P)"),
@@ -90,6 +86,10 @@ ARMS: dict[str, Arm] = {
                          settings=DEFAULT_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_ring=1,
                          note="flywheel_r1 with each pseudo-mask's outer voxel 'ignore' (Simple Does It's ring): "
                               "the round's masks are about one voxel too thick"),
+    "flywheel_size_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                            settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1", self_training_rounds=1,
+                            ignore_band=(0.2, 0.5),
+                            note="flywheel_r1 on plus_size's weak model (plane bags + size bounds, no HU affinity)"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -111,8 +111,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "vae_prior": ("mean_bags", "vae_channel"),
     # the ablation of the weak-box recipe, one ingredient per row (README)
     "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "mean_bags", "plane_bags", "plus_size", "weak_bbox",
-                    "plus_hard_negatives", "size_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement",
-                    "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring"),
+                    "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement",
+                    "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring", "flywheel_size_r1"),
     "all": tuple(ARMS),
 }
 
