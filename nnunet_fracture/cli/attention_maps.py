@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nnunet_fracture.cli.checkpoint_trust import TRUST_HELP, add_trust_argument
+
 
 ATTENTION_MAPS_DESCRIPTION = """\
 Show where an attention U-Net looks: export the attention coefficients of every skip connection for one case, as
@@ -31,11 +33,7 @@ Out (--out DIR; written to a temporary folder first, so DIR is either complete o
 
 Open the NIfTI files together with the CT in 3D Slicer or ITK-SNAP to scroll through them.
 
-Trust: nnU-Net reads checkpoints with pickle, so a crafted model folder can run code. This verb first reads each
-checkpoint with torch.load(weights_only=True) and an allow-list of what nnU-Net checkpoints hold (tensors, plain
-containers, numpy values) and refuses one that needs more; --trust-checkpoints skips that check. nnU-Net also
-reads the folder's plans.json and dataset.json. Only point it at model folders you trust, as with nnUNetv2_predict.
-"""
+""" + TRUST_HELP
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -66,9 +64,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=float, nargs=2, metavar=("LEVEL", "WIDTH"), default=(400.0, 1800.0),
                    help="CT display window in HU for the PNGs (default 400 1800, bone)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--trust-checkpoints", action="store_true",
-                   help="load the checkpoint with pickle even if it holds more than tensors and numpy values (only "
-                        "for model folders you trust; see Trust above)")
+    add_trust_argument(p, "the checkpoint")
     p.set_defaults(func=run)
 
 

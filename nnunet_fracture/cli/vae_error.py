@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nnunet_fracture.cli.checkpoint_trust import TRUST_HELP, add_trust_argument
+
 
 VAE_ERROR_DESCRIPTION = """\
 Add the VAE anomaly prior as an input channel: the reconstruction error of a VAE trained on normal vertebrae only
@@ -23,11 +25,7 @@ Two modes:
   --images DIR --out DIR           new images (<case>_0000.nii.gz) for nnUNetv2_predict: copies them and adds E,
                                    scaled like the training dataset (--scale-from ID2, or --scale C).
 
-Trust: nnU-Net reads checkpoints with pickle, so a crafted model folder can run code. This verb first reads each
-checkpoint with torch.load(weights_only=True) and an allow-list of what nnU-Net checkpoints hold (tensors, plain
-containers, numpy values) and refuses one that needs more; --trust-checkpoints skips that check. nnU-Net also
-reads the folder's plans.json and dataset.json. Only point it at model folders you trust, as with nnUNetv2_predict.
-"""
+""" + TRUST_HELP
 
 VAE_ERROR_EPILOG = """\
 Example:
@@ -67,9 +65,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda when available")
     p.add_argument("--mirror", action="store_true", help="average mirrored passes too (slower)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset ID / non-empty --out")
-    p.add_argument("--trust-checkpoints", action="store_true",
-                   help="load the VAE checkpoints with pickle even if they hold more than tensors and numpy values "
-                        "(only for model folders you trust; see Trust above)")
+    add_trust_argument(p, "the VAE checkpoints")
     p.set_defaults(func=run)
 
 
