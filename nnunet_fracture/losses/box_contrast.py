@@ -48,7 +48,8 @@ class BoxContrastLoss(nn.Module):
                 :class:`~nnunet_fracture.losses.bag_aggregation.BoxBags`.
 
         Returns:
-            float32 scalar.
+            float32 scalar: the mean hinge over the bags whose sample has outside voxels (a graph-connected zero
+            when there are none).
 
         Raises:
             ValueError: if ``logits`` has more than one channel or the shapes differ.

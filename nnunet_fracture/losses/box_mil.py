@@ -43,7 +43,7 @@ class BoxMILLoss(nn.Module):
                 :class:`~nnunet_fracture.losses.bag_aggregation.BoxBags`.
 
         Returns:
-            float32 scalar.
+            float32 scalar: ``-mean log aggregate(P[bag])`` over the bags (a graph-connected zero without bags).
 
         Raises:
             ValueError: if ``logits`` has more than one channel or the shapes differ.
