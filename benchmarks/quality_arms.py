@@ -36,7 +36,10 @@ class Arm:
 
 
 _PRIORS_OFF = "lambda_outside=0 lambda_mil=0 lambda_contrast=0"  # the box priors replace L1-L3
-DEFAULT_RECIPE = f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1"
+DEFAULT_RECIPE = f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1"
+# the default recipe until 2026-12-06 (plus HU affinity), spelled as it was: the arms measured on its weak model
+# keep it, so their cached runs keep their keys
+AFFINITY_RECIPE = f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1"
 MEAN_BAGS = ("lambda_outside=1 lambda_mil=1 lambda_contrast=0.1 bag_aggregation=mean lambda_tightness=0 lambda_size=0 "
              "lambda_affinity=0")
 
@@ -51,45 +54,42 @@ ARMS: dict[str, Arm] = {
     "plane_bags": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                       settings=f"{_PRIORS_OFF} lambda_tightness=1",
                       note="plane bags with a smooth maximum and focal unary (Wang & Xia in 3D), P >= 0.5 in boxes"),
-    "plus_size": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                     settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1",
-                     note="plane bags + size bounds (Kervadec log-barrier)"),
     # the trainer's default recipe, spelled out (tests/benchmarks/test_quality_bench.py checks it equals the
-    # defaults): plane bags + size bounds + HU affinity (BoxInst in 3D); the arm was called plus_affinity before
-    # it became the default, and its cached results are the same runs (the key hashes the recipe, not the name)
+    # defaults): plane bags + size bounds. The arm was called plus_size before it became the default (and before
+    # that weak_bbox named plus_affinity's recipe); cached results are keyed by the recipe, not the name
     "weak_bbox": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", settings=DEFAULT_RECIPE,
-                     note="the default recipe: plane bags + size bounds + HU affinity (BoxInst in 3D), P >= 0.5 in "
-                          "the boxes"),
+                     note="the default recipe: plane bags + size bounds (Kervadec log-barrier), P >= 0.5 in the boxes"),
+    "plus_affinity": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", settings=AFFINITY_RECIPE,
+                         note="weak_bbox + HU affinity (BoxInst in 3D): the default recipe until 2026-12-06"),
     "plus_hard_negatives": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                               settings=f"{DEFAULT_RECIPE} tightness_outside_top=0.01",
-                               note="the default recipe with the outside term averaged over the hardest 1 % of outside "
+                               settings=f"{AFFINITY_RECIPE} tightness_outside_top=0.01",
+                               note="plus_affinity with the outside term averaged over the hardest 1 % of outside "
                                     "voxels (online hard example mining)"),
-    "rule_fraction": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction", settings=DEFAULT_RECIPE,
-                         predictions_of="weak_bbox",
-                         note="weak_bbox's model, pseudo-masks by the fraction rule (top 30 % of each box by P)"),
-    "rule_otsu": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="otsu", settings=DEFAULT_RECIPE,
-                     predictions_of="weak_bbox",
-                     note="weak_bbox's model, pseudo-masks by Otsu's threshold of P in each box"),
+    "rule_fraction": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction", settings=AFFINITY_RECIPE,
+                         predictions_of="plus_affinity",
+                         note="plus_affinity's model, pseudo-masks by the fraction rule (top 30 % of each box by P)"),
+    "rule_otsu": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="otsu", settings=AFFINITY_RECIPE,
+                     predictions_of="plus_affinity",
+                     note="plus_affinity's model, pseudo-masks by Otsu's threshold of P in each box"),
     "plus_refinement": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                           settings=DEFAULT_RECIPE, predictions_of="weak_bbox",
-                           note="weak_bbox's model, its pseudo-masks refined by the random walker on the CT"),
+                           settings=AFFINITY_RECIPE, predictions_of="plus_affinity",
+                           note="plus_affinity's model, its pseudo-masks refined by the random walker on the CT"),
     "flywheel_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                       settings=DEFAULT_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
+                       settings=AFFINITY_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
                        note="plus_refinement's pseudo-masks on the training cases -> one stock training round"),
     "flywheel": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                    settings=DEFAULT_RECIPE, self_training_rounds=2, ignore_band=(0.2, 0.5),
+                    settings=AFFINITY_RECIPE, self_training_rounds=2, ignore_band=(0.2, 0.5),
                     note="two self-training rounds: the final model, scored on whole volumes"),
     "flywheel_r3": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                       settings=DEFAULT_RECIPE, self_training_rounds=3, ignore_band=(0.2, 0.5),
+                       settings=AFFINITY_RECIPE, self_training_rounds=3, ignore_band=(0.2, 0.5),
                        note="a third self-training round (continues flywheel's run): does it still help?"),
     "flywheel_ring": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                         settings=DEFAULT_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_ring=1,
+                         settings=AFFINITY_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_ring=1,
                          note="flywheel_r1 with each pseudo-mask's outer voxel 'ignore' (Simple Does It's ring): "
                               "the round's masks are about one voxel too thick"),
     "flywheel_size_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                            settings=f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1", self_training_rounds=1,
-                            ignore_band=(0.2, 0.5),
-                            note="flywheel_r1 on plus_size's weak model (plane bags + size bounds, no HU affinity)"),
+                            settings=DEFAULT_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
+                            note="flywheel_r1 on the default recipe's weak model (weak_bbox: no HU affinity)"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -110,7 +110,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "networks": ("full_mask", "attention", "slice_lstm", "cls_head"),
     "vae_prior": ("mean_bags", "vae_channel"),
     # the ablation of the weak-box recipe, one ingredient per row (README)
-    "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "mean_bags", "plane_bags", "plus_size", "weak_bbox",
+    "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "mean_bags", "plane_bags", "weak_bbox", "plus_affinity",
                     "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement",
                     "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring", "flywheel_size_r1"),
     "all": tuple(ARMS),

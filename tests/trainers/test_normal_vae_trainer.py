@@ -89,7 +89,7 @@ def test_weak_box_l4_reads_e_from_the_batch(trainer_class, two_channel_cache, nn
     seen = []
     original = WeakBoxLoss.forward
 
-    def spy(self, logits, box_numbers, error_map=None, **kwargs):  # (image_hu too: the affinity term is on)
+    def spy(self, logits, box_numbers, error_map=None, **kwargs):  # (image_hu too when the affinity term is on)
         seen.append(error_map)
         return original(self, logits, box_numbers, error_map, **kwargs)
 
