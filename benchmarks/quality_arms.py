@@ -74,6 +74,15 @@ ARMS: dict[str, Arm] = {
     "plus_refinement": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
                            settings=AFFINITY_RECIPE, predictions_of="plus_affinity",
                            note="plus_affinity's model, its pseudo-masks refined by the random walker on the CT"),
+    "weak_bbox_fraction": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction", settings=DEFAULT_RECIPE,
+                              predictions_of="weak_bbox",
+                              note="weak_bbox's model, pseudo-masks by the fraction rule (top 30 % of each box by P)"),
+    "weak_bbox_otsu": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="otsu", settings=DEFAULT_RECIPE,
+                          predictions_of="weak_bbox",
+                          note="weak_bbox's model, pseudo-masks by Otsu's threshold of P in each box"),
+    "weak_bbox_refined": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                             settings=DEFAULT_RECIPE, predictions_of="weak_bbox",
+                             note="weak_bbox's model, its pseudo-masks refined by the random walker on the CT"),
     "flywheel_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
                        settings=AFFINITY_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
                        note="plus_refinement's pseudo-masks on the training cases -> one stock training round"),
@@ -111,8 +120,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "vae_prior": ("mean_bags", "vae_channel"),
     # the ablation of the weak-box recipe, one ingredient per row (README)
     "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "mean_bags", "plane_bags", "weak_bbox", "plus_affinity",
-                    "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement",
-                    "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring", "flywheel_size_r1"),
+                    "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement", "weak_bbox_fraction",
+                    "weak_bbox_otsu", "weak_bbox_refined", "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring", "flywheel_size_r1"),
     "all": tuple(ARMS),
 }
 
