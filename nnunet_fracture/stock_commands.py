@@ -69,10 +69,12 @@ def run_stock(args: Sequence[str], log_file: Path, env: Optional[Mapping[str, st
 
 
 def predict_command(images: Path | str, out: Path | str, dataset_id: int | str, trainer: str, plans: str,
-                    configuration: str = "3d_fullres", fold: str = "all", device: str = "cpu",
+                    configuration: str = "3d_fullres", fold: str | Sequence[str] = "all", device: str = "cpu",
                     tta: bool = True) -> list:
     """The ``nnUNetv2_predict`` command line that writes probabilities (``--save_probabilities``, one
-    preprocessing and one export worker) for :func:`run_stock`; ``tta=False`` adds ``--disable_tta``."""
-    return (["nnUNetv2_predict", "-i", images, "-o", out, "-d", dataset_id, "-c", configuration, "-f", fold,
+    preprocessing and one export worker) for :func:`run_stock`; ``tta=False`` adds ``--disable_tta``. Several
+    folds (a sequence) are ensembled, as with ``-f 0 1``."""
+    folds = [fold] if isinstance(fold, str) else list(fold)
+    return (["nnUNetv2_predict", "-i", images, "-o", out, "-d", dataset_id, "-c", configuration, "-f", *folds,
              "-tr", trainer, "-p", plans, "-device", device, "--save_probabilities", "-npp", "1", "-nps", "1"]
             + ([] if tta else ["--disable_tta"]))

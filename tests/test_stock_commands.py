@@ -9,3 +9,8 @@ def test_predict_command_writes_probabilities_and_turns_mirroring_off_on_request
     command = predict_command("img", "out", 7, "T", "P", configuration="2d", fold="0", device="cuda")
     assert command[command.index("-c") + 1:command.index("-c") + 4] == ["2d", "-f", "0"]
     assert command[command.index("-device") + 1] == "cuda" and "--disable_tta" not in command
+
+
+def test_predict_command_ensembles_several_folds():
+    command = predict_command("img", "out", 7, "T", "P", fold=("0", "1"))
+    assert command[command.index("-f"):command.index("-tr")] == ["-f", "0", "1"]

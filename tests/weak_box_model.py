@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_fracture.stock_commands import run_stock
+from nnunet_fracture.stock_commands import predict_command, run_stock
 from nnunet_fracture.training.settings import ENV_VAR
 from nnunet_tiny_dataset import quiet_env
 from trainer_helpers import with_tiny_plans
@@ -30,16 +30,11 @@ class WeakBoxModel:
     """What the session's weak-box training left.
 
     Attributes:
-        folders: the session copy's ``nnUNet_raw`` / ``nnUNet_preprocessed`` / ``nnUNet_results``.
-        dataset_id, name: the tiny weak-box dataset.
         model: the trainer's output folder (``fold_0``, ``fold_1``).
         train_outputs: what each fold's ``nnUNetv2_train`` printed, in fold order.
         predictions: ``nnUNetv2_predict``'s output for every training image (``.npz`` probabilities, ``.pkl``).
     """
 
-    folders: dict[str, Path]
-    dataset_id: int
-    name: str
     model: Path
     train_outputs: tuple[str, ...]
     predictions: Path
@@ -64,8 +59,7 @@ def trained_weak_box_model(cache: Path, root: Path) -> WeakBoxModel:
                                "-p", "nnUNetPlansTiny", "-device", "cpu"], log, {**env, ENV_VAR: SCHEDULE})
                     for fold in FOLDS)
     predictions = root / "predictions"
-    run_stock(["nnUNetv2_predict", "-i", folders["nnUNet_raw"] / name / "imagesTr", "-o", predictions,
-               "-d", str(dataset_id), "-c", "3d_fullres", "-f", *FOLDS, "-tr", TRAINER, "-p", "nnUNetPlansTiny",
-               "-device", "cpu", "--save_probabilities", "--disable_tta", "-npp", "1", "-nps", "1"], log, env)
+    run_stock(predict_command(folders["nnUNet_raw"] / name / "imagesTr", predictions, dataset_id, TRAINER,
+                              "nnUNetPlansTiny", fold=FOLDS, tta=False), log, env)
     model = folders["nnUNet_results"] / name / f"{TRAINER}__nnUNetPlansTiny__3d_fullres"
-    return WeakBoxModel(folders, dataset_id, name, model, outputs, predictions)
+    return WeakBoxModel(model, outputs, predictions)
