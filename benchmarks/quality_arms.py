@@ -61,6 +61,10 @@ ARMS: dict[str, Arm] = {
                      note="the default recipe: plane bags + size bounds (Kervadec log-barrier), P >= 0.5 in the boxes"),
     "plus_affinity": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", settings=AFFINITY_RECIPE,
                          note="weak_bbox + HU affinity (BoxInst in 3D): the default recipe until 2026-12-06"),
+    "plus_border_affinity": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                                settings=f"{DEFAULT_RECIPE} lambda_affinity=1 affinity_border_pairs=true",
+                                note="weak_bbox + HU affinity with pairs across the box border, the outside voxel "
+                                     "as background: known background flows into the box along like density"),
     "plus_hard_negatives": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                                settings=f"{AFFINITY_RECIPE} tightness_outside_top=0.01",
                                note="plus_affinity with the outside term averaged over the hardest 1 % of outside "

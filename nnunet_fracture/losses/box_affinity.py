@@ -39,19 +39,25 @@ class BoxAffinityLoss(nn.Module):
     by the 3D 26-neighbourhood, spread by ``dilation`` voxels per axis (the trainer sets it from millimetres).
     ``p_i p_j + (1 - p_i)(1 - p_j)`` is the probability that both voxels get the same label, so the term pulls
     similar neighbours towards agreement and leaves pairs across a density edge (a fracture band's border) free.
-    Only pairs with both voxels in the same box count: outside the boxes the label is already known. Logs come
-    from the logits (``logaddexp`` of the two log-probabilities), so the term is finite for any logit.
+    Pairs with both voxels in the same box count. Outside the boxes the label is already known (background), so
+    with ``border_pairs`` a pair across a box's border counts too, with the outside voxel's label fixed at 0: its
+    agreement probability is ``1 - p_i`` of the inside voxel. Known background then flows into the box along
+    tissue of like density - the cortex and cancellous bone a box shares with the vertebra around it - while a
+    fracture band or cleft, an island of other density, is left to the bags. Logs come from the logits
+    (``logaddexp`` of the two log-probabilities), so the term is finite for any logit.
 
     Args:
         theta: similarity scale in HU (> 0): a difference of ``theta`` HU gives similarity ``1/e``.
         tau: similarity threshold in (0, 1]; BoxInst used 0.3.
         dilation: voxels between neighbours, one per spatial axis (>= 1).
+        border_pairs: also count pairs of one inside and one outside voxel, the outside one as background.
 
     Raises:
         ValueError: on arguments outside these ranges.
     """
 
-    def __init__(self, theta: float = 50.0, tau: float = 0.3, dilation: Sequence[int] = (1, 1, 1)) -> None:
+    def __init__(self, theta: float = 50.0, tau: float = 0.3, dilation: Sequence[int] = (1, 1, 1),
+                 border_pairs: bool = False) -> None:
         super().__init__()
         if isinstance(theta, bool) or not isinstance(theta, Real) or not math.isfinite(theta) or theta <= 0:
             raise ValueError(f"theta must be a finite number > 0 (HU), got {theta!r}")
@@ -60,7 +66,10 @@ class BoxAffinityLoss(nn.Module):
         if isinstance(dilation, (str, bytes)) or not dilation or not all(
                 isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dilation):
             raise ValueError(f"dilation must be one integer >= 1 per spatial axis, got {dilation!r}")
+        if not isinstance(border_pairs, bool):
+            raise ValueError(f"border_pairs must be True or False, got {border_pairs!r}")
         self.theta, self.tau, self.dilation = float(theta), float(tau), tuple(dilation)
+        self.border_pairs = border_pairs
         self.offsets = half_neighbourhood(self.dilation)
 
     def forward(self, logits: torch.Tensor, box_numbers: torch.Tensor, image_hu: torch.Tensor) -> torch.Tensor:
@@ -88,10 +97,13 @@ class BoxAffinityLoss(nn.Module):
         inside = (numbers > 0).flatten(0, 1).any(dim=0)
         if not bool(inside.any()):
             return logits.float().sum() * 0.0
-        # only pairs inside one box count, so the bounding region of all boxes holds every pair
+        # every pair has a voxel inside a box, so the boxes' bounding region (grown by the reach of the
+        # neighbourhood when border pairs count) holds every pair
         corner = torch.nonzero(inside)
+        reach = self.dilation if self.border_pairs else (0,) * len(self.dilation)
         region = (slice(None), slice(None)) + tuple(
-            slice(int(lo), int(hi) + 1) for lo, hi in zip(corner.min(dim=0).values, corner.max(dim=0).values))
+            slice(max(int(lo) - r, 0), int(hi) + r + 1)
+            for lo, hi, r in zip(corner.min(dim=0).values, corner.max(dim=0).values, reach))
         x, numbers, hu = logits[region].float(), numbers[region], image_hu[region].detach().float()
         log_p, log_q = torch.nn.functional.logsigmoid(x), torch.nn.functional.logsigmoid(-x)
         min_similarity_log = math.log(self.tau)
@@ -101,16 +113,21 @@ class BoxAffinityLoss(nn.Module):
                 continue
             a, b = _pair_slices(offset)
             a, b = (slice(None), slice(None)) + a, (slice(None), slice(None)) + b
-            same_box = (numbers[a] == numbers[b]) & (numbers[a] > 0)
             alike = -(hu[a] - hu[b]).abs() / self.theta >= min_similarity_log
-            keep = same_box & alike
+            keep = (numbers[a] == numbers[b]) & (numbers[a] > 0) & alike
             n = int(keep.sum())
-            if n == 0:
-                continue
-            agree = torch.logaddexp(log_p[a] + log_p[b], log_q[a] + log_q[b])
-            total = total - agree[keep].sum()
-            count += n
+            if n:
+                agree = torch.logaddexp(log_p[a] + log_p[b], log_q[a] + log_q[b])
+                total = total - agree[keep].sum()
+                count += n
+            if self.border_pairs:
+                for first, second in ((a, b), (b, a)):  # the first voxel inside, the second outside
+                    across = (numbers[first] > 0) & (numbers[second] == 0) & alike
+                    n = int(across.sum())
+                    if n:
+                        total = total - log_q[first][across].sum()
+                        count += n
         return total / max(count, 1)
 
     def extra_repr(self) -> str:
-        return f"theta={self.theta}, tau={self.tau}, dilation={self.dilation}"
+        return f"theta={self.theta}, tau={self.tau}, dilation={self.dilation}, border_pairs={self.border_pairs}"

@@ -89,8 +89,8 @@ class WeakBoxLoss(nn.Module):
         tightness_outside_top: the share of hardest outside voxels its outside term averages.
         size_bounds: ``(lower, upper)`` share of a box the fracture fills, for :class:`BoxSizeLoss`.
         size_t: the size barrier's initial sharpness.
-        affinity_theta, affinity_tau, affinity_dilation: :class:`BoxAffinityLoss`'s HU scale, threshold and
-            neighbour spacing (voxels per axis).
+        affinity_theta, affinity_tau, affinity_dilation, affinity_border_pairs: :class:`BoxAffinityLoss`'s HU
+            scale, threshold, neighbour spacing (voxels per axis) and whether pairs across a box border count.
         scale_weights: one non-negative weight per deep-supervision scale, not all zero; ``None`` = nnU-Net's.
             Ignored for single-tensor input.
 
@@ -107,7 +107,7 @@ class WeakBoxLoss(nn.Module):
                  tightness_gamma: float = 2.0, tightness_gamma_out: float = 0.0, tightness_outside_top: float = 1.0,
                  size_bounds: Sequence[float] = (0.02, 0.3), size_t: float = 5.0,
                  affinity_theta: float = 50.0, affinity_tau: float = 0.3,
-                 affinity_dilation: Sequence[int] = (1, 1, 1)) -> None:
+                 affinity_dilation: Sequence[int] = (1, 1, 1), affinity_border_pairs: bool = False) -> None:
         super().__init__()
         self.lambdas = {
             "outside": _check_non_negative("lambda_outside", lambda_outside),
@@ -138,7 +138,8 @@ class WeakBoxLoss(nn.Module):
         if isinstance(size_bounds, (str, bytes)) or len(size_bounds) != 2:
             raise ValueError(f"size_bounds must be (lower, upper), got {size_bounds!r}")
         self.size = BoxSizeLoss(lower=size_bounds[0], upper=size_bounds[1], t=size_t)
-        self.affinity = BoxAffinityLoss(theta=affinity_theta, tau=affinity_tau, dilation=affinity_dilation)
+        self.affinity = BoxAffinityLoss(theta=affinity_theta, tau=affinity_tau, dilation=affinity_dilation,
+                                        border_pairs=affinity_border_pairs)
         self.last_components: dict[str, float] = {}
 
     def weights_for(self, n_scales: int) -> list[float]:

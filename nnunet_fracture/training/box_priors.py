@@ -60,13 +60,14 @@ class BoxPriorSettings:
     hardest outside voxels averaged); ``lambda_size``: the share of each box the fracture fills
     lies in ``[size_lower, size_upper]`` (:class:`~nnunet_fracture.losses.BoxSizeLoss`), with the barrier's ``t``
     growing from ``size_t0`` by ``size_t_growth`` per epoch up to ``size_t_max``; ``lambda_affinity``: neighbours
-    ``affinity_dilation_mm`` apart whose HU differ little agree (:class:`~nnunet_fracture.losses.BoxAffinityLoss`).
+    ``affinity_dilation_mm`` apart whose HU differ little agree (:class:`~nnunet_fracture.losses.BoxAffinityLoss`;
+    with ``affinity_border_pairs`` also across a box's border, the outside voxel as background).
     """
 
     settings = ("lambda_tightness", "annotation_margin_mm", "tightness_beta", "tightness_gamma",
                 "tightness_gamma_out", "tightness_outside_top", "lambda_size", "size_lower", "size_upper", "size_t0",
                 "size_t_growth", "size_t_max", "lambda_affinity", "affinity_theta_hu", "affinity_tau",
-                "affinity_dilation_mm")
+                "affinity_dilation_mm", "affinity_border_pairs")
     lambda_tightness = 0.0
     annotation_margin_mm = 6.0  # the phantom's boxes overhang the fracture by 1-4 voxels of 1.5 mm
     tightness_beta = 0.25  # Wang & Xia's focal weights
@@ -83,6 +84,7 @@ class BoxPriorSettings:
     affinity_theta_hu = 50.0  # about the phantom's noise (sigma 20-40 HU)
     affinity_tau = 0.3  # BoxInst
     affinity_dilation_mm = 1.5
+    affinity_border_pairs = False  # pairs across a box border count, the outside voxel as background
     setting_ranges = {"lambda_tightness": (0.0, None), "annotation_margin_mm": (0.0, None),
                       "tightness_beta": (0.0, 1.0), "tightness_gamma": (0.0, None), "tightness_gamma_out": (0.0, None),
                       "tightness_outside_top": (1e-6, 1.0),
@@ -101,7 +103,8 @@ class BoxPriorSettings:
                     size_bounds=(self.size_lower, self.size_upper), size_t=self.size_t0,
                     lambda_affinity=self.lambda_affinity, affinity_theta=self.affinity_theta_hu,
                     affinity_tau=self.affinity_tau,
-                    affinity_dilation=dilation_voxels(self.affinity_dilation_mm, spacing))
+                    affinity_dilation=dilation_voxels(self.affinity_dilation_mm, spacing),
+                    affinity_border_pairs=self.affinity_border_pairs)
 
     def size_barrier_at(self, epoch: int) -> float:
         """The size barrier's ``t`` in ``epoch``.
