@@ -65,6 +65,10 @@ ARMS: dict[str, Arm] = {
                                 settings=f"{DEFAULT_RECIPE} lambda_affinity=1 affinity_border_pairs=true",
                                 note="weak_bbox + HU affinity with pairs across the box border, the outside voxel "
                                      "as background: known background flows into the box along like density"),
+    "plus_rim": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                    settings=f"{DEFAULT_RECIPE} box_rim_mm=1.5",
+                    note="weak_bbox with each box's outermost voxel layer trained as background (the phantom's boxes "
+                         "clear the fracture by 1-4 voxels)"),
     "plus_hard_negatives": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                                settings=f"{AFFINITY_RECIPE} tightness_outside_top=0.01",
                                note="plus_affinity with the outside term averaged over the hardest 1 % of outside "

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nnunet_fracture.losses.bag_aggregation import BoxNumbers, check_aggregation, checked_bags, pool_segments
-from nnunet_fracture.losses.plane_bags import check_margin, find_plane_bags
+from nnunet_fracture.losses.plane_bags import check_margin, find_plane_bags, rim_voxels
 
 
 def _check_unit(name: str, value: object, low_open: bool = False) -> float:
@@ -45,6 +45,11 @@ class BoxTightnessLoss(nn.Module):
     gives each a weight about a thousand times smaller than a plane bag's most confident voxel, so a healthy
     endplate that looks like a fracture band costs next to nothing; mined, it is among the few voxels averaged.
 
+    The box's rim (``rim > 0``): when boxes are drawn with clearance - every side at least ``rim`` voxels away
+    from the fracture - the rim of that depth is background as surely as the outside is, and its voxels join the
+    outside term. On the bench phantom this is where a fracture band's false positives sit: the cortex of the
+    depressed endplate, inside the box's margin but outside the band, which no other term marks as background.
+
     Logs are taken from the logits (``log S`` by log-sum-exp, ``log(1 - P) = -softplus(x)``), so the loss is
     finite for any logit.
 
@@ -57,6 +62,7 @@ class BoxTightnessLoss(nn.Module):
         aggregation: the plane pool, ``"smooth_max"`` (default), ``"max"`` or ``"mean"``.
         outside_top: the share of outside voxels, hardest first, the outside term averages, in (0, 1]
             (1: all of them).
+        rim: the box's rim that is background, voxels per spatial axis (0: none); at most ``margin``.
 
     Raises:
         ValueError: on any argument outside these ranges.
@@ -64,10 +70,14 @@ class BoxTightnessLoss(nn.Module):
 
     def __init__(self, margin: Sequence[float] = (1.0, 1.0, 1.0), alpha: float = 4.0, beta: float = 0.25,
                  gamma: float = 2.0, aggregation: str = "smooth_max", gamma_out: float = 0.0,
-                 outside_top: float = 1.0) -> None:
+                 outside_top: float = 1.0, rim: Sequence[float] | None = None) -> None:
         super().__init__()
         check_aggregation(aggregation, alpha)
         self.margin = check_margin(margin)
+        self.rim = check_margin((0.0,) * len(self.margin) if rim is None else rim, len(self.margin))
+        if any(r > m for r, m in zip(self.rim, self.margin)):
+            raise ValueError(f"rim {self.rim} must not exceed the annotation margin {self.margin}: a rim voxel "
+                             f"would also sit in a plane bag")
         self.alpha, self.aggregation = float(alpha), aggregation
         self.beta = _check_unit("beta", beta)
         self.outside_top = _check_unit("outside_top", outside_top, low_open=True)
@@ -76,14 +86,15 @@ class BoxTightnessLoss(nn.Module):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         self.gamma, self.gamma_out = float(gamma), float(gamma_out)
 
-    def forward(self, logits: torch.Tensor, box_numbers: BoxNumbers, margin: Sequence[float] | None = None
-                ) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, box_numbers: BoxNumbers, margin: Sequence[float] | None = None,
+                rim: Sequence[float] | None = None) -> torch.Tensor:
         """
         Args:
             logits: ``(B, 1, *spatial)`` fracture logits.
             box_numbers: ``(B, 1, *spatial)`` box-number map, or its ``BoxBags``.
             margin: the annotation margin at this resolution, if it differs from the constructor's (a lower
                 deep-supervision scale).
+            rim: the background rim at this resolution, likewise.
 
         Returns:
             float32 scalar.
@@ -94,9 +105,11 @@ class BoxTightnessLoss(nn.Module):
         """
         bags = checked_bags(logits, box_numbers)
         margin = self.margin if margin is None else check_margin(margin)
-        if len(margin) != logits.ndim - 2:
-            raise ValueError(f"margin has {len(margin)} entries but logits {tuple(logits.shape)} has "
-                             f"{logits.ndim - 2} spatial axes")
+        rim = self.rim if rim is None else check_margin(rim)
+        for name, value in (("margin", margin), ("rim", rim)):
+            if len(value) != logits.ndim - 2:
+                raise ValueError(f"{name} has {len(value)} entries but logits {tuple(logits.shape)} has "
+                                 f"{logits.ndim - 2} spatial axes")
         x = logits.float().reshape(logits.shape[0], -1)
         total = x.sum() * 0.0
         planes = find_plane_bags(bags, margin) if bags.count else None
@@ -106,6 +119,8 @@ class BoxTightnessLoss(nn.Module):
                                   self.alpha, log=True)
             total = total - (self.beta * (-torch.expm1(log_s)) ** self.gamma * log_s).mean()
         outside = x[bags.outside]
+        if bags.count and any(r >= 1 for r in rim):
+            outside = torch.cat([outside, x[bags.inside][rim_voxels(bags, rim)]])
         if outside.numel():
             p = torch.sigmoid(outside)
             loss = p ** self.gamma_out * torch.nn.functional.softplus(outside)
@@ -116,4 +131,4 @@ class BoxTightnessLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"margin={self.margin}, aggregation={self.aggregation!r}, alpha={self.alpha}, beta={self.beta}, "
-                f"gamma={self.gamma}, gamma_out={self.gamma_out}, outside_top={self.outside_top}")
+                f"gamma={self.gamma}, gamma_out={self.gamma_out}, outside_top={self.outside_top}, rim={self.rim}")

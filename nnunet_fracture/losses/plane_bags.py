@@ -157,3 +157,26 @@ def find_plane_bags(bags: BoxBags, margin: Sequence[float]) -> PlaneBags:
     unique, segment = torch.unique(key, sorted=True, return_inverse=True)
     box_axis = torch.div(unique, longest, rounding_mode="floor")
     return PlaneBags(member, segment, torch.div(box_axis, n_axes, rounding_mode="floor"), box_axis % n_axes)
+
+
+def rim_voxels(bags: BoxBags, rim: Sequence[float]) -> torch.Tensor:
+    """Which inside voxels lie in a box's rim: within ``rim`` voxels (per spatial axis, rounded *down*, so a
+    lower deep-supervision scale keeps only whole voxels of it) of a side of their box that the patch does not
+    cut (a cut side is not the box's own edge).
+
+    Args:
+        bags: the box bags of one box-number map.
+        rim: rim thickness in voxels at this map's resolution, one entry per spatial axis.
+
+    Returns:
+        bool ``(M,)``, in the order of ``flat[bags.inside]``.
+    """
+    rim = check_margin(rim, len(bags.shape) - 2)
+    coords = inside_coordinates(bags)
+    ext = box_extents(bags, coords)
+    depth = torch.tensor([math.floor(r + 1e-6) for r in rim], device=coords.device)
+    bag = bags.voxel_bag
+    near_lo = (coords - ext.lo[bag] < depth) & ~ext.cut_lo[bag]
+    near_hi = (ext.hi[bag] - coords < depth) & ~ext.cut_hi[bag]
+    return (near_lo | near_hi).any(dim=1)
+

@@ -87,6 +87,8 @@ class WeakBoxLoss(nn.Module):
         tightness_margin: annotation margin in voxels per spatial axis at full resolution.
         tightness_beta, tightness_gamma, tightness_gamma_out: the focal weights of :class:`BoxTightnessLoss`.
         tightness_outside_top: the share of hardest outside voxels its outside term averages.
+        tightness_rim: the box rim trained as background, voxels per spatial axis at full resolution (``None``:
+            none).
         size_bounds: ``(lower, upper)`` share of a box the fracture fills, for :class:`BoxSizeLoss`.
         size_t: the size barrier's initial sharpness.
         affinity_theta, affinity_tau, affinity_dilation, affinity_border_pairs: :class:`BoxAffinityLoss`'s HU
@@ -105,6 +107,7 @@ class WeakBoxLoss(nn.Module):
                  lambda_size: float = 0.0, lambda_affinity: float = 0.0,
                  tightness_margin: Sequence[float] = (1.0, 1.0, 1.0), tightness_beta: float = 0.25,
                  tightness_gamma: float = 2.0, tightness_gamma_out: float = 0.0, tightness_outside_top: float = 1.0,
+                 tightness_rim: Optional[Sequence[float]] = None,
                  size_bounds: Sequence[float] = (0.02, 0.3), size_t: float = 5.0,
                  affinity_theta: float = 50.0, affinity_tau: float = 0.3,
                  affinity_dilation: Sequence[int] = (1, 1, 1), affinity_border_pairs: bool = False) -> None:
@@ -134,7 +137,7 @@ class WeakBoxLoss(nn.Module):
         self.consistency = ConsistencyLoss()
         self.tightness = BoxTightnessLoss(margin=tightness_margin, alpha=alpha, beta=tightness_beta,
                                           gamma=tightness_gamma, gamma_out=tightness_gamma_out,
-                                          outside_top=tightness_outside_top)
+                                          outside_top=tightness_outside_top, rim=tightness_rim)
         if isinstance(size_bounds, (str, bytes)) or len(size_bounds) != 2:
             raise ValueError(f"size_bounds must be (lower, upper), got {size_bounds!r}")
         self.size = BoxSizeLoss(lower=size_bounds[0], upper=size_bounds[1], t=size_t)
@@ -189,8 +192,9 @@ class WeakBoxLoss(nn.Module):
             bags = find_bags(numbers) if any(self.lambdas[k] > 0 for k in BAG_COMPONENTS) else None
             terms = {}
             if self.lambdas["tightness"] > 0:
-                margin = [m * n / f for m, n, f in zip(self.tightness.margin, x.shape[2:], full_shape)]
-                terms["tightness"] = self.tightness(x, bags, margin)
+                factor = [n / f for n, f in zip(x.shape[2:], full_shape)]
+                terms["tightness"] = self.tightness(x, bags, [m * f for m, f in zip(self.tightness.margin, factor)],
+                                                    [r * f for r, f in zip(self.tightness.rim, factor)])
             if self.lambdas["size"] > 0:
                 terms["size"] = self.size(x, bags)
             if self.lambdas["outside"] > 0:

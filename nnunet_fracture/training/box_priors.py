@@ -9,10 +9,12 @@ from typing import Mapping, Sequence
 import torch
 
 
-def margin_voxels(margin_mm: float, spacing: Sequence[float]) -> tuple[float, ...]:
-    """The annotation margin in voxels per axis of a patch with ``spacing`` (mm, the patch's axis order)."""
+def margin_voxels(margin_mm: float, spacing: Sequence[float], name: str = "annotation_margin_mm"
+                  ) -> tuple[float, ...]:
+    """A box margin (the annotation margin, the background rim) in voxels per axis of a patch with ``spacing``
+    (mm, the patch's axis order); ``name`` is the setting's, for the error."""
     if not math.isfinite(margin_mm) or margin_mm < 0:
-        raise ValueError(f"annotation_margin_mm must be a finite number >= 0, got {margin_mm!r}")
+        raise ValueError(f"{name} must be a finite number >= 0, got {margin_mm!r}")
     return tuple(margin_mm / s for s in spacing)
 
 
@@ -56,20 +58,22 @@ class BoxPriorSettings:
     settings, :mod:`nnunet_fracture.training.settings`).
 
     ``lambda_tightness``: plane bags (:class:`~nnunet_fracture.losses.BoxTightnessLoss`) with
-    ``annotation_margin_mm`` of box overhang left out (and, below 1, only the ``tightness_outside_top`` share of
-    hardest outside voxels averaged); ``lambda_size``: the share of each box the fracture fills
+    ``annotation_margin_mm`` of box overhang left out, the outer ``box_rim_mm`` of every box trained as background
+    (boxes drawn with at least that clearance) and, below 1, only the ``tightness_outside_top`` share of
+    hardest outside voxels averaged; ``lambda_size``: the share of each box the fracture fills
     lies in ``[size_lower, size_upper]`` (:class:`~nnunet_fracture.losses.BoxSizeLoss`), with the barrier's ``t``
     growing from ``size_t0`` by ``size_t_growth`` per epoch up to ``size_t_max``; ``lambda_affinity``: neighbours
     ``affinity_dilation_mm`` apart whose HU differ little agree (:class:`~nnunet_fracture.losses.BoxAffinityLoss`;
     with ``affinity_border_pairs`` also across a box's border, the outside voxel as background).
     """
 
-    settings = ("lambda_tightness", "annotation_margin_mm", "tightness_beta", "tightness_gamma",
+    settings = ("lambda_tightness", "annotation_margin_mm", "box_rim_mm", "tightness_beta", "tightness_gamma",
                 "tightness_gamma_out", "tightness_outside_top", "lambda_size", "size_lower", "size_upper", "size_t0",
                 "size_t_growth", "size_t_max", "lambda_affinity", "affinity_theta_hu", "affinity_tau",
                 "affinity_dilation_mm", "affinity_border_pairs")
     lambda_tightness = 0.0
     annotation_margin_mm = 6.0  # the phantom's boxes overhang the fracture by 1-4 voxels of 1.5 mm
+    box_rim_mm = 0.0  # boxes overhang by at least this much: that rim of every box is background
     tightness_beta = 0.25  # Wang & Xia's focal weights
     tightness_gamma = 2.0
     tightness_gamma_out = 0.0  # see BoxTightnessLoss: focal outside voxels weighed too little in 3D
@@ -85,7 +89,7 @@ class BoxPriorSettings:
     affinity_tau = 0.3  # BoxInst
     affinity_dilation_mm = 1.5
     affinity_border_pairs = False  # pairs across a box border count, the outside voxel as background
-    setting_ranges = {"lambda_tightness": (0.0, None), "annotation_margin_mm": (0.0, None),
+    setting_ranges = {"lambda_tightness": (0.0, None), "annotation_margin_mm": (0.0, None), "box_rim_mm": (0.0, None),
                       "tightness_beta": (0.0, 1.0), "tightness_gamma": (0.0, None), "tightness_gamma_out": (0.0, None),
                       "tightness_outside_top": (1e-6, 1.0),
                       "lambda_size": (0.0, None), "size_lower": (0.0, 1.0), "size_upper": (0.0, 1.0),
@@ -97,6 +101,7 @@ class BoxPriorSettings:
         """The :class:`~nnunet_fracture.losses.WeakBoxLoss` arguments of the box priors, for patches of ``spacing``."""
         return dict(lambda_tightness=self.lambda_tightness,
                     tightness_margin=margin_voxels(self.annotation_margin_mm, spacing),
+                    tightness_rim=margin_voxels(self.box_rim_mm, spacing, "box_rim_mm"),
                     tightness_beta=self.tightness_beta, tightness_gamma=self.tightness_gamma,
                     tightness_gamma_out=self.tightness_gamma_out,
                     tightness_outside_top=self.tightness_outside_top, lambda_size=self.lambda_size,

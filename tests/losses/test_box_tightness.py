@@ -70,6 +70,28 @@ def test_gradient_flows_to_every_voxel_of_a_plane():
     assert bool((logits.grad[~inside] > 0).all())  # lower P outside
 
 
+def test_the_rim_joins_the_outside_term_by_hand():
+    # box y 1..3 at z = x = 1 of a 3 x 5 x 3 patch, margin 1 and rim 1 in y: core y = 2, rim y = 1 and y = 3
+    p = torch.full((1, 1, 3, 5, 3), 0.1)
+    p[0, 0, 1, 1:4, 1] = torch.tensor([0.6, 0.9, 0.7])
+    numbers = torch.zeros(p.shape, dtype=torch.long)
+    numbers[0, 0, 1, 1:4, 1] = 1
+    logits = torch.log(p / (1 - p))
+    loss = BoxTightnessLoss(margin=(0, 1, 0), rim=(0, 1, 0))(logits, numbers)
+    bags = [0.9, 0.9, 0.9]  # the z = 1, y = 2 and x = 1 planes each hold only the core voxel y = 2
+    positive = sum(0.25 * (1 - s) ** 2 * -math.log(s) for s in bags) / 3
+    outside = [0.1] * (45 - 3) + [0.6, 0.7]
+    negative = 0.75 * sum(-math.log(1 - q) for q in outside) / len(outside)
+    assert loss.item() == pytest.approx(positive + negative, rel=1e-5)
+    without = BoxTightnessLoss(margin=(0, 1, 0))(logits, numbers)
+    assert without.item() == pytest.approx(positive + 0.75 * -math.log(0.9), rel=1e-5)
+
+
+def test_a_rim_wider_than_the_margin_is_refused():
+    with pytest.raises(ValueError, match="must not exceed the annotation margin"):
+        BoxTightnessLoss(margin=(1, 1, 1), rim=(2, 0, 0))
+
+
 @pytest.mark.parametrize("kwargs", [{"beta": 1.5}, {"gamma": -1}, {"gamma_out": -2}, {"alpha": 0}, {"margin": (1, -1, 0)},
                                     {"aggregation": "median"}])
 def test_bad_arguments_are_refused(kwargs):

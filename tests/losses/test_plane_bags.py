@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from nnunet_fracture.losses import find_bags
-from nnunet_fracture.losses.plane_bags import box_extents, check_margin, find_plane_bags
+from nnunet_fracture.losses.plane_bags import box_extents, check_margin, find_plane_bags, rim_voxels
 
 
 def numbers_with(box: tuple[slice, ...], shape=(8, 8, 8), value=1) -> torch.Tensor:
@@ -61,3 +61,19 @@ def test_no_box_no_planes():
 def test_bad_margins_are_refused(margin):
     with pytest.raises(ValueError, match="margin"):
         check_margin(margin, 3)
+
+
+def test_rim_voxels_of_a_whole_box_by_hand():
+    # box z 2..5, y 2..6, x 3..4 (4 x 5 x 2); a 1-voxel rim in z and y, none in x (1.7 rounds down to 1)
+    bags = find_bags(numbers_with((slice(2, 6), slice(2, 7), slice(3, 5))))
+    rim = rim_voxels(bags, (1.7, 1, 0))
+    assert int(rim.sum()) == 4 * 5 * 2 - 2 * 3 * 2  # all but the z 3..4, y 3..5 middle
+    assert int(rim_voxels(bags, (0.9, 0.9, 0.9)).sum()) == 0  # less than a whole voxel: no rim
+
+
+def test_a_cut_side_has_no_rim():
+    # the box runs into the upper z border: its rim is the lower z face only
+    bags = find_bags(numbers_with((slice(5, 8), slice(0 + 2, 6), slice(2, 6))))
+    rim = rim_voxels(bags, (1, 0, 0))
+    assert int(rim.sum()) == 4 * 4
+
