@@ -47,11 +47,13 @@ def prepare_phantom_dataset(work: Path, n_cases: int = 6) -> None:
     write_tiny_plans(str(DATASET_ID))
 
 
-def make_trainer(trainer_class: type, plans_name: str, device: str = "cpu", configuration: str = "3d_fullres"):
-    """A trainer of ``trainer_class`` on the phantom dataset, initialised up to its first training iteration."""
+def make_trainer(trainer_class: type, plans_name: str, device: str = "cpu", configuration: str = "3d_fullres",
+                 dataset_name: str = DATASET_NAME):
+    """A trainer of ``trainer_class`` on a preprocessed dataset (the phantom of :func:`prepare_phantom_dataset`
+    by default), initialised up to its first training iteration."""
     import torch
 
-    folder = Path(os.environ["nnUNet_preprocessed"]) / DATASET_NAME
+    folder = Path(os.environ["nnUNet_preprocessed"]) / dataset_name
     plans = json.loads((folder / f"{plans_name}.json").read_text())
     plans["continue_training"] = False
     dataset_json = json.loads((folder / "dataset.json").read_text())
