@@ -73,6 +73,11 @@ ARMS: dict[str, Arm] = {
                                settings=f"{AFFINITY_RECIPE} tightness_outside_top=0.01",
                                note="plus_affinity with the outside term averaged over the hardest 1 % of outside "
                                     "voxels (online hard example mining)"),
+    "plus_hard_negatives_10": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                                  settings=f"{DEFAULT_RECIPE} tightness_outside_top=0.1",
+                                  note="weak_bbox with the outside term averaged over the hardest 10 % of outside "
+                                       "voxels: healthy cancellous bone, which the flywheel's models mark in every "
+                                       "vertebral body, among the voxels that count"),
     "rule_fraction": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction", settings=AFFINITY_RECIPE,
                          predictions_of="plus_affinity",
                          note="plus_affinity's model, pseudo-masks by the fraction rule (top 30 % of each box by P)"),
