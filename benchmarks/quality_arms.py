@@ -112,6 +112,11 @@ ARMS: dict[str, Arm] = {
     "flywheel_size_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
                             settings=DEFAULT_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
                             note="flywheel_r1 on the default recipe's weak model (weak_bbox: no HU affinity)"),
+    "flywheel_hn10_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                            settings=f"{DEFAULT_RECIPE} tightness_outside_top=0.1", self_training_rounds=1,
+                            ignore_band=(0.2, 0.5),
+                            note="flywheel_r1 on plus_hard_negatives_10's weak model: do fewer false positives of "
+                                 "the weak model carry into the strong one?"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -134,7 +139,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     # the ablation of the weak-box recipe, one ingredient per row (README)
     "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "mean_bags", "plane_bags", "weak_bbox", "plus_affinity",
                     "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement", "weak_bbox_fraction",
-                    "weak_bbox_otsu", "weak_bbox_refined", "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring", "flywheel_size_r1"),
+                    "weak_bbox_otsu", "weak_bbox_refined", "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring", "flywheel_size_r1",
+                    "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1"),
     "all": tuple(ARMS),
 }
 
