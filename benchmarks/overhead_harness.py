@@ -31,20 +31,27 @@ def fresh_workspace(prefix: str) -> Path:
     return work
 
 
-def prepare_phantom_dataset(work: Path, n_cases: int = 6) -> None:
-    """Phantom cases -> ``DATASET_NAME`` (masks), stock 3d_fullres planning and preprocessing, plus tiny plans
-    (``nnUNetPlansTiny``) next to the default ``nnUNetPlans``."""
+def prepare_phantom_dataset(work: Path, n_cases: int = 6, dataset_id: int = DATASET_ID, name: str = "Overhead",
+                            weak: str = "mask", plans: Optional[dict[str, dict]] = None) -> str:
+    """The phantom (written once per ``work``) -> raw dataset ``dataset_id`` with ``weak`` labels (the converter's
+    mode: true masks by default), stock 3d_fullres planning and preprocessing, plus small plans next to the
+    default ``nnUNetPlans``: ``plans`` maps each plans name to :func:`write_tiny_plans` arguments (default: the
+    tiny plans, ``nnUNetPlansTiny``). Returns the dataset's folder name."""
     from nnunet_fracture.dataset_conversion.generic import read_generic
     from nnunet_fracture.dataset_conversion.phantom import write_phantom
     from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
     from nnunet_fracture.planning.tiny_plans import write_tiny_plans
     from nnunet_fracture.stock_commands import run_stock
 
-    write_phantom(work / "phantom", n_cases=n_cases, seed=0)
-    write_raw_dataset(read_generic(work / "phantom"), DATASET_ID, "Overhead", weak="mask")
-    run_stock(["nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c", "3d_fullres", "-np", "2"],
+    phantom = work / "phantom"
+    if not phantom.is_dir():
+        write_phantom(phantom, n_cases=n_cases, seed=0)
+    write_raw_dataset(read_generic(phantom), dataset_id, name, weak=weak)
+    run_stock(["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", "3d_fullres", "-np", "2"],
               work / "commands.log", env={"nnUNet_n_proc_DA": "1"})
-    write_tiny_plans(str(DATASET_ID))
+    for plans_name, shape in (plans or {"nnUNetPlansTiny": {}}).items():
+        write_tiny_plans(str(dataset_id), plans_name=plans_name, **shape)
+    return f"Dataset{dataset_id}_{name}"
 
 
 def make_trainer(trainer_class: type, plans_name: str, device: str = "cpu", configuration: str = "3d_fullres",

@@ -23,7 +23,8 @@ import os
 import statistics
 from pathlib import Path
 
-from overhead_harness import fresh_workspace, interleaved_rounds, machine_info, make_trainer, time_steps
+from overhead_harness import (fresh_workspace, interleaved_rounds, machine_info, make_trainer,
+                              prepare_phantom_dataset, time_steps)
 
 MASK_ID, BOX_ID = 880, 881
 PLANS = {"nnUNetPlansTiny": dict(max_features=16, max_patch=32, batch_size=2),
@@ -38,21 +39,9 @@ ARMS = (("stock nnUNetTrainer", "nnUNetTrainer", MASK_ID, ""),
 
 def prepare(work: Path) -> dict[int, str]:
     """The phantom as a mask dataset and a box dataset, stock-planned and preprocessed, with both plans."""
-    from nnunet_fracture.dataset_conversion.generic import read_generic
-    from nnunet_fracture.dataset_conversion.phantom import write_phantom
-    from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
-    from nnunet_fracture.planning.tiny_plans import write_tiny_plans
-    from nnunet_fracture.stock_commands import run_stock
-
-    write_phantom(work / "phantom", n_cases=6, seed=0)
-    names = {}
-    for dataset_id, weak in ((MASK_ID, "mask"), (BOX_ID, "box")):
-        names[dataset_id] = f"Dataset{dataset_id}_Overhead{weak.capitalize()}"
-        write_raw_dataset(read_generic(work / "phantom"), dataset_id, f"Overhead{weak.capitalize()}", weak=weak)
-        run_stock(["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", "3d_fullres", "-np", "2"],
-                  work / "commands.log", env={"nnUNet_n_proc_DA": "1"})
-        for plans_name, shape in PLANS.items():
-            write_tiny_plans(str(dataset_id), plans_name=plans_name, **shape)
+    names = {dataset_id: prepare_phantom_dataset(work, dataset_id=dataset_id, name=f"Overhead{weak.capitalize()}",
+                                                 weak=weak, plans=PLANS)
+             for dataset_id, weak in ((MASK_ID, "mask"), (BOX_ID, "box"))}
     for plans_name in PLANS:
         configs = [json.loads((Path(os.environ["nnUNet_preprocessed"]) / names[d] / f"{plans_name}.json")
                               .read_text())["configurations"]["3d_fullres"] for d in (MASK_ID, BOX_ID)]
@@ -87,12 +76,11 @@ def main() -> None:
     work = fresh_workspace("nnunet_fracture_weak_overhead_")
     print(f"preparing a 6-case phantom as mask and box datasets in {work} ...", flush=True)
     names = prepare(work)
-    trainers, measures = {}, {}
+    measures = {}
     for plans_name in PLANS:
         for arm, trainer_name, dataset_id, settings in ARMS:
             trainer = build(trainer_name, names[dataset_id], plans_name, settings)
             batches = [next(trainer.dataloader_train) for _ in range(4)]
-            trainers[arm, plans_name] = trainer
             measures[arm, plans_name, "step"] = (lambda t=trainer, b=batches: time_steps(t, args.iterations,
                                                                                          batches=b))
             measures[arm, plans_name, "step+data"] = lambda t=trainer: time_steps(t, args.iterations)
