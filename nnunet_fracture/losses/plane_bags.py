@@ -179,4 +179,3 @@ def rim_voxels(bags: BoxBags, rim: Sequence[float]) -> torch.Tensor:
     near_lo = (coords - ext.lo[bag] < depth) & ~ext.cut_lo[bag]
     near_hi = (ext.hi[bag] - coords < depth) & ~ext.cut_hi[bag]
     return (near_lo | near_hi).any(dim=1)
-
