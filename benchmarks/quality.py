@@ -190,10 +190,11 @@ class Workspace:
             dataset_id, images = self.error_channel(seed, arm)
         else:
             dataset_id, images = self.dataset(seed, arm.labels), self.test_dataset() / "imagesTr"
-        self.train(dataset_id, arm.trainer, arm.settings)
         trainer = arm.trainer
-        if arm.self_training_rounds:
+        if arm.self_training_rounds:  # trains the weak model only if its predictions are not cached
             dataset_id, trainer = self.self_training(arm, seed, dataset_id), STRONG_TRAINER
+        else:
+            self.train(dataset_id, arm.trainer, arm.settings)
         return self.predict(images, self.predictions(arm_name, seed), dataset_id, trainer)
 
     def predictions(self, arm_name: str, seed: int, suffix: str = "") -> Path:
@@ -212,7 +213,8 @@ class Workspace:
         return out
 
     def self_training(self, arm: Arm, seed: int, weak_id: int) -> int:
-        """The weak model predicts its own training images, then ``nnunet-fracture self-train --resume`` runs the
+        """The weak model (trained first unless this recipe's predictions are cached) predicts its own training
+        images, then ``nnunet-fracture self-train --resume`` runs the
         arm's rounds with :data:`STRONG_TRAINER` on the regime's schedule; the dataset ID of the last round.
 
         Arms that differ only in their number of rounds share one self-training folder (named by the run key of the
@@ -222,11 +224,13 @@ class Workspace:
 
         r = self.regime
         key = run_key(replace(arm, self_training_rounds=1, note=""), r, seed, _phantom_version())
-        # the weak model's predictions do not depend on the ring, so arms that differ only there share them
-        weak_key = run_key(replace(arm, self_training_rounds=1, ignore_ring=None, note=""), r, seed,
-                           _phantom_version())
+        # the weak model's predictions do not depend on the round labels' ring or unsure boxes, so arms that differ
+        # only there share them
+        weak_key = run_key(replace(arm, self_training_rounds=1, ignore_ring=None, ignore_unsure=None, note=""), r,
+                           seed, _phantom_version())
         weak = self.root / "predictions" / f"self_training_seed{seed}_{weak_key}_train"
         if not weak.is_dir():  # predicted whole or not at all: a resumed run checks only the folder's name
+            self.train(weak_id, arm.trainer, arm.settings)
             staged = self.predict(self.raw(weak_id) / "imagesTr", weak.with_name(f".{weak.name}.partial"), weak_id,
                                   arm.trainer)
             os.replace(staged, weak)
@@ -234,7 +238,7 @@ class Workspace:
         run = partial(self_train, [weak], weak_id, out, first_id=first, name=f"QualityS{seed}Fw{key}",
                       rounds=arm.self_training_rounds, plans=r.plans, trainer=STRONG_TRAINER, device=r.device,
                       rule=arm.pseudo_masks or "fixed", refine=arm.refine or "none", ignore_band=arm.ignore_band,
-                      ignore_ring=arm.ignore_ring or 0,
+                      ignore_ring=arm.ignore_ring or 0, ignore_unsure=arm.ignore_unsure or 0.0,
                       disable_tta=not r.tta)
         with scoped_environ({**self.env, "NNUNET_FRACTURE_SETTINGS": r.schedule()}):
             # the round IDs belong to the seed, not the recipe: another recipe's datasets there are replaced

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 
-_ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "ignore_ring", "predictions_of")
+_ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "ignore_ring", "ignore_unsure", "predictions_of")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Arm:
     self_training_rounds: Optional[int] = None  # self-train rounds after the weak model (scored: the last model)
     ignore_band: Optional[tuple[float, float]] = None  # the self-training rounds' ignore band
     ignore_ring: Optional[int] = None  # the self-training rounds' ignore ring (voxels at each mask's border)
+    ignore_unsure: Optional[float] = None  # the self-training rounds' share of least confident boxes ignored whole
     predictions_of: Optional[str] = None  # reuse that arm's test predictions of the seed (same model), e.g. to
     # score a pseudo-mask refinement without training again; the recipe (trainer, labels, settings) must match
     note: str = ""
@@ -117,6 +118,12 @@ ARMS: dict[str, Arm] = {
                             ignore_band=(0.2, 0.5),
                             note="flywheel_r1 on plus_hard_negatives_10's weak model: do fewer false positives of "
                                  "the weak model carry into the strong one?"),
+    "flywheel_unsure_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                              settings=DEFAULT_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
+                              ignore_unsure=0.4,
+                              note="flywheel_size_r1 with the 40 % of boxes whose pseudo-mask has the lowest mean P "
+                                   "labelled 'ignore' whole (BoxTeacher's mask confidence): the weak model's "
+                                   "cleft-box blobs no longer teach the strong model"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -140,7 +147,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "mean_bags", "plane_bags", "weak_bbox", "plus_affinity",
                     "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement", "weak_bbox_fraction",
                     "weak_bbox_otsu", "weak_bbox_refined", "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring", "flywheel_size_r1",
-                    "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1"),
+                    "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1", "flywheel_unsure_r1"),
     "all": tuple(ARMS),
 }
 

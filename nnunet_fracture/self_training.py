@@ -5,7 +5,8 @@ round 1, the previous round's model's after that - and
 
 1. writes pseudo-masks inside the boxes (:func:`~nnunet_fracture.inference.pseudo_masks.write_pseudo_masks`, with
    the chosen rule and refinement) and exports them as a new raw dataset ``first_id + r - 1``, the uncertain box
-   voxels (``ignore_band``, and with ``ignore_ring`` the masks' outer voxels) labelled nnU-Net's ``ignore``;
+   voxels (``ignore_band``, with ``ignore_ring`` the masks' outer voxels, with ``ignore_unsure`` the least
+   confident share of boxes whole) labelled nnU-Net's ``ignore``;
 2. gives it the box dataset's plans (``nnUNetv2_extract_fingerprint``, ``nnUNetv2_move_plans_between_datasets``,
    ``nnUNetv2_preprocess``), so every round trains with the same patch, spacing and network;
 3. trains ``trainer`` on it (``nnUNetv2_train``; the stock ``nnUNetTrainer`` by default) and, when another round
@@ -14,7 +15,8 @@ round 1, the previous round's model's after that - and
    ``resume`` adds rounds, and then it predicts them first.
 
 Simple Does It (Khoreva et al., CVPR 2017) and BoxTeacher (Cheng et al., CVPR 2023) use such rounds to get within
-a few percent of full supervision. Each round's numbers - boxes kept, refined, reset and empty, and, where the box
+a few percent of full supervision. Each round's numbers - boxes kept, refined, reset, empty and ignored as unsure,
+and, where the box
 dataset has ``groundTruthTr`` (the phantom), the pseudo-masks' Dice inside the boxes - go to
 ``<out>/self_training.json`` as soon as the round is done, with the commands' log in ``<out>/commands.log``.
 The model of the last round is the strong model.
@@ -124,7 +126,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                fold: str = "all", trainer: str = "nnUNetTrainer", device: str = "cuda", rule: str = "fixed",
                threshold: float = 0.5, refine: str = "random_walker",
                ignore_band: Optional[tuple[float, float]] = (0.2, 0.5), ignore_ring: int = 0,
-               overwrite: bool = False,
+               ignore_unsure: float = 0.0, overwrite: bool = False,
                disable_tta: bool = False, resume: bool = False) -> dict:
     """Run ``rounds`` self-training rounds (module docstring).
 
@@ -137,7 +139,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         name: dataset name stem; round ``r``'s dataset is ``<name>R<r>``.
         rounds: number of rounds (>= 1).
         plans, configuration, fold, trainer, device: what ``nnUNetv2_train`` / ``nnUNetv2_predict`` get.
-        rule, threshold, refine, ignore_band, ignore_ring: the pseudo-mask settings of every round.
+        rule, threshold, refine, ignore_band, ignore_ring, ignore_unsure: the pseudo-mask settings of every round
+            (:func:`~nnunet_fracture.inference.pseudo_masks.write_pseudo_masks`).
         overwrite: replace an existing ``out`` and existing datasets with the rounds' IDs, with what nnU-Net
             made from them under another name (their ``nnUNet_preprocessed`` and ``nnUNet_results`` folders).
         disable_tta: predict without test-time mirroring (faster).
@@ -175,7 +178,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                            "rule": rule, "threshold": threshold, "refine": refine,
                            "ignore_band": list(ignore_band) if ignore_band else None,
                            # recorded only when used, so records made before the ring existed still resume
-                           **({"ignore_ring": ignore_ring} if ignore_ring else {})},
+                           **({"ignore_ring": ignore_ring} if ignore_ring else {}),
+                           **({"ignore_unsure": ignore_unsure} if ignore_unsure else {})},
               "first_id": first_id, "name": name, "rounds": []}
     if resuming:
         record = _resumed_record(out, record)
@@ -210,7 +214,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         try:
             provenance = write_pseudo_masks(current, source.folder, folder / "pseudo_masks", rule=rule,
                                             threshold=threshold, refine=refine, ignore_band=ignore_band,
-                                            ignore_ring=ignore_ring,
+                                            ignore_ring=ignore_ring, ignore_unsure=ignore_unsure,
                                             export_dataset=dataset_id, export_name=f"{name}R{r}",
                                             overwrite=replaceable)
         except BaseException:  # arguments or inputs refused: leave no trace of this round (or of a fresh run)
@@ -235,6 +239,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         entry = {"round": r, "dataset": provenance["export_dataset"], "pseudo_masks": str(folder / "pseudo_masks"),
                  "boxes": provenance["num_boxes"], "empty_boxes": provenance["num_empty_boxes"],
                  "refinement_outcomes": provenance["refinement_outcomes"],
+                 "unsure_boxes": len(provenance["unsure_boxes"]),
                  "in_box_dice_vs_ground_truth": in_box_dice(folder / "pseudo_masks" / "masks", source),
                  "model": f"{trainer}__{plans}__{configuration} of dataset {dataset_id}, fold {fold}",
                  "predictions": None, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}

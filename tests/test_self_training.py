@@ -169,18 +169,19 @@ def test_a_fresh_run_refused_at_its_first_pseudo_masks_leaves_nothing(nnunet_env
     assert calls[0][0] == [weak] and not (tmp_path / "fresh").exists()  # a plain rerun is not refused
 
 
-def test_a_ring_reaches_every_rounds_pseudo_masks_and_the_record_and_resume_sees_it(nnunet_env, tmp_path,
-                                                                                     monkeypatch):
-    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)  # recorded without a ring
+@pytest.mark.parametrize("option, value, off", [("ignore_ring", 1, 0), ("ignore_unsure", 0.4, 0.0)])
+def test_a_round_label_option_reaches_every_rounds_pseudo_masks_and_the_record_and_resume_sees_it(
+        nnunet_env, tmp_path, monkeypatch, option, value, off):
+    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)  # recorded without the option
     calls = _stop_at_pseudo_masks(monkeypatch)
-    with pytest.raises(ValueError, match="was made with settings"):  # a ring is another recipe
-        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True, ignore_ring=1)
-    with pytest.raises(PseudoMasksCalled):  # the same recipe resumes: an unringed record stays valid
+    with pytest.raises(ValueError, match="was made with settings"):  # the option is another recipe
+        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True, **{option: value})
+    with pytest.raises(PseudoMasksCalled):  # the same recipe resumes: a record without the option stays valid
         self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True)
-    assert calls[-1][1]["ignore_ring"] == 0
+    assert calls[-1][1][option] == off
     with pytest.raises(PseudoMasksCalled):
-        self_train([weak], 501, tmp_path / "ringed", first_id=990, name="S", rounds=1, ignore_ring=1)
-    assert calls[-1][1]["ignore_ring"] == 1
+        self_train([weak], 501, tmp_path / "with_option", first_id=990, name="S", rounds=1, **{option: value})
+    assert calls[-1][1][option] == value
 
 
 @pytest.mark.parametrize("change, message", [

@@ -90,6 +90,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-ring", type=int, default=0, metavar="VOXELS",
                    help="with --export-dataset: each mask's outer VOXELS voxels are labelled 'ignore' too (default 0: "
                         "none; a box whose mask would vanish keeps it)")
+    p.add_argument("--ignore-unsure-boxes", type=float, default=0.0, metavar="SHARE",
+                   help="with --export-dataset: this share of all boxes, those whose mask has the lowest mean P (an "
+                        "empty one counts as 0), is 'ignore' whole (default 0: none), e.g. 0.4")
     p.set_defaults(func=run)
 
 
@@ -101,7 +104,7 @@ def run(args: argparse.Namespace) -> None:
                               export_dataset=args.export_dataset, export_name=args.name, overwrite=args.overwrite,
                               refine=args.refine,
                               ignore_band=tuple(args.ignore_band) if args.ignore_band else None,
-                              ignore_ring=args.ignore_ring)
+                              ignore_ring=args.ignore_ring, ignore_unsure=args.ignore_unsure_boxes)
     print(f"wrote pseudo-masks of {prov['num_cases']} cases ({prov['num_boxes']} boxes, {prov['num_empty_boxes']} "
           f"empty) to {args.out}; uncertainty: {prov['uncertainty']['kind']}")
     if prov["export_dataset"]:

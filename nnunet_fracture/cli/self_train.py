@@ -63,6 +63,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-ring", type=int, default=0, metavar="VOXELS",
                    help="each pseudo-mask's outer VOXELS voxels are 'ignore' too (default 0: none; a box whose mask "
                         "would vanish keeps it)")
+    p.add_argument("--ignore-unsure-boxes", type=float, default=0.0, metavar="SHARE",
+                   help="this share of all boxes, those whose pseudo-mask has the lowest mean P (an empty one counts "
+                        "as 0), is 'ignore' whole (default 0: none), e.g. 0.4")
     p.add_argument("--disable-tta", action="store_true", help="predict without test-time mirroring (faster)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out and the rounds' datasets (with their preprocessed data and models)")
@@ -79,10 +82,11 @@ def run(args: argparse.Namespace) -> None:
                         rounds=args.rounds, plans=args.plans, configuration=args.configuration, fold=args.fold,
                         trainer=args.trainer, device=args.device, rule=args.rule, threshold=args.threshold,
                         refine=args.refine, ignore_band=None if args.no_ignore else tuple(args.ignore_band),
-                        ignore_ring=args.ignore_ring,
+                        ignore_ring=args.ignore_ring, ignore_unsure=args.ignore_unsure_boxes,
                         overwrite=args.overwrite, disable_tta=args.disable_tta, resume=args.resume)
     for entry in record["rounds"]:
         dice = entry["in_box_dice_vs_ground_truth"]
-        print(f"round {entry['round']}: {entry['dataset']}, {entry['boxes']} boxes ({entry['empty_boxes']} empty)"
+        unsure = f", {entry['unsure_boxes']} ignored as unsure" if entry.get("unsure_boxes") else ""
+        print(f"round {entry['round']}: {entry['dataset']}, {entry['boxes']} boxes ({entry['empty_boxes']} empty{unsure})"
               + (f", pseudo-mask Dice in boxes {dice:.3f}" if dice is not None else ""))
     print(f"strong model: {record['rounds'][-1]['model']}; record in {args.out / 'self_training.json'}")

@@ -36,12 +36,15 @@ complete, so an error leaves nothing behind)::
     pseudo_masks.csv              one row per box (see :data:`CSV_COLUMNS`)
     pseudo_masks.json             provenance: inputs, model info, rule, parameters, thresholds, uncertainty kind
 
+Each box's ``mask_confidence`` is the mean P over its final mask (BoxTeacher's mask-aware confidence; empty
+boxes have none): the table's lowest values are the masks to check first.
+
 With ``export_dataset`` the masks also become the labels of a new nnU-Net raw dataset
 (:mod:`~nnunet_fracture.inference.dataset_export`). With an ``ignore_band (low, high)`` too, the box voxels left out
 of a mask whose P lies in ``[low, high)`` are labelled nnU-Net's ``ignore`` (2) there: the strong model is then
 neither taught they are fracture nor that they are not (a self-training round's uncertain voxels). With an
-``ignore_ring`` of ``r`` voxels the masks' outer ``r`` voxels are ``ignore`` as well
-(:mod:`~nnunet_fracture.inference.round_labels`).
+``ignore_ring`` of ``r`` voxels the masks' outer ``r`` voxels are ``ignore`` as well, and with ``ignore_unsure``
+the least confident share of all boxes is ``ignore`` whole (:mod:`~nnunet_fracture.inference.round_labels`).
 """
 from __future__ import annotations
 
@@ -63,7 +66,7 @@ from tqdm import tqdm
 
 from nnunet_fracture.inference.dataset_export import DatasetExport
 from nnunet_fracture.inference.refinement import Refinement, refine_box
-from nnunet_fracture.inference.round_labels import ignored_labels
+from nnunet_fracture.inference.round_labels import check_unsure_share, ignored_labels, unsure_boxes
 from nnunet_fracture.inference.prediction_folders import (UNCERTAINTY_KINDS, PredictionFolder, select_cases,
                                                           fused_probability, model_info, open_prediction_folders,
                                                           read_grid)
@@ -76,7 +79,7 @@ RULES = ("fixed", "otsu", "fraction")
 #: A box with constant probability has no Otsu threshold; it is kept whole only at or above this value.
 CONSTANT_BOX_THRESHOLD = 0.5
 CSV_COLUMNS = ("case", "box_id", "label", "rule", "threshold", "comparison", "voxels_in_box", "voxels_kept",
-               "max_probability", "mean_probability", "mean_uncertainty", "empty", "refinement")
+               "max_probability", "mean_probability", "mask_confidence", "mean_uncertainty", "empty", "refinement")
 OUTPUT_FILE_ENDING = ".nii.gz"
 OVERLAP_POLICY = ("each box's rule sees that box's own voxels; the case mask is the union of the per-box "
                   "selections (a voxel in several boxes is kept if any of them keeps it); 0 outside every box")
@@ -179,10 +182,11 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
         refined = refine_box(ct_hu, probability, region, selection.keep, refinement, spacing)
         mask[region] |= refined.keep.astype(np.uint8)
         kept = int(np.count_nonzero(refined.keep))
+        confidence = float(p[refined.keep].mean(dtype=np.float64)) if kept else math.nan
         rows.append({"case": case, "box_id": entry.box_id, "label": entry.label, "rule": rule.name,
                      "threshold": selection.threshold, "comparison": selection.comparison,
                      "voxels_in_box": int(p.size), "voxels_kept": kept, "max_probability": float(p.max()),
-                     "mean_probability": float(p.mean(dtype=np.float64)),
+                     "mean_probability": float(p.mean(dtype=np.float64)), "mask_confidence": confidence,
                      "mean_uncertainty": float(uncertainty[region].mean(dtype=np.float64)), "empty": kept == 0,
                      "refinement": refined.outcome})
     return mask, rows
@@ -198,7 +202,8 @@ def _threshold_summary(rows: list[dict]) -> dict:
 
 def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule: Rule, kind: str,
                 rows: list[dict], cases: list[str], export: Optional[DatasetExport],
-                refinement: Refinement, ignore_band: Optional[tuple[float, float]], ignore_ring: int) -> dict:
+                refinement: Refinement, ignore_band: Optional[tuple[float, float]], ignore_ring: int,
+                ignore_unsure: float, unsure: dict[str, set[int]]) -> dict:
     from nnunet_fracture import __version__
 
     empty = [{"case": r["case"], "box_id": r["box_id"]} for r in rows if r["empty"]]
@@ -216,6 +221,9 @@ def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule
         "refinement": refinement.parameters(),
         "ignore_band": list(ignore_band) if ignore_band is not None else None,
         "ignore_ring": ignore_ring,
+        "ignore_unsure": ignore_unsure,
+        "unsure_boxes": [{"case": r["case"], "box_id": r["box_id"], "mask_confidence": r["mask_confidence"]}
+                         for r in rows if r["box_id"] in unsure.get(r["case"], ())],
         "refinement_outcomes": {o: sum(r["refinement"] == o for r in rows)
                                 for o in sorted({r["refinement"] for r in rows})},
         "box_regions": OVERLAP_POLICY,
@@ -240,7 +248,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
                        min_threshold: float = 0.05, export_dataset: Optional[int] = None,
                        export_name: Optional[str] = None, overwrite: bool = False,
                        refine: str = "none", ignore_band: Optional[tuple[float, float]] = None,
-                       ignore_ring: int = 0) -> dict:
+                       ignore_ring: int = 0, ignore_unsure: float = 0.0) -> dict:
     """Write pseudo-masks, probabilities, uncertainty maps, the box table and provenance to ``out``.
 
     Args:
@@ -259,6 +267,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             become nnU-Net's ignore label in the exported labels.
         ignore_ring: with ``export_dataset``: the masks' voxels within this many voxels of their border become the
             ignore label too (:mod:`~nnunet_fracture.inference.round_labels`).
+        ignore_unsure: with ``export_dataset``: this share of all boxes, those with the lowest mask confidence (an
+            empty mask counts as 0), is the ignore label whole.
 
     Returns:
         The provenance dictionary written to ``pseudo_masks.json``.
@@ -281,6 +291,10 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
     if ignore_ring and export_dataset is None:
         raise ValueError("--ignore-ring only shapes the exported labels. Fix: add --export-dataset ID --name NAME "
                          "or leave --ignore-ring out.")
+    ignore_unsure = check_unsure_share(ignore_unsure)
+    if ignore_unsure and export_dataset is None:
+        raise ValueError("--ignore-unsure-boxes only shapes the exported labels. Fix: add --export-dataset ID --name "
+                         "NAME or leave --ignore-unsure-boxes out.")
     if (export_dataset is None) != (export_name is None):
         raise ValueError("--export-dataset and --name go together. Fix: pass both (e.g. --export-dataset 502 "
                          "--name PhantomPseudo) or neither.")
@@ -290,7 +304,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
     folders = open_prediction_folders(predictions, source.file_ending)
     cases = select_cases(folders, source.cases, source.boxes_file)
     check_output_not_an_input(out, [f.path for f in folders] + [source.folder])
-    with_ignore = ignore_band is not None or ignore_ring > 0
+    with_ignore = ignore_band is not None or ignore_ring > 0 or ignore_unsure > 0
     export = (DatasetExport(export_dataset, export_name, source, overwrite, with_ignore=with_ignore)
               if export_dataset is not None else None)
 
@@ -320,14 +334,22 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             _write(mask_image, tmp / "masks" / f"{case}{OUTPUT_FILE_ENDING}")
             _write(array_to_image(probability, grid), tmp / "probabilities" / f"{case}{OUTPUT_FILE_ENDING}")
             _write(array_to_image(uncertainty, grid), tmp / "uncertainty" / f"{case}{OUTPUT_FILE_ENDING}")
-            if export is not None:
-                label = array_to_image(ignored_labels(mask, probability, boxes, ignore_band, ignore_ring),
-                                       grid) if with_ignore else mask_image
-                export.add_case(case, label)
             del probability, uncertainty, mask, mask_image
         (kind,) = kinds
+        unsure = unsure_boxes(rows, ignore_unsure)  # ranked over every box: known only now
+        if export is not None:
+            for case in cases:  # the labels from the masks and probabilities just written
+                mask_image = sitk.ReadImage(str(tmp / "masks" / f"{case}{OUTPUT_FILE_ENDING}"))
+                if with_ignore:
+                    mask = sitk.GetArrayFromImage(mask_image)
+                    probability = sitk.GetArrayFromImage(
+                        sitk.ReadImage(str(tmp / "probabilities" / f"{case}{OUTPUT_FILE_ENDING}")))
+                    boxes = source.case_boxes(case, tuple(mask_image.GetSize()))
+                    mask_image = array_to_image(ignored_labels(mask, probability, boxes, ignore_band, ignore_ring,
+                                                               unsure.get(case, ())), mask_image)
+                export.add_case(case, mask_image)
         provenance = _provenance(folders, source, selection_rule, kind, rows, cases, export, refinement, ignore_band,
-                                 ignore_ring)
+                                 ignore_ring, ignore_unsure, unsure)
         pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(tmp / "pseudo_masks.csv", index=False)
         (tmp / "pseudo_masks.json").write_text(json.dumps(provenance, indent=2))
         if export is not None:

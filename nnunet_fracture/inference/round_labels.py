@@ -1,6 +1,6 @@
 """The training labels of a self-training round: a pseudo-mask with nnU-Net's ``ignore`` label where it is unsure.
 
-Two kinds of voxels become ``ignore`` (:data:`~nnunet_fracture.inference.dataset_export.IGNORE_LABEL`), so the
+Three kinds of voxels become ``ignore`` (:data:`~nnunet_fracture.inference.dataset_export.IGNORE_LABEL`), so the
 next model is taught neither that they are fracture nor that they are not:
 
 - **the uncertainty band**: box voxels left out of the mask whose probability lies in ``[low, high)``;
@@ -8,13 +8,21 @@ next model is taught neither that they are fracture nor that they are not:
   erosion by ``ring`` face-connected steps, taken box by box. On the bench, two thirds of a round's false-positive
   voxels lie within one voxel of the true fracture: the pseudo-masks are about one voxel too thick. Simple Does It
   (Khoreva et al., CVPR 2017, the "box^i" labels) leaves such a ring between a confident core and the background
-  unlabelled. A box whose mask the erosion would empty keeps its mask: a round needs foreground to learn from.
+  unlabelled. A box whose mask the erosion would empty keeps its mask: a round needs foreground to learn from;
+- **unsure boxes**: every voxel of the boxes whose pseudo-mask is least confident (:func:`unsure_boxes`), unless
+  it also lies in a confident box. BoxTeacher (Cheng et al., CVPR 2023) weighs each pseudo-mask by its
+  mask-aware confidence, the mean probability over the mask, so that poor masks teach little; the stock trainer
+  takes no weights, so the least confident share of boxes teaches nothing instead, as curriculum labelling keeps
+  only the most confident percentile of pseudo-labels (Cascante-Bonilla et al., AAAI 2021). On the bench phantom
+  the weak model puts a blob of healthy cancellous bone in every cleft box, and a round trained on those blobs
+  marks one in every healthy vertebral body; those boxes are its least confident ones.
 
 Outside the boxes the labels stay what they are (0): that is known background.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import math
+from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -23,10 +31,44 @@ from nnunet_fracture.dataset_conversion.source_dataset import BoxEntry
 from nnunet_fracture.inference.dataset_export import IGNORE_LABEL
 
 
+def check_unsure_share(share: object) -> float:
+    """``share`` as a float in [0, 1).
+
+    Raises:
+        ValueError: otherwise (1 would leave a round nothing to learn from).
+    """
+    ok = isinstance(share, (int, float)) and not isinstance(share, bool) and math.isfinite(share) and 0 <= share < 1
+    if not ok:
+        raise ValueError(f"--ignore-unsure-boxes must be a share of the boxes in [0, 1), got {share!r}")
+    return float(share)
+
+
+def unsure_boxes(rows: Iterable[Mapping], share: float) -> dict[str, set[int]]:
+    """The ``floor(share x N)`` least confident of ``N`` boxes, as ``{case: {box_id, ...}}``.
+
+    A box's confidence is its ``mask_confidence`` (the mean probability over its pseudo-mask); a box whose mask is
+    empty (NaN) counts as 0, the least confident. Ties keep the rows' order (case, then box).
+
+    Args:
+        rows: one mapping per box with ``case``, ``box_id`` and ``mask_confidence``
+            (:func:`~nnunet_fracture.inference.pseudo_masks.case_pseudo_mask`'s rows).
+        share: the share of boxes to return, in [0, 1).
+    """
+    share = check_unsure_share(share)
+    rows = list(rows)
+    count = math.floor(round(share * len(rows), 6))
+    confidence = [0.0 if math.isnan(r["mask_confidence"]) else float(r["mask_confidence"]) for r in rows]
+    chosen: dict[str, set[int]] = {}
+    for index in sorted(range(len(rows)), key=lambda n: confidence[n])[:count]:  # sorted() is stable
+        chosen.setdefault(rows[index]["case"], set()).add(int(rows[index]["box_id"]))
+    return chosen
+
+
 def ignored_labels(mask: np.ndarray, probability: np.ndarray, boxes: Sequence[BoxEntry],
-                   band: Optional[tuple[float, float]] = None, ring: int = 0) -> np.ndarray:
-    """The labels of one case (uint8): the mask (1), :data:`IGNORE_LABEL` on the band and the ring (module
-    docstring), 0 elsewhere.
+                   band: Optional[tuple[float, float]] = None, ring: int = 0,
+                   unsure: Iterable[int] = ()) -> np.ndarray:
+    """The labels of one case (uint8): the mask (1), :data:`IGNORE_LABEL` on the band, the ring and the unsure
+    boxes (module docstring), 0 elsewhere.
 
     Args:
         mask: the case's 0/1 pseudo-mask.
@@ -34,6 +76,7 @@ def ignored_labels(mask: np.ndarray, probability: np.ndarray, boxes: Sequence[Bo
         boxes: the case's boxes.
         band: ``(low, high)`` probability band of uncertain box voxels outside the mask, or ``None``.
         ring: width in voxels of the border ring inside each box's mask (0 = none).
+        unsure: box IDs of the case whose voxels are all ignored (outside the case's other boxes).
 
     Raises:
         ValueError: if the shapes differ or ``ring`` is not an integer >= 0.
@@ -54,4 +97,14 @@ def ignored_labels(mask: np.ndarray, probability: np.ndarray, boxes: Sequence[Bo
         if band is not None:
             p = probability[region]
             inside[(inside == 0) & (p >= band[0]) & (p < band[1])] = IGNORE_LABEL
+    unsure = set(unsure)
+    if unsure:
+        doubt = np.zeros(mask.shape, dtype=bool)
+        for entry in boxes:
+            if entry.box_id in unsure:
+                doubt[entry.region] = True
+        for entry in boxes:
+            if entry.box_id not in unsure:
+                doubt[entry.region] = False
+        labels[doubt] = IGNORE_LABEL
     return labels

@@ -122,6 +122,30 @@ def test_a_model_trained_with_the_same_settings_is_reused(tmp_path, monkeypatch)
     assert [c.split()[-1] for c in calls] == ["lambda_tightness=1", "lambda_tightness=2", "lambda_tightness=1"]
 
 
+def test_a_self_training_arm_trains_its_weak_model_only_without_cached_predictions(tmp_path, monkeypatch):
+    """Arms that differ only in their round labels (ring, unsure boxes) share the weak model's predictions of the
+    training images; with them cached, the weak model is not trained again."""
+    import nnunet_fracture.self_training as self_training
+    from quality import Workspace
+
+    ws = Workspace(tmp_path, "smoke", REGIMES["smoke"], results=tmp_path / "results")
+    trained, predicted, rounds = [], [], []
+    monkeypatch.setattr(ws, "train", lambda dataset_id, trainer, settings: trained.append(settings))
+    monkeypatch.setattr(ws, "raw", lambda dataset_id: tmp_path / f"Dataset{dataset_id:03d}_Probe")
+
+    def fake_predict(images, out, dataset_id, trainer):
+        out.mkdir(parents=True)
+        predicted.append(trainer)
+        return out
+
+    monkeypatch.setattr(ws, "predict", fake_predict)
+    monkeypatch.setattr(self_training, "self_train", lambda *args, **kwargs: rounds.append(kwargs))
+    arm = ARMS["flywheel_unsure_r1"]
+    assert ws.self_training(arm, 0, 701) == ws.self_training(dataclasses.replace(arm, ignore_unsure=0.2), 0, 701)
+    assert trained == [arm.settings] and predicted == [arm.trainer]
+    assert [r["ignore_unsure"] for r in rounds] == [0.4, 0.2]
+
+
 def test_weak_bbox_arm_is_the_trainers_default_recipe_and_mean_bags_the_first_one():
     """The weak_bbox arm spells its settings out (so its cached runs keep their key); they must equal what
     nnUNetTrainerWeakBBox does with no settings at all."""

@@ -119,3 +119,36 @@ def test_an_ignore_ring_needs_an_export_and_a_whole_number(src, tmp_path):
     with pytest.raises(ValueError, match="--ignore-ring must be a whole number of voxels >= 0, got -1"):
         write_pseudo_masks([fold], 501, tmp_path / "out", export_dataset=502, export_name="P", ignore_ring=-1)
     assert not (tmp_path / "out").exists()
+
+
+def test_export_ignores_the_least_confident_boxes_whole(src, nnunet_env, tmp_path):
+    import pandas as pd
+
+    fold = prediction_folder(tmp_path / "pred_f0", fold0())
+    prov = write_pseudo_masks([fold], 501, tmp_path / "out", rule="fixed", refine="none", export_dataset=502,
+                              export_name="Unsure", ignore_unsure=0.6)
+    ds = nnunet_env["nnUNet_raw"] / "Dataset502_Unsure"
+    # mask confidence (mean P over each box's mask at P >= 0.5): frac B1 (0.8 x 3 + 0.7) / 4 = 0.775, B2 and B3
+    # empty (0), two A 0.6 (four 0.6), B (0.6 + 0.6 + 0.9) / 3 = 0.7. floor(0.6 x 5) = 3 unsure: B2, B3 and A
+    table = pd.read_csv(tmp_path / "out" / "pseudo_masks.csv")
+    assert np.allclose(table["mask_confidence"].fillna(-1), [0.775, -1, -1, 0.6, 0.7])
+    assert [(b["case"], b["box_id"]) for b in prov["unsure_boxes"]] == [("frac", 2), ("frac", 3), ("two", 1)]
+    assert prov["ignore_unsure"] == 0.6
+    expected_frac = mask_from(B1_HIGH)
+    expected_frac[2:4, 2:5, 3:6] = 2  # B2
+    expected_frac[3, 4, 0:3] = 2  # B3
+    assert np.array_equal(read(ds / "labelsTr" / "frac.nii.gz"), expected_frac)
+    # two: A (i 0-3) is ignore except i 2-3, which lie in B (confident): B's mask keeps i 2, 3 and 5 (0.2 at i 4)
+    two = np.zeros(read(ds / "labelsTr" / "two.nii.gz").shape, np.uint8)
+    two[0, 0, :] = (2, 2, 1, 1, 0, 1)
+    assert np.array_equal(read(ds / "labelsTr" / "two.nii.gz"), two)
+    assert json.loads((ds / "dataset.json").read_text(encoding="utf-8"))["labels"]["ignore"] == 2
+
+
+def test_unsure_boxes_need_an_export(src, tmp_path):
+    fold = prediction_folder(tmp_path / "pred_f0", fold0())
+    with pytest.raises(ValueError, match="--ignore-unsure-boxes only shapes the exported labels"):
+        write_pseudo_masks([fold], 501, tmp_path / "out", ignore_unsure=0.4)
+    with pytest.raises(ValueError, match=r"--ignore-unsure-boxes must be a share of the boxes in \[0, 1\), got 1"):
+        write_pseudo_masks([fold], 501, tmp_path / "out", export_dataset=502, export_name="P", ignore_unsure=1)
+    assert not (tmp_path / "out").exists()

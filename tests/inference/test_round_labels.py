@@ -1,11 +1,14 @@
-"""Labels of a self-training round: the uncertainty band and the border ring, on tiny hand-drawn masks."""
+"""Labels of a self-training round: the uncertainty band, the border ring and the unsure boxes, on tiny hand-drawn
+masks."""
+import math
+
 import numpy as np
 import pytest
 
 from nnunet_fracture.dataset_conversion.case import VoxelBox
 from nnunet_fracture.dataset_conversion.source_dataset import BoxEntry
 from nnunet_fracture.inference.dataset_export import IGNORE_LABEL
-from nnunet_fracture.inference.round_labels import ignored_labels
+from nnunet_fracture.inference.round_labels import ignored_labels, unsure_boxes
 
 
 def entry(lo, hi, box_id=1):
@@ -73,3 +76,37 @@ def test_a_bad_ring_is_refused(ring):
 def test_shapes_must_match():
     with pytest.raises(ValueError, match=r"mask shape \(2, 2, 2\) differs from probability shape \(2, 2, 3\)"):
         ignored_labels(np.zeros((2, 2, 2)), np.zeros((2, 2, 3)), [])
+
+
+def row(case, box_id, confidence):
+    return {"case": case, "box_id": box_id, "mask_confidence": confidence}
+
+
+def test_the_least_confident_share_of_all_boxes_is_unsure():
+    rows = [row("a", 1, 0.9), row("a", 2, 0.6), row("b", 1, math.nan), row("b", 2, 0.7), row("c", 3, 0.8)]
+    # floor(0.4 x 5) = 2: b/1 (empty: 0) and a/2 (0.6); floor(0.6 x 5) = 3 adds b/2 (0.7)
+    assert unsure_boxes(rows, 0.4) == {"a": {2}, "b": {1}}
+    assert unsure_boxes(rows, 0.6) == {"a": {2}, "b": {1, 2}}
+    assert unsure_boxes(rows, 0.19) == {}  # floor(0.95) = 0
+    assert unsure_boxes(rows, 0.0) == {}
+
+
+def test_unsure_ties_keep_the_rows_order():
+    rows = [row("a", 1, 0.5), row("a", 2, 0.5), row("b", 1, 0.5)]
+    assert unsure_boxes(rows, 0.5) == {"a": {1}}  # floor(1.5) = 1: the first of three equal boxes
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0, float("nan"), True, "0.4"])
+def test_a_bad_unsure_share_is_refused(share):
+    with pytest.raises(ValueError, match=r"--ignore-unsure-boxes must be a share of the boxes in \[0, 1\)"):
+        unsure_boxes([], share)
+
+
+def test_an_unsure_box_is_ignored_whole_outside_the_confident_boxes():
+    mask = np.zeros((1, 1, 8), np.uint8)
+    mask[0, 0, [1, 3, 6]] = 1
+    boxes = [entry((0, 0, 0), (4, 0, 0), 1), entry((3, 0, 0), (6, 0, 0), 2)]  # overlap at i 3-4
+    labels = ignored_labels(mask, np.zeros(mask.shape, np.float32), boxes, unsure={1})
+    # box 1 (i 0-4) is ignore except where box 2 (i 3-6) covers it; box 2 keeps its labels; i 7 is outside
+    assert labels.ravel().tolist() == [IGNORE_LABEL, IGNORE_LABEL, IGNORE_LABEL, 1, 0, 0, 1, 0]
+    assert np.array_equal(ignored_labels(mask, np.zeros(mask.shape, np.float32), boxes, unsure={7}), mask)
