@@ -48,9 +48,13 @@ from nnunet_fracture.stock_commands import predict_command, run_stock
 RECORD = "self_training.json"
 
 
-def in_box_dice(masks: Path, source: SourceDataset) -> Optional[float]:
+def in_box_dice(masks: Path, source: SourceDataset, left_out: Optional[Sequence[dict]] = None) -> Optional[float]:
     """Pooled Dice of the pseudo-masks in ``masks`` against the source's ``groundTruthTr`` inside the boxes, or
-    ``None`` when the source has no ground truth (real data)."""
+    ``None`` when the source has no ground truth (real data) or no box is scored.
+
+    Args:
+        left_out: boxes not scored, as ``{"case": ..., "box_id": ...}`` (e.g. the unsure boxes a round ignores).
+    """
     truth_folder = source.folder / "groundTruthTr"
     if not truth_folder.is_dir():
         return None
@@ -62,9 +66,11 @@ def in_box_dice(masks: Path, source: SourceDataset) -> Optional[float]:
             continue
         mask = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_file))) > 0
         truth = sitk.GetArrayFromImage(sitk.ReadImage(str(truth_file))) > 0
+        skip = {int(b["box_id"]) for b in left_out or () if b["case"] == case}
         inside = np.zeros(mask.shape, dtype=bool)
         for entry in source.case_boxes(case, mask.shape[::-1]):
-            inside[entry.region] = True
+            if entry.box_id not in skip:
+                inside[entry.region] = True
         overlap += int(np.count_nonzero(mask & truth & inside))
         total += int(np.count_nonzero(mask & inside)) + int(np.count_nonzero(truth & inside))
     return 2 * overlap / total if total else None
@@ -240,6 +246,9 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                  "boxes": provenance["num_boxes"], "empty_boxes": provenance["num_empty_boxes"],
                  "refinement_outcomes": provenance["refinement_outcomes"],
                  "unsure_boxes": len(provenance["unsure_boxes"]),
+                 **({"in_box_dice_of_confident_boxes": in_box_dice(folder / "pseudo_masks" / "masks", source,
+                                                                   provenance["unsure_boxes"])}
+                    if provenance["unsure_boxes"] else {}),
                  "in_box_dice_vs_ground_truth": in_box_dice(folder / "pseudo_masks" / "masks", source),
                  "model": f"{trainer}__{plans}__{configuration} of dataset {dataset_id}, fold {fold}",
                  "predictions": None, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}

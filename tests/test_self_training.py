@@ -49,6 +49,8 @@ def test_in_box_dice_by_hand(nnunet_env, tmp_path):
     mask[1, 1, 1] = 1  # one false positive in the box
     sitk.WriteImage(on_grid(mask), str(masks / "frac.nii.gz"))
     assert in_box_dice(masks, SourceDataset.open(source)) == pytest.approx(2 * 2 / (3 + 3))
+    assert in_box_dice(masks, SourceDataset.open(source), [{"case": "frac", "box_id": 2}]) == pytest.approx(4 / 6)
+    assert in_box_dice(masks, SourceDataset.open(source), [{"case": "frac", "box_id": 1}]) is None  # nothing scored
 
 
 def _recorded_run(nnunet_env, tmp_path, finished_rounds: int, legacy: bool = False):
