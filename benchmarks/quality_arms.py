@@ -124,6 +124,10 @@ ARMS: dict[str, Arm] = {
                               note="flywheel_size_r1 with the 40 % of boxes whose pseudo-mask has the lowest mean P "
                                    "labelled 'ignore' whole (BoxTeacher's mask confidence): the weak model's "
                                    "cleft-box blobs no longer teach the strong model"),
+    "flywheel_unsure": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                           settings=DEFAULT_RECIPE, self_training_rounds=2, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
+                           note="a second round of flywheel_unsure_r1 (continues its run), the unsure boxes ranked "
+                                "again on the round-1 model's predictions"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -147,7 +151,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "mean_bags", "plane_bags", "weak_bbox", "plus_affinity",
                     "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement", "weak_bbox_fraction",
                     "weak_bbox_otsu", "weak_bbox_refined", "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring", "flywheel_size_r1",
-                    "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1", "flywheel_unsure_r1"),
+                    "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1", "flywheel_unsure_r1",
+                    "flywheel_unsure"),
     "all": tuple(ARMS),
 }
 
