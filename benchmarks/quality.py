@@ -244,7 +244,7 @@ class Workspace:
             # the round IDs belong to the seed, not the recipe: another recipe's datasets there are replaced
             if (out / "self_training.json").is_file():
                 try:
-                    run(resume=True)
+                    run(resume=True, overwrite=True)
                 except ValueError as refused:  # e.g. a round's dataset was replaced by another recipe's since
                     print(f"[self-training] starting over: {refused}", flush=True)
                     run(overwrite=True)

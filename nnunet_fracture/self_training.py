@@ -23,7 +23,8 @@ The model of the last round is the strong model.
 
 ``resume`` continues an interrupted or shorter run in the same ``out``: rounds recorded as finished are kept (their
 datasets, models and predictions are not touched), an unfinished round is redone from its start, and ``rounds``
-may exceed the recorded ones to add rounds. It refuses a record made with other inputs or settings.
+may exceed the recorded ones to add rounds. It refuses a record made with other inputs or settings. With
+``overwrite`` too, what stands at the dataset IDs of the rounds still to run is replaced.
 """
 from __future__ import annotations
 
@@ -90,23 +91,24 @@ def _resumed_record(out: Path, fresh: dict) -> dict:
         record = json.loads(path.read_text(encoding="utf-8"))
         finished = [(int(entry["round"]), Path(entry["dataset"])) for entry in record["rounds"]]
     except (OSError, ValueError, TypeError, KeyError) as error:
-        raise ValueError(f"{path} cannot be read as a self-training record ({error!r}). Fix: pass --overwrite to "
-                         f"start over.") from None
+        raise ValueError(f"{path} cannot be read as a self-training record ({error!r}). Fix: pass --overwrite "
+                         f"without --resume to start over.") from None
     for key in ("box_dataset", "weak_predictions", "settings", "first_id", "name"):
         if key in record and record[key] != fresh[key]:  # records written before 2026-12-05 lack first_id and name
             raise ValueError(f"--resume: {path} was made with {key} {record[key]!r}, not {fresh[key]!r}. Fix: rerun "
-                             f"with the recorded {key}, or pass --overwrite to start over.")
+                             f"with the recorded {key}, or pass --overwrite without --resume to start over.")
     for r, dataset in finished:
         expected = f"Dataset{fresh['first_id'] + r - 1:03d}_"
         if not dataset.name.startswith(expected):
             raise ValueError(f"--resume: round {r} in {path} used {dataset.name}, not an ID {expected[7:-1]} from "
                              f"--first-id {fresh['first_id']}. Fix: pass the recorded first ID.")
         if not dataset.is_dir():
-            raise ValueError(f"--resume: round {r}'s dataset {dataset} is gone. Fix: pass --overwrite to start over.")
+            raise ValueError(f"--resume: round {r}'s dataset {dataset} is gone. Fix: pass --overwrite without "
+                             f"--resume to start over.")
     for entry in record["rounds"]:  # a round recorded without predictions is the last one; it predicts on demand
         if _predicted(entry) and not (out / f"round{entry['round']}" / "predictions").is_dir():
             raise ValueError(f"--resume: round {entry['round']}'s predictions in {out} are gone. Fix: pass "
-                             f"--overwrite to start over.")
+                             f"--overwrite without --resume to start over.")
     return record
 
 
@@ -148,7 +150,9 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         rule, threshold, refine, ignore_band, ignore_ring, ignore_unsure: the pseudo-mask settings of every round
             (:func:`~nnunet_fracture.inference.pseudo_masks.write_pseudo_masks`).
         overwrite: replace an existing ``out`` and existing datasets with the rounds' IDs, with what nnU-Net
-            made from them under another name (their ``nnUNet_preprocessed`` and ``nnUNet_results`` folders).
+            made from them under another name (their ``nnUNet_preprocessed`` and ``nnUNet_results`` folders). With
+            ``resume``, the finished rounds are kept and only what stands at the IDs of the rounds still to run is
+            replaced (e.g. another run's round 2 when a one-round run gets a second round).
         disable_tta: predict without test-time mirroring (faster).
         resume: keep the rounds finished in ``out`` (module docstring) and run the rest.
 
@@ -164,8 +168,6 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
     if not 1 <= first_id <= 1000 - rounds:
         raise ValueError(f"--first-id {first_id} leaves no room for {rounds} dataset IDs (1-999). Fix: pick a "
                          f"free ID from 1 to {999 - rounds + 1}.")
-    if resume and overwrite:
-        raise ValueError("--resume keeps the finished rounds and --overwrite replaces them: pass one of the two")
     out = Path(out).absolute()
     resuming = resume and (out / RECORD).is_file()
     if not resuming:

@@ -190,7 +190,7 @@ def test_a_round_label_option_reaches_every_rounds_pseudo_masks_and_the_record_a
     ({"refine": "none"}, "was made with settings"),
     ({"first_id": 980}, "was made with first_id 990, not 980"),
     ({"name": "T"}, "was made with name 'S', not 'T'"),
-    ({"overwrite": True}, "pass one of the two"),
+    ({"name": "T", "overwrite": True}, "or pass --overwrite without --resume to start over"),
 ])
 def test_resume_refuses_another_run(nnunet_env, tmp_path, monkeypatch, change, message):
     weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)
@@ -308,3 +308,21 @@ def test_a_rounds_id_with_nnunet_folders_under_another_name(nnunet_env, tmp_path
     with pytest.raises(AssertionError, match="nnUNetv2_extract_fingerprint"):
         self_train([weak], 501, tmp_path / "b", first_id=990, name="S", rounds=1, overwrite=True)
     assert not any(path.exists() for path in stale)
+
+
+def test_resume_with_overwrite_keeps_finished_rounds_and_replaces_what_stands_at_a_new_rounds_id(
+        nnunet_env, tmp_path, monkeypatch):
+    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)  # round 1 with its predictions
+    record = json.loads((out / "self_training.json").read_text())
+    stale = [nnunet_env[root] / "Dataset991_OtherR2" for root in ("nnUNet_preprocessed", "nnUNet_results")]
+    for path in stale:
+        path.mkdir(parents=True)
+    calls = _stop_at_pseudo_masks(monkeypatch)
+    with pytest.raises(FileExistsError, match="round 2's dataset ID 991 has nnU-Net folders under another name"):
+        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True)
+    assert not calls
+    with pytest.raises(PseudoMasksCalled):
+        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True, overwrite=True)
+    assert calls[-1][1]["overwrite"] is True and calls[-1][0] == [out / "round1" / "predictions"]
+    assert (nnunet_env["nnUNet_raw"] / "Dataset990_SR1").is_dir()  # the finished round stays
+    assert json.loads((out / "self_training.json").read_text())["rounds"] == record["rounds"]

@@ -68,7 +68,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                         "as 0), is 'ignore' whole (default 0: none), e.g. 0.4")
     p.add_argument("--disable-tta", action="store_true", help="predict without test-time mirroring (faster)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace --out and the rounds' datasets (with their preprocessed data and models)")
+                   help="replace --out and the rounds' datasets (with their preprocessed data and models); with "
+                        "--resume, keep the finished rounds and replace only what stands at the IDs of the rounds "
+                        "still to run")
     p.add_argument("--resume", action="store_true",
                    help="keep the rounds finished in --out (same inputs and settings), redo an unfinished one and run "
                         "the rest; with a larger --rounds, add rounds to a finished run")
