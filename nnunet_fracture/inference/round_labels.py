@@ -14,8 +14,10 @@ next model is taught neither that they are fracture nor that they are not:
   mask-aware confidence, the mean probability over the mask, so that poor masks teach little; the stock trainer
   takes no weights, so the least confident share of boxes teaches nothing instead, as curriculum labelling keeps
   only the most confident percentile of pseudo-labels (Cascante-Bonilla et al., AAAI 2021). On the bench phantom
-  the weak model puts a blob of healthy cancellous bone in every cleft box, and a round trained on those blobs
-  marks one in every healthy vertebral body; those boxes are its least confident ones.
+  the weak model puts a blob of healthy cancellous bone in each cleft box, and a round trained on those blobs
+  marks one in every healthy vertebral body. Its cleft masks are mostly its least confident: the lowest 40 % of
+  boxes held 11 of 11, 8 of 12 and 8 of 10 cleft boxes on three seeds, and where all were caught the round's
+  false positives on fracture-free cases fell from 2,835 and 1,279 voxels to 328 and 10 (README, quality bench).
 
 Outside the boxes the labels stay what they are (0): that is known background.
 """
