@@ -24,8 +24,9 @@ In:
   --dataset  the box dataset (ID), planned and preprocessed with --plans
 
 Out (--out DIR): round<r>/pseudo_masks, round<r>/predictions (not the last round), commands.log, and
-self_training.json with each round's numbers (boxes kept, refined, reset, empty; Dice of the pseudo-masks inside
-the boxes when the dataset has groundTruthTr, e.g. the phantom). Round r's dataset is Dataset<first-id + r - 1>_<name>R<r>.
+self_training.json with each round's numbers (boxes kept, refined, reset, empty, ignored as unsure; Dice of the
+pseudo-masks inside the boxes when the dataset has groundTruthTr, e.g. the phantom). Round r's dataset is
+Dataset<first-id + r - 1>_<name>R<r>.
 """
 
 SELF_TRAIN_EPILOG = """\
