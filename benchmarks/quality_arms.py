@@ -150,9 +150,9 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     # the ablation of the weak-box recipe, one ingredient per row (README)
     "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "mean_bags", "plane_bags", "weak_bbox", "plus_affinity",
                     "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement", "weak_bbox_fraction",
-                    "weak_bbox_otsu", "weak_bbox_refined", "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring", "flywheel_size_r1",
-                    "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1", "flywheel_unsure_r1",
-                    "flywheel_unsure"),
+                    "weak_bbox_otsu", "weak_bbox_refined", "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring",
+                    "flywheel_size_r1", "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1",
+                    "flywheel_unsure_r1", "flywheel_unsure"),
     "all": tuple(ARMS),
 }
 

@@ -16,8 +16,7 @@ round 1, the previous round's model's after that - and
 
 Simple Does It (Khoreva et al., CVPR 2017) and BoxTeacher (Cheng et al., CVPR 2023) use such rounds to get within
 a few percent of full supervision. Each round's numbers - boxes kept, refined, reset, empty and ignored as unsure,
-and, where the box
-dataset has ``groundTruthTr`` (the phantom), the pseudo-masks' Dice inside the boxes - go to
+and, where the box dataset has ``groundTruthTr`` (the phantom), the pseudo-masks' Dice inside the boxes - go to
 ``<out>/self_training.json`` as soon as the round is done, with the commands' log in ``<out>/commands.log``.
 The model of the last round is the strong model.
 

@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> None:
     for entry in record["rounds"]:
         dice = entry["in_box_dice_vs_ground_truth"]
         unsure = f", {entry['unsure_boxes']} ignored as unsure" if entry.get("unsure_boxes") else ""
-        print(f"round {entry['round']}: {entry['dataset']}, {entry['boxes']} boxes ({entry['empty_boxes']} empty{unsure})"
+        print(f"round {entry['round']}: {entry['dataset']}, {entry['boxes']} boxes "
+              f"({entry['empty_boxes']} empty{unsure})"
               + (f", pseudo-mask Dice in boxes {dice:.3f}" if dice is not None else ""))
     print(f"strong model: {record['rounds'][-1]['model']}; record in {args.out / 'self_training.json'}")
