@@ -66,6 +66,10 @@ ARMS: dict[str, Arm] = {
                                 settings=f"{DEFAULT_RECIPE} lambda_affinity=1 affinity_border_pairs=true",
                                 note="weak_bbox + HU affinity with pairs across the box border, the outside voxel "
                                      "as background: known background flows into the box along like density"),
+    "plus_smoothness": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                           settings=f"{DEFAULT_RECIPE} lambda_smoothness=1",
+                           note="weak_bbox + Wang & Xia's pairwise smoothness inside the boxes, (p_i - p_j)^2 over "
+                                "the 26-neighbourhood (weight 1: our unary terms are means, theirs sums over N+)"),
     "plus_rim": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                     settings=f"{DEFAULT_RECIPE} box_rim_mm=1.5",
                     note="weak_bbox with each box's outermost voxel layer trained as background (the phantom's boxes "
@@ -152,7 +156,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement", "weak_bbox_fraction",
                     "weak_bbox_otsu", "weak_bbox_refined", "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring",
                     "flywheel_size_r1", "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1",
-                    "flywheel_unsure_r1", "flywheel_unsure"),
+                    "flywheel_unsure_r1", "flywheel_unsure", "plus_smoothness"),
     "all": tuple(ARMS),
 }
 

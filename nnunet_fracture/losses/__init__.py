@@ -4,6 +4,7 @@ from nnunet_fracture.losses.box_affinity import BoxAffinityLoss
 from nnunet_fracture.losses.box_contrast import BoxContrastLoss
 from nnunet_fracture.losses.box_mil import BoxMILLoss
 from nnunet_fracture.losses.box_size import BoxSizeLoss, extended_log_barrier
+from nnunet_fracture.losses.box_smoothness import BoxSmoothnessLoss
 from nnunet_fracture.losses.box_tightness import BoxTightnessLoss
 from nnunet_fracture.losses.compound import RegionAndPixelLoss
 from nnunet_fracture.losses.focal import FocalLoss
@@ -21,6 +22,7 @@ __all__ = [
     "BoxContrastLoss",
     "BoxMILLoss",
     "BoxSizeLoss",
+    "BoxSmoothnessLoss",
     "BoxTightnessLoss",
     "ConsistencyLoss",
     "FocalLoss",

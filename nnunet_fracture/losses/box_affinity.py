@@ -1,7 +1,6 @@
 """HU affinity inside boxes: neighbours of similar density get the same label (BoxInst's pairwise term, in 3D)."""
 from __future__ import annotations
 
-import itertools
 import math
 from numbers import Real
 from typing import Sequence
@@ -10,24 +9,7 @@ import torch
 from torch import nn
 
 from nnunet_fracture.losses.bag_aggregation import check_fracture_logits
-
-
-def half_neighbourhood(dilation: Sequence[int]) -> list[tuple[int, ...]]:
-    """The offsets of a 3x3(x3) neighbourhood spread by ``dilation`` voxels per axis, one of each ``+-`` pair
-    (13 in 3D, 4 in 2D): a pair ``(i, i + o)`` is the same pair as ``(i + o, i)``."""
-    offsets = []
-    for step in itertools.product((-1, 0, 1), repeat=len(dilation)):
-        if any(step) and next(s for s in step if s) > 0:
-            offsets.append(tuple(s * d for s, d in zip(step, dilation)))
-    return offsets
-
-
-def _pair_slices(offset: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
-    first, second = [], []
-    for o in offset:
-        first.append(slice(0, -o) if o > 0 else slice(-o, None))
-        second.append(slice(o, None) if o > 0 else slice(0, o if o < 0 else None))
-    return tuple(first), tuple(second)
+from nnunet_fracture.losses.neighbour_pairs import boxes_region, half_neighbourhood, pair_slices
 
 
 class BoxAffinityLoss(nn.Module):
@@ -99,11 +81,7 @@ class BoxAffinityLoss(nn.Module):
             return logits.float().sum() * 0.0
         # every pair has a voxel inside a box, so the boxes' bounding region (grown by the reach of the
         # neighbourhood when border pairs count) holds every pair
-        corner = torch.nonzero(inside)
-        reach = self.dilation if self.border_pairs else (0,) * len(self.dilation)
-        region = (slice(None), slice(None)) + tuple(
-            slice(max(int(lo) - r, 0), int(hi) + r + 1)
-            for lo, hi, r in zip(corner.min(dim=0).values, corner.max(dim=0).values, reach))
+        region = boxes_region(inside, self.dilation if self.border_pairs else (0,) * len(self.dilation))
         x, numbers, hu = logits[region].float(), numbers[region], image_hu[region].detach().float()
         log_p, log_q = torch.nn.functional.logsigmoid(x), torch.nn.functional.logsigmoid(-x)
         min_similarity_log = math.log(self.tau)
@@ -111,7 +89,7 @@ class BoxAffinityLoss(nn.Module):
         for offset in self.offsets:
             if any(abs(o) >= s for o, s in zip(offset, x.shape[2:])):
                 continue
-            a, b = _pair_slices(offset)
+            a, b = pair_slices(offset)
             a, b = (slice(None), slice(None)) + a, (slice(None), slice(None)) + b
             alike = -(hu[a] - hu[b]).abs() / self.theta >= min_similarity_log
             keep = (numbers[a] == numbers[b]) & (numbers[a] > 0) & alike

@@ -2,7 +2,8 @@
 
 ``L1`` :class:`OutsideBackgroundLoss`, ``L2`` :class:`BoxMILLoss` (one bag per box), ``L3``
 :class:`BoxContrastLoss`, ``L4`` :class:`ConsistencyLoss`, and the box priors :class:`BoxTightnessLoss` (plane
-bags), :class:`BoxSizeLoss` (size bounds) and :class:`BoxAffinityLoss` (HU affinity); see those modules and the
+bags), :class:`BoxSizeLoss` (size bounds), :class:`BoxAffinityLoss` (HU affinity) and :class:`BoxSmoothnessLoss`
+(smoothness inside boxes); see those modules and the
 data contract in :mod:`nnunet_fracture.losses.bag_aggregation`. The bags of each scale are found once and shared.
 """
 from __future__ import annotations
@@ -19,12 +20,13 @@ from nnunet_fracture.losses.box_affinity import BoxAffinityLoss
 from nnunet_fracture.losses.box_contrast import BoxContrastLoss
 from nnunet_fracture.losses.box_mil import BoxMILLoss
 from nnunet_fracture.losses.box_size import BoxSizeLoss
+from nnunet_fracture.losses.box_smoothness import BoxSmoothnessLoss
 from nnunet_fracture.losses.box_tightness import BoxTightnessLoss
 from nnunet_fracture.losses.outside_background import OutsideBackgroundLoss
 from nnunet_fracture.losses.vae_consistency import ConsistencyLoss
 
 Scales = Union[torch.Tensor, Sequence[torch.Tensor]]
-COMPONENTS = ("outside", "mil", "contrast", "consistency", "tightness", "size", "affinity")
+COMPONENTS = ("outside", "mil", "contrast", "consistency", "tightness", "size", "affinity", "smoothness")
 BAG_COMPONENTS = ("outside", "mil", "contrast", "tightness", "size")
 
 
@@ -51,7 +53,7 @@ def _check_non_negative(name: str, value: object) -> float:
 
 class WeakBoxLoss(nn.Module):
     """``L = lambda_outside L1 + lambda_mil L2 + lambda_contrast L3 + lambda_consistency L4
-    + lambda_tightness L_tight + lambda_size L_size + lambda_affinity L_aff``.
+    + lambda_tightness L_tight + lambda_size L_size + lambda_affinity L_aff + lambda_smoothness L_smooth``.
 
     ``forward`` takes single tensors or lists with one entry per deep-supervision scale, highest resolution
     first (what nnU-Net's network and data loader give with deep supervision on). Over scales the loss is
@@ -69,7 +71,8 @@ class WeakBoxLoss(nn.Module):
     axis) and scales it to each lower scale by the ratio of the shapes. ``L_size`` (:class:`BoxSizeLoss`) reads
     its barrier sharpness from ``self.size.t``, which the trainer raises per epoch. ``L_aff``
     (:class:`BoxAffinityLoss`) needs the CT in HU (``image_hu``, full resolution) and is computed at the highest
-    resolution only, with weight 1; without ``image_hu`` it is skipped.
+    resolution only, with weight 1; without ``image_hu`` it is skipped. ``L_smooth`` (:class:`BoxSmoothnessLoss`)
+    is likewise computed at the highest resolution only.
 
     After each ``forward``, ``last_components`` holds detached floats for logging: one per name of
     :data:`COMPONENTS` (each the scale-weighted sum ``sum_s w_s L_i(s)``, 0.0 when not computed) and ``total``.
@@ -83,7 +86,7 @@ class WeakBoxLoss(nn.Module):
         alpha: smooth-max sharpness (> 0), Wang & Xia, MICCAI 2021.
         margin: L3 margin (>= 0).
         contrast_mode: L3 statistic, ``"max"`` or ``"mean"`` (box-level variant).
-        lambda_tightness, lambda_size, lambda_affinity: weights of the box priors, >= 0.
+        lambda_tightness, lambda_size, lambda_affinity, lambda_smoothness: weights of the box priors, >= 0.
         tightness_margin: annotation margin in voxels per spatial axis at full resolution.
         tightness_beta, tightness_gamma, tightness_gamma_out: the focal weights of :class:`BoxTightnessLoss`.
         tightness_outside_top: the share of hardest outside voxels its outside term averages.
@@ -93,6 +96,7 @@ class WeakBoxLoss(nn.Module):
         size_t: the size barrier's initial sharpness.
         affinity_theta, affinity_tau, affinity_dilation, affinity_border_pairs: :class:`BoxAffinityLoss`'s HU
             scale, threshold, neighbour spacing (voxels per axis) and whether pairs across a box border count.
+        smoothness_dilation: :class:`BoxSmoothnessLoss`'s neighbour spacing (voxels per axis).
         scale_weights: one non-negative weight per deep-supervision scale, not all zero; ``None`` = nnU-Net's.
             Ignored for single-tensor input.
 
@@ -110,7 +114,8 @@ class WeakBoxLoss(nn.Module):
                  tightness_rim: Optional[Sequence[float]] = None,
                  size_bounds: Sequence[float] = (0.02, 0.3), size_t: float = 5.0,
                  affinity_theta: float = 50.0, affinity_tau: float = 0.3,
-                 affinity_dilation: Sequence[int] = (1, 1, 1), affinity_border_pairs: bool = False) -> None:
+                 affinity_dilation: Sequence[int] = (1, 1, 1), affinity_border_pairs: bool = False,
+                 lambda_smoothness: float = 0.0, smoothness_dilation: Sequence[int] = (1, 1, 1)) -> None:
         super().__init__()
         self.lambdas = {
             "outside": _check_non_negative("lambda_outside", lambda_outside),
@@ -120,6 +125,7 @@ class WeakBoxLoss(nn.Module):
             "tightness": _check_non_negative("lambda_tightness", lambda_tightness),
             "size": _check_non_negative("lambda_size", lambda_size),
             "affinity": _check_non_negative("lambda_affinity", lambda_affinity),
+            "smoothness": _check_non_negative("lambda_smoothness", lambda_smoothness),
         }
         check_aggregation(aggregation, alpha)
         if scale_weights is not None:
@@ -143,6 +149,7 @@ class WeakBoxLoss(nn.Module):
         self.size = BoxSizeLoss(lower=size_bounds[0], upper=size_bounds[1], t=size_t)
         self.affinity = BoxAffinityLoss(theta=affinity_theta, tau=affinity_tau, dilation=affinity_dilation,
                                         border_pairs=affinity_border_pairs)
+        self.smoothness = BoxSmoothnessLoss(dilation=smoothness_dilation)
         self.last_components: dict[str, float] = {}
 
     def weights_for(self, n_scales: int) -> list[float]:
@@ -209,6 +216,8 @@ class WeakBoxLoss(nn.Module):
                 sums[name] = sums[name] + weight * value if name in sums else weight * value
         if self.lambdas["affinity"] > 0 and image_hu is not None:
             sums["affinity"] = self.affinity(logit_scales[0], number_scales[0], image_hu)
+        if self.lambdas["smoothness"] > 0:
+            sums["smoothness"] = self.smoothness(logit_scales[0], number_scales[0])
 
         if sums:
             total = sum(self.lambdas[name] * value for name, value in sums.items())

@@ -64,13 +64,15 @@ class BoxPriorSettings:
     lies in ``[size_lower, size_upper]`` (:class:`~nnunet_fracture.losses.BoxSizeLoss`), with the barrier's ``t``
     growing from ``size_t0`` by ``size_t_growth`` per epoch up to ``size_t_max``; ``lambda_affinity``: neighbours
     ``affinity_dilation_mm`` apart whose HU differ little agree (:class:`~nnunet_fracture.losses.BoxAffinityLoss`;
-    with ``affinity_border_pairs`` also across a box's border, the outside voxel as background).
+    with ``affinity_border_pairs`` also across a box's border, the outside voxel as background);
+    ``lambda_smoothness``: neighbouring voxels of one box get similar P, whatever their HU
+    (:class:`~nnunet_fracture.losses.BoxSmoothnessLoss`, neighbours one voxel apart).
     """
 
     settings = ("lambda_tightness", "annotation_margin_mm", "box_rim_mm", "tightness_beta", "tightness_gamma",
                 "tightness_gamma_out", "tightness_outside_top", "lambda_size", "size_lower", "size_upper", "size_t0",
                 "size_t_growth", "size_t_max", "lambda_affinity", "affinity_theta_hu", "affinity_tau",
-                "affinity_dilation_mm", "affinity_border_pairs")
+                "affinity_dilation_mm", "affinity_border_pairs", "lambda_smoothness")
     lambda_tightness = 0.0
     annotation_margin_mm = 6.0  # the phantom's boxes overhang the fracture by 1-4 voxels of 1.5 mm
     box_rim_mm = 0.0  # boxes overhang by at least this much: that rim of every box is background
@@ -89,13 +91,14 @@ class BoxPriorSettings:
     affinity_tau = 0.3  # BoxInst
     affinity_dilation_mm = 1.5
     affinity_border_pairs = False  # pairs across a box border count, the outside voxel as background
+    lambda_smoothness = 0.0  # Wang & Xia's pairwise term; not yet measured on the quality bench
     setting_ranges = {"lambda_tightness": (0.0, None), "annotation_margin_mm": (0.0, None), "box_rim_mm": (0.0, None),
                       "tightness_beta": (0.0, 1.0), "tightness_gamma": (0.0, None), "tightness_gamma_out": (0.0, None),
                       "tightness_outside_top": (1e-6, 1.0),
                       "lambda_size": (0.0, None), "size_lower": (0.0, 1.0), "size_upper": (0.0, 1.0),
                       "size_t0": (1e-6, None), "size_t_growth": (1.0, None), "size_t_max": (1e-6, None),
                       "lambda_affinity": (0.0, None), "affinity_theta_hu": (1e-6, None), "affinity_tau": (1e-6, 1.0),
-                      "affinity_dilation_mm": (1e-6, None)}
+                      "affinity_dilation_mm": (1e-6, None), "lambda_smoothness": (0.0, None)}
 
     def box_prior_loss_arguments(self, spacing: Sequence[float]) -> dict:
         """The :class:`~nnunet_fracture.losses.WeakBoxLoss` arguments of the box priors, for patches of ``spacing``."""
@@ -109,7 +112,7 @@ class BoxPriorSettings:
                     lambda_affinity=self.lambda_affinity, affinity_theta=self.affinity_theta_hu,
                     affinity_tau=self.affinity_tau,
                     affinity_dilation=dilation_voxels(self.affinity_dilation_mm, spacing),
-                    affinity_border_pairs=self.affinity_border_pairs)
+                    affinity_border_pairs=self.affinity_border_pairs, lambda_smoothness=self.lambda_smoothness)
 
     def size_barrier_at(self, epoch: int) -> float:
         """The size barrier's ``t`` in ``epoch``.

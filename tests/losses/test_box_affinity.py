@@ -4,14 +4,6 @@ import pytest
 import torch
 
 from nnunet_fracture.losses import BoxAffinityLoss
-from nnunet_fracture.losses.box_affinity import half_neighbourhood
-
-
-def test_half_neighbourhood_holds_one_of_each_pair():
-    offsets = half_neighbourhood((1, 1, 1))
-    assert len(offsets) == 13
-    assert all(tuple(-o for o in off) not in offsets for off in offsets)
-    assert half_neighbourhood((2, 1)) == [(0, 1), (2, -1), (2, 0), (2, 1)]
 
 
 def line(ps, hus, numbers):
