@@ -8,8 +8,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from nnunet_fracture.losses.bag_aggregation import check_fracture_logits
-from nnunet_fracture.losses.neighbour_pairs import boxes_region, half_neighbourhood, pair_slices
+from nnunet_fracture.losses.neighbour_pairs import boxes_region, check_pair_inputs, half_neighbourhood, pairs_in
 
 
 class BoxAffinityLoss(nn.Module):
@@ -67,14 +66,7 @@ class BoxAffinityLoss(nn.Module):
         Raises:
             ValueError: if the shapes differ or ``dilation`` does not match the spatial axes.
         """
-        check_fracture_logits(logits)
-        for name, other in (("box_numbers", box_numbers), ("image_hu", image_hu)):
-            if tuple(other.shape) != tuple(logits.shape):
-                raise ValueError(f"{name} shape {tuple(other.shape)} differs from logits shape "
-                                 f"{tuple(logits.shape)}; all must be (B, 1, *spatial)")
-        if len(self.dilation) != logits.ndim - 2:
-            raise ValueError(f"dilation has {len(self.dilation)} entries but logits {tuple(logits.shape)} has "
-                             f"{logits.ndim - 2} spatial axes")
+        check_pair_inputs(logits, self.dilation, box_numbers=box_numbers, image_hu=image_hu)
         numbers = box_numbers.detach().round().long()
         inside = (numbers > 0).flatten(0, 1).any(dim=0)
         if not bool(inside.any()):
@@ -86,11 +78,7 @@ class BoxAffinityLoss(nn.Module):
         log_p, log_q = torch.nn.functional.logsigmoid(x), torch.nn.functional.logsigmoid(-x)
         min_similarity_log = math.log(self.tau)
         total, count = logits.float().sum() * 0.0, 0
-        for offset in self.offsets:
-            if any(abs(o) >= s for o, s in zip(offset, x.shape[2:])):
-                continue
-            a, b = pair_slices(offset)
-            a, b = (slice(None), slice(None)) + a, (slice(None), slice(None)) + b
+        for a, b in pairs_in(self.offsets, x.shape[2:]):
             alike = -(hu[a] - hu[b]).abs() / self.theta >= min_similarity_log
             keep = (numbers[a] == numbers[b]) & (numbers[a] > 0) & alike
             n = int(keep.sum())

@@ -7,8 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from nnunet_fracture.losses.bag_aggregation import check_fracture_logits
-from nnunet_fracture.losses.neighbour_pairs import boxes_region, half_neighbourhood, pair_slices
+from nnunet_fracture.losses.neighbour_pairs import boxes_region, check_pair_inputs, half_neighbourhood, pairs_in
 
 
 class BoxSmoothnessLoss(nn.Module):
@@ -51,13 +50,7 @@ class BoxSmoothnessLoss(nn.Module):
         Raises:
             ValueError: if the shapes differ or ``dilation`` does not match the spatial axes.
         """
-        check_fracture_logits(logits)
-        if tuple(box_numbers.shape) != tuple(logits.shape):
-            raise ValueError(f"box_numbers shape {tuple(box_numbers.shape)} differs from logits shape "
-                             f"{tuple(logits.shape)}; both must be (B, 1, *spatial)")
-        if len(self.dilation) != logits.ndim - 2:
-            raise ValueError(f"dilation has {len(self.dilation)} entries but logits {tuple(logits.shape)} has "
-                             f"{logits.ndim - 2} spatial axes")
+        check_pair_inputs(logits, self.dilation, box_numbers=box_numbers)
         numbers = box_numbers.detach().round().long()
         inside = (numbers > 0).flatten(0, 1).any(dim=0)
         if not bool(inside.any()):
@@ -65,11 +58,7 @@ class BoxSmoothnessLoss(nn.Module):
         region = boxes_region(inside, (0,) * len(self.dilation))  # both voxels of a pair lie in a box
         p, numbers = torch.sigmoid(logits[region].float()), numbers[region]
         total, count = logits.float().sum() * 0.0, 0
-        for offset in self.offsets:
-            if any(abs(o) >= s for o, s in zip(offset, p.shape[2:])):
-                continue
-            a, b = pair_slices(offset)
-            a, b = (slice(None), slice(None)) + a, (slice(None), slice(None)) + b
+        for a, b in pairs_in(self.offsets, p.shape[2:]):
             keep = (numbers[a] == numbers[b]) & (numbers[a] > 0)
             n = int(keep.sum())
             if n:

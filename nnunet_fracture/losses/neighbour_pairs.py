@@ -4,9 +4,11 @@ that pair every voxel with its neighbour at one offset, and the region around th
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
+
+from nnunet_fracture.losses.bag_aggregation import check_fracture_logits
 
 
 def half_neighbourhood(dilation: Sequence[int]) -> list[tuple[int, ...]]:
@@ -37,3 +39,31 @@ def boxes_region(inside: torch.Tensor, reach: Sequence[int]) -> tuple[slice, ...
     return (slice(None), slice(None)) + tuple(
         slice(max(int(lo) - r, 0), int(hi) + r + 1)
         for lo, hi, r in zip(corner.min(dim=0).values, corner.max(dim=0).values, reach))
+
+
+def check_pair_inputs(logits: torch.Tensor, dilation: Sequence[int], **maps: torch.Tensor) -> None:
+    """Check the inputs of a pairwise box term: one fracture channel, every map of ``maps`` (keyword: its name)
+    shaped like ``logits``, and one dilation per spatial axis.
+
+    Raises:
+        ValueError: naming the map and both shapes, or the dilation and the logits' shape.
+    """
+    check_fracture_logits(logits)
+    for name, other in maps.items():
+        if tuple(other.shape) != tuple(logits.shape):
+            raise ValueError(f"{name} shape {tuple(other.shape)} differs from logits shape {tuple(logits.shape)}; "
+                             f"all must be (B, 1, *spatial)")
+    if len(dilation) != logits.ndim - 2:
+        raise ValueError(f"dilation has {len(dilation)} entries but logits {tuple(logits.shape)} has "
+                         f"{logits.ndim - 2} spatial axes")
+
+
+def pairs_in(offsets: Sequence[Sequence[int]], spatial_shape: Sequence[int]
+             ) -> Iterator[tuple[tuple[slice, ...], tuple[slice, ...]]]:
+    """``(a, b)`` indices of ``(B, C, *spatial)`` arrays pairing every voxel with its neighbour, one per offset of
+    ``offsets`` that fits into ``spatial_shape`` (offsets as long as an axis or longer are left out)."""
+    for offset in offsets:
+        if any(abs(o) >= s for o, s in zip(offset, spatial_shape)):
+            continue
+        a, b = pair_slices(offset)
+        yield (slice(None), slice(None)) + a, (slice(None), slice(None)) + b
