@@ -21,7 +21,9 @@ class BoxSmoothnessLoss(nn.Module):
     transposed convolutions - that a threshold turns into a speckled mask. Unlike the HU affinity
     (:class:`~nnunet_fracture.losses.BoxAffinityLoss`) the pull does not depend on the image: a pair across a
     density edge is pulled together as much as any other, so the term smooths P without joining regions of like
-    density. Pairs with voxels in two different boxes, or one outside every box, do not count.
+    density. Pairs with voxels in two different boxes, or one outside every box, do not count. Measured on the
+    quality bench (README, ``plus_smoothness``) it removes the stripes but lowers the in-box Dice: P becomes one
+    smooth blob in the centre of every vertebral body, the smoothest way to reach every plane of a box.
 
     Args:
         dilation: voxels between neighbours, one per spatial axis (>= 1).
