@@ -1,6 +1,7 @@
 """Neighbour pairs inside boxes, shared by the pairwise box terms (:mod:`~nnunet_fracture.losses.box_affinity`,
-:mod:`~nnunet_fracture.losses.box_smoothness`): the offsets of a (dilated) 3x3(x3) neighbourhood, the two slices
-that pair every voxel with its neighbour at one offset, and the region around the boxes that holds every pair."""
+:mod:`~nnunet_fracture.losses.box_smoothness`): the offsets of a (dilated) 3x3(x3) neighbourhood, the slices that
+pair every voxel with its neighbour at one offset (:func:`pairs_in` for all offsets at once), the region around
+the boxes that holds every pair, and the terms' input checks."""
 from __future__ import annotations
 
 import itertools

@@ -3,8 +3,8 @@
 ``L1`` :class:`OutsideBackgroundLoss`, ``L2`` :class:`BoxMILLoss` (one bag per box), ``L3``
 :class:`BoxContrastLoss`, ``L4`` :class:`ConsistencyLoss`, and the box priors :class:`BoxTightnessLoss` (plane
 bags), :class:`BoxSizeLoss` (size bounds), :class:`BoxAffinityLoss` (HU affinity) and :class:`BoxSmoothnessLoss`
-(smoothness inside boxes); see those modules and the
-data contract in :mod:`nnunet_fracture.losses.bag_aggregation`. The bags of each scale are found once and shared.
+(smoothness inside boxes); see those modules and the data contract in :mod:`nnunet_fracture.losses.bag_aggregation`.
+The bags of each scale are found once and shared.
 """
 from __future__ import annotations
 
