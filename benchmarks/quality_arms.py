@@ -70,6 +70,11 @@ ARMS: dict[str, Arm] = {
                            settings=f"{DEFAULT_RECIPE} lambda_smoothness=1",
                            note="weak_bbox + Wang & Xia's pairwise smoothness inside the boxes, (p_i - p_j)^2 over "
                                 "the 26-neighbourhood (weight 1: our unary terms are means, theirs sums over N+)"),
+    "plus_solid_bags": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                           settings=f"{DEFAULT_RECIPE} tightness_window=2",
+                           note="weak_bbox with each plane bag scoring the mean P of 2 x 2 x 2 cubes: the weak model "
+                                "answers in a lattice (one confident voxel per 2 x 2 x 2 block), which single-voxel "
+                                "bags accept"),
     "plus_rim": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                     settings=f"{DEFAULT_RECIPE} box_rim_mm=1.5",
                     note="weak_bbox with each box's outermost voxel layer trained as background (the phantom's boxes "
@@ -156,7 +161,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement", "weak_bbox_fraction",
                     "weak_bbox_otsu", "weak_bbox_refined", "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring",
                     "flywheel_size_r1", "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1",
-                    "flywheel_unsure_r1", "flywheel_unsure", "plus_smoothness"),
+                    "flywheel_unsure_r1", "flywheel_unsure", "plus_smoothness", "plus_solid_bags"),
     "all": tuple(ARMS),
 }
 

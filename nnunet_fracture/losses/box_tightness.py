@@ -10,6 +10,7 @@ from torch import nn
 
 from nnunet_fracture.losses.bag_aggregation import BoxNumbers, check_aggregation, checked_bags, pool_segments
 from nnunet_fracture.losses.plane_bags import check_margin, find_plane_bags, rim_voxels
+from nnunet_fracture.losses.window_mean import check_width, window_mean_logits
 
 
 def _check_unit(name: str, value: object, low_open: bool = False) -> float:
@@ -51,6 +52,12 @@ class BoxTightnessLoss(nn.Module):
     box's false positives lie in the outer layer, and the layer beside a band looks like the band, so the network
     suppressed both (in-box Dice 0.203 against 0.525). Off by default.
 
+    Solid bags (``window > 1``): each plane bag scores the mean P over the ``window``-voxel cube at each of its
+    voxels (:func:`~nnunet_fracture.losses.window_mean.window_mean_logits`) instead of the voxel's own P. A
+    smooth maximum of single voxels is satisfied by a lattice - one confident voxel in every 2 x 2 x 2 block,
+    which the weak-box network learned on the bench phantom - and a window mean is not: a bag then asks for a
+    run of fracture at least ``window`` voxels thick. The outside voxels stay single voxels.
+
     Logs are taken from the logits (``log S`` by log-sum-exp, ``log(1 - P) = -softplus(x)``), so the loss is
     finite for any logit.
 
@@ -64,6 +71,8 @@ class BoxTightnessLoss(nn.Module):
         outside_top: the share of outside voxels, hardest first, the outside term averages, in (0, 1]
             (1: all of them).
         rim: the box's rim that is background, voxels per spatial axis (0: none); at most ``margin``.
+        window: the edge of the cube whose mean P a plane bag's voxel contributes, an integer >= 1 (1: the
+            voxel's own P).
 
     Raises:
         ValueError: on any argument outside these ranges.
@@ -71,7 +80,7 @@ class BoxTightnessLoss(nn.Module):
 
     def __init__(self, margin: Sequence[float] = (1.0, 1.0, 1.0), alpha: float = 4.0, beta: float = 0.25,
                  gamma: float = 2.0, aggregation: str = "smooth_max", gamma_out: float = 0.0,
-                 outside_top: float = 1.0, rim: Sequence[float] | None = None) -> None:
+                 outside_top: float = 1.0, rim: Sequence[float] | None = None, window: int = 1) -> None:
         super().__init__()
         check_aggregation(aggregation, alpha)
         self.margin = check_margin(margin)
@@ -86,9 +95,10 @@ class BoxTightnessLoss(nn.Module):
             if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         self.gamma, self.gamma_out = float(gamma), float(gamma_out)
+        self.window = check_width(window)
 
     def forward(self, logits: torch.Tensor, box_numbers: BoxNumbers, margin: Sequence[float] | None = None,
-                rim: Sequence[float] | None = None) -> torch.Tensor:
+                rim: Sequence[float] | None = None, window: int | None = None) -> torch.Tensor:
         """
         Args:
             logits: ``(B, 1, *spatial)`` fracture logits.
@@ -96,6 +106,7 @@ class BoxTightnessLoss(nn.Module):
             margin: the annotation margin at this resolution, if it differs from the constructor's (a lower
                 deep-supervision scale).
             rim: the background rim at this resolution, likewise.
+            window: the window of the plane bags at this resolution, likewise.
 
         Returns:
             float32 scalar.
@@ -107,6 +118,7 @@ class BoxTightnessLoss(nn.Module):
         bags = checked_bags(logits, box_numbers)
         margin = self.margin if margin is None else check_margin(margin)
         rim = self.rim if rim is None else check_margin(rim)
+        window = self.window if window is None else check_width(window)
         for name, value in (("margin", margin), ("rim", rim)):
             if len(value) != logits.ndim - 2:
                 raise ValueError(f"{name} has {len(value)} entries but logits {tuple(logits.shape)} has "
@@ -115,7 +127,8 @@ class BoxTightnessLoss(nn.Module):
         total = x.sum() * 0.0
         planes = find_plane_bags(bags, margin) if bags.count else None
         if planes is not None and planes.count:
-            inside = x[bags.inside]
+            scored = x if window == 1 else window_mean_logits(logits.float(), window).reshape(x.shape)
+            inside = scored[bags.inside]
             log_s = pool_segments(inside[planes.member], planes.segment, planes.count, self.aggregation,
                                   self.alpha, log=True)
             total = total - (self.beta * (-torch.expm1(log_s)) ** self.gamma * log_s).mean()
@@ -132,4 +145,5 @@ class BoxTightnessLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"margin={self.margin}, aggregation={self.aggregation!r}, alpha={self.alpha}, beta={self.beta}, "
-                f"gamma={self.gamma}, gamma_out={self.gamma_out}, outside_top={self.outside_top}, rim={self.rim}")
+                f"gamma={self.gamma}, gamma_out={self.gamma_out}, outside_top={self.outside_top}, rim={self.rim}, "
+                f"window={self.window}")

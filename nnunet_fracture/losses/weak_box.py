@@ -68,7 +68,8 @@ class WeakBoxLoss(nn.Module):
     in ``[0, 1]`` and matches the mean error over the voxels a low-resolution voxel covers.
 
     ``L_tight`` (:class:`BoxTightnessLoss`) takes the annotation margin at full resolution (``margin``, voxels per
-    axis) and scales it to each lower scale by the ratio of the shapes. ``L_size`` (:class:`BoxSizeLoss`) reads
+    axis) and scales it to each lower scale by the ratio of the shapes; its solid-bag window
+    (``tightness_window``) applies at the highest resolution only, where the lattice it removes lives. ``L_size`` (:class:`BoxSizeLoss`) reads
     its barrier sharpness from ``self.size.t``, which the trainer raises per epoch. ``L_aff``
     (:class:`BoxAffinityLoss`) needs the CT in HU (``image_hu``, full resolution) and is computed at the highest
     resolution only, with weight 1; without ``image_hu`` it is skipped. ``L_smooth`` (:class:`BoxSmoothnessLoss`)
@@ -92,6 +93,8 @@ class WeakBoxLoss(nn.Module):
         tightness_outside_top: the share of hardest outside voxels its outside term averages.
         tightness_rim: the box rim trained as background, voxels per spatial axis at full resolution (``None``:
             none).
+        tightness_window: the plane bags score the mean P over cubes of this edge at the highest resolution
+            (:class:`BoxTightnessLoss`'s ``window``; 1: single voxels).
         size_bounds: ``(lower, upper)`` share of a box the fracture fills, for :class:`BoxSizeLoss`.
         size_t: the size barrier's initial sharpness.
         affinity_theta, affinity_tau, affinity_dilation, affinity_border_pairs: :class:`BoxAffinityLoss`'s HU
@@ -111,7 +114,7 @@ class WeakBoxLoss(nn.Module):
                  lambda_size: float = 0.0, lambda_affinity: float = 0.0,
                  tightness_margin: Sequence[float] = (1.0, 1.0, 1.0), tightness_beta: float = 0.25,
                  tightness_gamma: float = 2.0, tightness_gamma_out: float = 0.0, tightness_outside_top: float = 1.0,
-                 tightness_rim: Optional[Sequence[float]] = None,
+                 tightness_rim: Optional[Sequence[float]] = None, tightness_window: int = 1,
                  size_bounds: Sequence[float] = (0.02, 0.3), size_t: float = 5.0,
                  affinity_theta: float = 50.0, affinity_tau: float = 0.3,
                  affinity_dilation: Sequence[int] = (1, 1, 1), affinity_border_pairs: bool = False,
@@ -143,7 +146,8 @@ class WeakBoxLoss(nn.Module):
         self.consistency = ConsistencyLoss()
         self.tightness = BoxTightnessLoss(margin=tightness_margin, alpha=alpha, beta=tightness_beta,
                                           gamma=tightness_gamma, gamma_out=tightness_gamma_out,
-                                          outside_top=tightness_outside_top, rim=tightness_rim)
+                                          outside_top=tightness_outside_top, rim=tightness_rim,
+                                          window=tightness_window)
         if isinstance(size_bounds, (str, bytes)) or len(size_bounds) != 2:
             raise ValueError(f"size_bounds must be (lower, upper), got {size_bounds!r}")
         self.size = BoxSizeLoss(lower=size_bounds[0], upper=size_bounds[1], t=size_t)
@@ -201,7 +205,8 @@ class WeakBoxLoss(nn.Module):
             if self.lambdas["tightness"] > 0:
                 factor = [n / f for n, f in zip(x.shape[2:], full_shape)]
                 terms["tightness"] = self.tightness(x, bags, [m * f for m, f in zip(self.tightness.margin, factor)],
-                                                    [r * f for r, f in zip(self.tightness.rim, factor)])
+                                                    [r * f for r, f in zip(self.tightness.rim, factor)],
+                                                    window=self.tightness.window if s == 0 else 1)
             if self.lambdas["size"] > 0:
                 terms["size"] = self.size(x, bags)
             if self.lambdas["outside"] > 0:

@@ -60,7 +60,8 @@ class BoxPriorSettings:
     ``lambda_tightness``: plane bags (:class:`~nnunet_fracture.losses.BoxTightnessLoss`) with
     ``annotation_margin_mm`` of box overhang left out, the outer ``box_rim_mm`` of every box trained as background
     (boxes drawn with at least that clearance) and, below 1, only the ``tightness_outside_top`` share of
-    hardest outside voxels averaged; ``lambda_size``: the share of each box the fracture fills
+    hardest outside voxels averaged, and with ``tightness_window`` > 1 each bag scoring the mean P of cubes of that
+    many voxels (solid bags, no credit for a lattice); ``lambda_size``: the share of each box the fracture fills
     lies in ``[size_lower, size_upper]`` (:class:`~nnunet_fracture.losses.BoxSizeLoss`), with the barrier's ``t``
     growing from ``size_t0`` by ``size_t_growth`` per epoch up to ``size_t_max``; ``lambda_affinity``: neighbours
     ``affinity_dilation_mm`` apart whose HU differ little agree (:class:`~nnunet_fracture.losses.BoxAffinityLoss`;
@@ -70,9 +71,9 @@ class BoxPriorSettings:
     """
 
     settings = ("lambda_tightness", "annotation_margin_mm", "box_rim_mm", "tightness_beta", "tightness_gamma",
-                "tightness_gamma_out", "tightness_outside_top", "lambda_size", "size_lower", "size_upper", "size_t0",
-                "size_t_growth", "size_t_max", "lambda_affinity", "affinity_theta_hu", "affinity_tau",
-                "affinity_dilation_mm", "affinity_border_pairs", "lambda_smoothness")
+                "tightness_gamma_out", "tightness_outside_top", "tightness_window", "lambda_size", "size_lower",
+                "size_upper", "size_t0", "size_t_growth", "size_t_max", "lambda_affinity", "affinity_theta_hu",
+                "affinity_tau", "affinity_dilation_mm", "affinity_border_pairs", "lambda_smoothness")
     lambda_tightness = 0.0
     annotation_margin_mm = 6.0  # the phantom's boxes overhang the fracture by 1-4 voxels of 1.5 mm
     box_rim_mm = 0.0  # boxes overhang by at least this much: that rim of every box is background
@@ -80,6 +81,7 @@ class BoxPriorSettings:
     tightness_gamma = 2.0
     tightness_gamma_out = 0.0  # see BoxTightnessLoss: focal outside voxels weighed too little in 3D
     tightness_outside_top = 1.0  # hard negatives: the share of outside voxels, hardest first, that are averaged
+    tightness_window = 1  # plane bags score the mean P of cubes this wide (voxels): no credit for a lattice
     lambda_size = 0.0
     size_lower = 0.02  # the phantom's fractures fill 3.5-19 % of their boxes
     size_upper = 0.3
@@ -94,7 +96,7 @@ class BoxPriorSettings:
     lambda_smoothness = 0.0  # Wang & Xia's pairwise term: lowers the in-box Dice on the quality bench (README)
     setting_ranges = {"lambda_tightness": (0.0, None), "annotation_margin_mm": (0.0, None), "box_rim_mm": (0.0, None),
                       "tightness_beta": (0.0, 1.0), "tightness_gamma": (0.0, None), "tightness_gamma_out": (0.0, None),
-                      "tightness_outside_top": (1e-6, 1.0),
+                      "tightness_outside_top": (1e-6, 1.0), "tightness_window": (1, None),
                       "lambda_size": (0.0, None), "size_lower": (0.0, 1.0), "size_upper": (0.0, 1.0),
                       "size_t0": (1e-6, None), "size_t_growth": (1.0, None), "size_t_max": (1e-6, None),
                       "lambda_affinity": (0.0, None), "affinity_theta_hu": (1e-6, None), "affinity_tau": (1e-6, 1.0),
@@ -107,7 +109,8 @@ class BoxPriorSettings:
                     tightness_rim=margin_voxels(self.box_rim_mm, spacing, "box_rim_mm"),
                     tightness_beta=self.tightness_beta, tightness_gamma=self.tightness_gamma,
                     tightness_gamma_out=self.tightness_gamma_out,
-                    tightness_outside_top=self.tightness_outside_top, lambda_size=self.lambda_size,
+                    tightness_outside_top=self.tightness_outside_top, tightness_window=self.tightness_window,
+                    lambda_size=self.lambda_size,
                     size_bounds=(self.size_lower, self.size_upper), size_t=self.size_t0,
                     lambda_affinity=self.lambda_affinity, affinity_theta=self.affinity_theta_hu,
                     affinity_tau=self.affinity_tau,
