@@ -69,11 +69,11 @@ class WeakBoxLoss(nn.Module):
 
     ``L_tight`` (:class:`BoxTightnessLoss`) takes the annotation margin at full resolution (``margin``, voxels per
     axis) and scales it to each lower scale by the ratio of the shapes; its solid-bag window
-    (``tightness_window``) applies at the highest resolution only, where the lattice it removes lives. ``L_size`` (:class:`BoxSizeLoss`) reads
-    its barrier sharpness from ``self.size.t``, which the trainer raises per epoch. ``L_aff``
-    (:class:`BoxAffinityLoss`) needs the CT in HU (``image_hu``, full resolution) and is computed at the highest
-    resolution only, with weight 1; without ``image_hu`` it is skipped. ``L_smooth`` (:class:`BoxSmoothnessLoss`)
-    is likewise computed at the highest resolution only.
+    (``tightness_window``) applies at the highest resolution only, where the lattice it removes lives.
+    ``L_size`` (:class:`BoxSizeLoss`) reads its barrier sharpness from ``self.size.t``, which the trainer raises
+    per epoch. ``L_aff`` (:class:`BoxAffinityLoss`) needs the CT in HU (``image_hu``, full resolution) and is
+    computed at the highest resolution only, with weight 1; without ``image_hu`` it is skipped. ``L_smooth``
+    (:class:`BoxSmoothnessLoss`) is likewise computed at the highest resolution only.
 
     After each ``forward``, ``last_components`` holds detached floats for logging: one per name of
     :data:`COMPONENTS` (each the scale-weighted sum ``sum_s w_s L_i(s)``, 0.0 when not computed) and ``total``.

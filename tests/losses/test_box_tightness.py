@@ -102,3 +102,70 @@ def test_bad_arguments_are_refused(kwargs):
 def test_margin_must_match_the_axes():
     with pytest.raises(ValueError, match="spatial axes"):
         BoxTightnessLoss(margin=(1, 1))(torch.zeros(1, 1, 4, 4, 4), torch.zeros(1, 1, 4, 4, 4))
+
+
+def test_solid_bags_score_the_window_mean_by_hand():
+    p = torch.full((1, 1, 3, 4, 3), 0.1)
+    p[0, 0, 1, 1, 1], p[0, 0, 1, 2, 1] = 0.9, 0.3  # the box is voxels (1, 1..2, 1), as in the test above
+    numbers = torch.zeros(p.shape, dtype=torch.long)
+    numbers[0, 0, 1, 1:3, 1] = 1
+    loss = BoxTightnessLoss(margin=(0, 0, 0), window=2)(torch.log(p / (1 - p)), numbers)
+    # the 2 x 2 x 2 cube at (1, 1, 1) holds 0.9, 0.3 and six voxels of 0.1; the one at (1, 2, 1) holds 0.3 and
+    # seven of 0.1
+    at_first, at_second = (0.9 + 0.3 + 6 * 0.1) / 8, (0.3 + 7 * 0.1) / 8
+    bags = [softmax_pool([at_first, at_second]), at_first, at_second, softmax_pool([at_first, at_second])]
+    positive = sum(0.25 * (1 - s) ** 2 * -math.log(s) for s in bags) / 4
+    negative = 0.75 * -math.log(0.9)  # the outside voxels stay single voxels
+    assert loss.item() == pytest.approx(positive + negative, rel=1e-5)
+
+
+def _lattice_and_solid():
+    numbers = torch.zeros(1, 1, 8, 8, 8, dtype=torch.long)
+    numbers[0, 0, 1:7, 1:7, 1:7] = 1
+    z, y, x = torch.meshgrid(*(torch.arange(8),) * 3, indexing="ij")
+    on = ((z + y + x) % 2 == 0).reshape(numbers.shape) & (numbers > 0)  # a 3D checkerboard inside the box
+    lattice = torch.where(on, 6.0, -6.0)
+    solid = torch.where(numbers > 0, 6.0, -6.0)
+    return numbers, lattice, solid, on
+
+
+def test_a_lattice_satisfies_single_voxel_bags_but_not_solid_ones():
+    numbers, lattice, solid, _ = _lattice_and_solid()
+    single, cubes = BoxTightnessLoss(margin=(0, 0, 0)), BoxTightnessLoss(margin=(0, 0, 0), window=2)
+    # every plane holds confident voxels either way: single-voxel bags barely tell the two apart
+    assert abs(single(lattice, numbers).item() - single(solid, numbers).item()) < 0.005
+    # every cube of the lattice is half on, so no bag scores above 1/2: each costs at least
+    # 0.25 (1 - 1/2)^2 log 2 = 0.043, while the solid box's inner cubes score about 1
+    assert cubes(lattice, numbers).item() - cubes(solid, numbers).item() > 0.04
+
+
+def test_solid_bags_raise_the_lattice_gaps():
+    numbers, lattice, _, on = _lattice_and_solid()
+    gaps = (numbers > 0) & ~on
+    grads = {}
+    for window in (1, 2):
+        x = lattice.clone().requires_grad_(True)
+        BoxTightnessLoss(margin=(0, 0, 0), window=window)(x, numbers).backward()
+        grads[window] = x.grad[gaps]
+    assert bool((grads[2] < 0).all())  # every gap voxel of the box is pulled up
+    assert grads[2].abs().mean() > 100 * grads[1].abs().mean()  # single-voxel bags leave the gaps all but alone
+
+
+@pytest.mark.parametrize("window", [0, 1.5, True])
+def test_a_bad_window_is_refused(window):
+    with pytest.raises(ValueError, match="window width must be an integer >= 1"):
+        BoxTightnessLoss(window=window)
+
+
+def test_weak_box_loss_uses_solid_bags_at_the_highest_resolution_only():
+    from nnunet_fracture.losses import WeakBoxLoss
+
+    numbers, lattice, _, _ = _lattice_and_solid()
+    small_numbers = numbers[..., ::2, ::2, ::2]
+    small = torch.where(small_numbers > 0, 1.0, -3.0)
+    loss = WeakBoxLoss(lambda_outside=0, lambda_mil=0, lambda_contrast=0, lambda_tightness=1.0,
+                       tightness_margin=(0, 0, 0), tightness_window=2, scale_weights=[1, 1])
+    total = loss([lattice, small], [numbers, small_numbers])
+    cubes, single = BoxTightnessLoss(margin=(0, 0, 0), window=2), BoxTightnessLoss(margin=(0, 0, 0))
+    expected = 0.5 * cubes(lattice, numbers).item() + 0.5 * single(small, small_numbers).item()
+    assert total.item() == pytest.approx(expected, rel=1e-5)

@@ -71,7 +71,8 @@ def test_validation_logs_box_aware_numbers(box_dataset: Path, monkeypatch: pytes
 def test_box_priors_get_millimetres_hu_and_a_growing_barrier(box_dataset: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv(ENV_VAR, "num_epochs=2 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 "
                                 "lambda_outside=0 lambda_mil=0 lambda_contrast=0 lambda_tightness=1 lambda_size=1 "
-                                "lambda_affinity=1 annotation_margin_mm=3 size_t0=4 size_t_growth=2 size_t_max=100")
+                                "lambda_affinity=1 annotation_margin_mm=3 size_t0=4 size_t_growth=2 size_t_max=100 "
+                                "tightness_window=2")
     trainer = make_trainer(nnUNetTrainerWeakBBox, box_dataset)
     seen = []
     original = WeakBoxLoss.forward
@@ -84,6 +85,7 @@ def test_box_priors_get_millimetres_hu_and_a_growing_barrier(box_dataset: Path, 
     trainer.run_training()
     spacing = trainer.configuration_manager.spacing
     assert trainer.loss.tightness.margin == pytest.approx(tuple(3 / s for s in spacing))
+    assert trainer.loss.tightness.window == 2
     # every training and validation step passed the patch in HU; the barrier was 4 in epoch 0 and 8 in epoch 1
     assert all(passed for passed, _ in seen)
     assert [t for _, t in seen] == [4.0] * 3 + [8.0] * 3
