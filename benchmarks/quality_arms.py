@@ -75,6 +75,12 @@ ARMS: dict[str, Arm] = {
                            note="weak_bbox with each plane bag scoring the mean P of 2 x 2 x 2 cubes: the weak model "
                                 "answers in a lattice (one confident voxel per 2 x 2 x 2 block), which single-voxel "
                                 "bags accept"),
+    "solid_bags_otsu": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="otsu",
+                           settings=f"{DEFAULT_RECIPE} tightness_window=2", predictions_of="plus_solid_bags",
+                           note="plus_solid_bags' model, pseudo-masks by Otsu's threshold of P in each box"),
+    "solid_bags_refined": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                              settings=f"{DEFAULT_RECIPE} tightness_window=2", predictions_of="plus_solid_bags",
+                              note="plus_solid_bags' model, its pseudo-masks refined by the random walker on the CT"),
     "plus_rim": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                     settings=f"{DEFAULT_RECIPE} box_rim_mm=1.5",
                     note="weak_bbox with each box's outermost voxel layer trained as background (the phantom's boxes "
@@ -137,6 +143,10 @@ ARMS: dict[str, Arm] = {
                            settings=DEFAULT_RECIPE, self_training_rounds=2, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
                            note="a second round of flywheel_unsure_r1 (continues its run), the unsure boxes ranked "
                                 "again on the round-1 model's predictions"),
+    "flywheel_solid_unsure_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                                    refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
+                                    self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
+                                    note="flywheel_unsure_r1 on plus_solid_bags' weak model"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -161,7 +171,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement", "weak_bbox_fraction",
                     "weak_bbox_otsu", "weak_bbox_refined", "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring",
                     "flywheel_size_r1", "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1",
-                    "flywheel_unsure_r1", "flywheel_unsure", "plus_smoothness", "plus_solid_bags"),
+                    "flywheel_unsure_r1", "flywheel_unsure", "plus_smoothness", "plus_solid_bags", "solid_bags_otsu",
+                    "solid_bags_refined", "flywheel_solid_unsure_r1"),
     "all": tuple(ARMS),
 }
 
