@@ -73,7 +73,7 @@ ARMS: dict[str, Arm] = {
     "plus_solid_bags": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                            settings=f"{DEFAULT_RECIPE} tightness_window=2",
                            note="weak_bbox with each plane bag scoring the mean P of 2 x 2 x 2 cubes: the weak model "
-                                "answers in a lattice (one confident voxel per 2 x 2 x 2 block), which single-voxel "
+                                "answers in a lattice (every other voxel of a slice on), which single-voxel "
                                 "bags accept"),
     "solid_bags_otsu": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="otsu",
                            settings=f"{DEFAULT_RECIPE} tightness_window=2", predictions_of="plus_solid_bags",

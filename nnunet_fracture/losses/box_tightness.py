@@ -54,7 +54,7 @@ class BoxTightnessLoss(nn.Module):
 
     Solid bags (``window > 1``): each plane bag scores the mean P over the ``window``-voxel cube at each of its
     voxels (:func:`~nnunet_fracture.losses.window_mean.window_mean_logits`) instead of the voxel's own P. A
-    smooth maximum of single voxels is satisfied by a lattice - one confident voxel in every 2 x 2 x 2 block,
+    smooth maximum of single voxels is satisfied by a lattice - every other voxel of a slice confident,
     which the weak-box network learned on the bench phantom - and a window mean is not: a bag then asks for a
     run of fracture at least ``window`` voxels thick. The outside voxels stay single voxels.
 

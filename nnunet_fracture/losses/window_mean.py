@@ -1,10 +1,11 @@
 """The mean probability over a small window around each voxel, returned as logits.
 
-A weak-box network trained with plane bags answers in a lattice: P high on one voxel of every 2 x 2 x 2 block
-and low on the others (the period-2 trace of the decoder's stride-2 transposed convolutions). A smooth maximum
-over a plane cannot see it - one confident voxel per plane satisfies the bag - and the size and outside terms
-even reward it, since it halves the mass. Scored on the window mean instead, a lattice reaches at most the share
-of the window it fills, so a bag is satisfied only by a solid run of voxels at least ``width`` thick.
+A weak-box network trained with plane bags answered in a lattice on the bench phantom: P high on every other
+voxel of a slice, with no 2 x 2 x 2 block even half on (a pattern of period 2, which the decoder's stride-2
+transposed convolutions can draw at no cost). A smooth maximum over a plane cannot see it - one confident voxel
+per plane satisfies the bag - and the size term even rewards it, since it carries less mass. Scored on the window
+mean instead, a lattice reaches at most the share of the window it fills, so a bag is satisfied only by a solid
+run of voxels at least ``width`` thick.
 
 The mean is taken in probability space (bounded: a few saturated voxels cannot carry a window, as a mean of
 logits would let them) and turned back into logits in the log domain, in float64, so that the gradient reaches
