@@ -19,35 +19,37 @@ def _write(path: Path, array: np.ndarray) -> None:
 
 
 @pytest.fixture()
-def folders(tmp_path: Path) -> tuple[Path, Path]:
-    phantom, masks = tmp_path / "phantom", tmp_path / "pseudo"
+def folders(tmp_path: Path) -> tuple[Path, Path, Path]:
+    raw, phantom, masks = tmp_path / "raw", tmp_path / "phantom", tmp_path / "pseudo"
     truth, called = np.zeros((4, 6, 8)), np.zeros((4, 6, 8))  # (k, j, i)
     truth[1, 1, 1:4] = 1  # a band box: i 0..4, j 0..2, k 0..2 - 3 true voxels
     called[1, 1, 2:5] = 1  # 2 of them called, and 1 voxel beside them
     truth[1, 4, 6] = 1  # a cleft box: i 6..7, j 4..5, k 1..1 - 1 true voxel, missed
     called[0, 0, 7] = 1  # outside every box: not counted
-    _write(phantom / "masks" / "c0.nii.gz", truth)
+    _write(raw / "groundTruthTr" / "c0.nii.gz", truth)
     _write(masks / "masks" / "c0.nii.gz", called)
-    _write(phantom / "masks" / "c1.nii.gz", np.zeros((4, 6, 8)))
-    boxes = [{"type": "wedge", "box": {"lo": [0, 0, 0], "hi": [4, 2, 2]}},
-             {"type": "cleft", "box": {"lo": [6, 4, 1], "hi": [7, 5, 1]}}]
-    (phantom / "phantom.json").write_text(json.dumps({"cases": [{"case_id": "c0", "fractures": boxes},
-                                                                {"case_id": "c1", "fractures": []}]}))
-    return phantom, masks
+    _write(raw / "groundTruthTr" / "c1.nii.gz", np.zeros((4, 6, 8)))
+    boxes = [{"lo": [0, 0, 0], "hi": [4, 2, 2]}, {"lo": [6, 4, 1], "hi": [7, 5, 1]}]  # voxel (i, j, k), inclusive
+    (raw / "boxes.json").write_text(json.dumps({"c0": boxes, "c1": []}))
+    phantom.mkdir()
+    (phantom / "phantom.json").write_text(json.dumps({"cases": [
+        {"case_id": "c0", "fractures": [{"type": "wedge"}, {"type": "cleft"}]}, {"case_id": "c1", "fractures": []}]}))
+    return raw, phantom, masks
 
 
 def test_dice_precision_and_recall_per_kind_by_hand(folders):
-    phantom, masks = folders
-    result = by_kind(masks, phantom)
+    raw, phantom, masks = folders
+    result = by_kind(masks, raw, phantom)
     assert result["wedge"] == pytest.approx({"dice": 2 * 2 / (3 + 3), "precision": 2 / 3, "recall": 2 / 3, "boxes": 1})
     assert result["cleft"] == {"dice": 0.0, "precision": None, "recall": 0.0, "boxes": 1}
 
 
 def test_the_command_prints_a_row_per_kind_and_writes_json(folders, capsys):
-    phantom, masks = folders
-    assert main([str(masks), "--phantom", str(phantom)]) == 0
+    raw, phantom, masks = folders
+    assert main([str(masks), "--raw", str(raw), "--phantom", str(phantom)]) == 0
     out = capsys.readouterr().out
-    assert "| pseudo | wedge | 1 | 0.667 | 0.667 | 0.667 |" in out and "| pseudo | cleft | 1 | 0.000 | - | 0.000 |" in out
+    assert "| pseudo | wedge | 1 | 0.667 | 0.667 | 0.667 |" in out
+    assert "| pseudo | cleft | 1 | 0.000 | - | 0.000 |" in out
     assert json.loads((masks / "in_box_by_kind.json").read_text())["wedge"]["boxes"] == 1
 
 
