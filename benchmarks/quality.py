@@ -226,8 +226,8 @@ class Workspace:
         key = run_key(replace(arm, self_training_rounds=1, note=""), r, seed, _phantom_version())
         # the weak model's predictions do not depend on the round labels' ring or unsure boxes, so arms that differ
         # only there share them
-        weak_key = run_key(replace(arm, self_training_rounds=1, ignore_ring=None, ignore_unsure=None, note=""), r,
-                           seed, _phantom_version())
+        weak_key = run_key(replace(arm, self_training_rounds=1, ignore_ring=None, ignore_unsure=None,
+                                   inside_vertebra=None, note=""), r, seed, _phantom_version())
         weak = self.root / "predictions" / f"self_training_seed{seed}_{weak_key}_train"
         if not weak.is_dir():  # predicted whole or not at all: a resumed run checks only the folder's name
             self.train(weak_id, arm.trainer, arm.settings)
@@ -239,6 +239,7 @@ class Workspace:
                       rounds=arm.self_training_rounds, plans=r.plans, trainer=STRONG_TRAINER, device=r.device,
                       rule=arm.pseudo_masks or "fixed", refine=arm.refine or "none", ignore_band=arm.ignore_band,
                       ignore_ring=arm.ignore_ring or 0, ignore_unsure=arm.ignore_unsure or 0.0,
+                      inside_vertebra=arm.inside_vertebra,
                       disable_tta=not r.tta)
         with scoped_environ({**self.env, "NNUNET_FRACTURE_SETTINGS": r.schedule()}):
             # the round IDs belong to the seed, not the recipe: another recipe's datasets there are replaced
@@ -273,10 +274,10 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
             if not predictions.is_dir():
                 predictions = ws.train_and_predict(arm.predictions_of, ARMS[arm.predictions_of], seed)
         pseudo_out = ws.root / "pseudo_masks" / f"{arm_name}_seed{seed}"
-        scores = score_predictions(predictions, test, test_phantom, rule, pseudo_out, arm.refine)
+        scores = score_predictions(predictions, test, test_phantom, rule, pseudo_out, arm.refine, arm.inside_vertebra)
         if rule is not None and arm.refine not in (None, "none"):  # the same model's masks before refinement
             plain = score_predictions(predictions, test, test_phantom, rule, pseudo_out.with_name(
-                pseudo_out.name + "_unrefined"))
+                pseudo_out.name + "_unrefined"), inside_vertebra=arm.inside_vertebra)
             scores["before_refinement"] = {k: plain[k] for k in ("in_box_dice", "in_box_precision", "in_box_recall")}
     return {**scores, "seconds": round(time.perf_counter() - start, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores"}

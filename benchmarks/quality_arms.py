@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 
-_ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "ignore_ring", "ignore_unsure", "predictions_of")
+_ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "ignore_ring", "ignore_unsure", "predictions_of",
+                "inside_vertebra")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Arm:
     predictions_of: Optional[str] = None  # reuse that arm's test predictions of the seed (same model), e.g. to
     # score a pseudo-mask refinement without training again; the recipe (trainer, labels, settings) must match
     note: str = ""
+    inside_vertebra: Optional[float] = None  # pseudo-masks --inside-vertebra SHELL_MM (weak and self-training arms)
 
 
 _PRIORS_OFF = "lambda_outside=0 lambda_mil=0 lambda_contrast=0"  # the box priors replace L1-L3
@@ -147,6 +149,17 @@ ARMS: dict[str, Arm] = {
                                     refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
                                     self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
                                     note="flywheel_unsure_r1 on plus_solid_bags' weak model"),
+    "solid_bags_inside": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                             settings=f"{DEFAULT_RECIPE} tightness_window=2", predictions_of="plus_solid_bags",
+                             inside_vertebra=1.5,
+                             note="solid_bags_refined's masks kept inside the boxed vertebra, its outer 1.5 mm (the "
+                                  "cortical shell at 1.5 mm voxels) left out"),
+    "flywheel_solid_inside_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                                    refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
+                                    self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
+                                    inside_vertebra=1.5,
+                                    note="flywheel_solid_unsure_r1 with its round labels kept inside the boxed "
+                                         "vertebra, 1.5 mm under its surface"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -172,7 +185,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "weak_bbox_otsu", "weak_bbox_refined", "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring",
                     "flywheel_size_r1", "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1",
                     "flywheel_unsure_r1", "flywheel_unsure", "plus_smoothness", "plus_solid_bags", "solid_bags_otsu",
-                    "solid_bags_refined", "flywheel_solid_unsure_r1"),
+                    "solid_bags_refined", "flywheel_solid_unsure_r1", "solid_bags_inside",
+                    "flywheel_solid_inside_r1"),
     "all": tuple(ARMS),
 }
 

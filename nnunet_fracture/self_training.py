@@ -133,7 +133,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                fold: str = "all", trainer: str = "nnUNetTrainer", device: str = "cuda", rule: str = "fixed",
                threshold: float = 0.5, refine: str = "random_walker",
                ignore_band: Optional[tuple[float, float]] = (0.2, 0.5), ignore_ring: int = 0,
-               ignore_unsure: float = 0.0, overwrite: bool = False,
+               ignore_unsure: float = 0.0, inside_vertebra: Optional[float] = None, overwrite: bool = False,
                disable_tta: bool = False, resume: bool = False) -> dict:
     """Run ``rounds`` self-training rounds (module docstring).
 
@@ -146,7 +146,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         name: dataset name stem; round ``r``'s dataset is ``<name>R<r>``.
         rounds: number of rounds (>= 1).
         plans, configuration, fold, trainer, device: what ``nnUNetv2_train`` / ``nnUNetv2_predict`` get.
-        rule, threshold, refine, ignore_band, ignore_ring, ignore_unsure: the pseudo-mask settings of every round
+        rule, threshold, refine, ignore_band, ignore_ring, ignore_unsure, inside_vertebra: the pseudo-mask
+            settings of every round
             (:func:`~nnunet_fracture.inference.pseudo_masks.write_pseudo_masks`).
         overwrite: replace an existing ``out`` and existing datasets with the rounds' IDs, with what nnU-Net
             made from them under another name (their ``nnUNet_preprocessed`` and ``nnUNet_results`` folders). With
@@ -186,7 +187,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                            "ignore_band": list(ignore_band) if ignore_band else None,
                            # recorded only when used, so records made before the ring existed still resume
                            **({"ignore_ring": ignore_ring} if ignore_ring else {}),
-                           **({"ignore_unsure": ignore_unsure} if ignore_unsure else {})},
+                           **({"ignore_unsure": ignore_unsure} if ignore_unsure else {}),
+                           **({"inside_vertebra": inside_vertebra} if inside_vertebra is not None else {})},
               "first_id": first_id, "name": name, "rounds": []}
     if resuming:
         record = _resumed_record(out, record)
@@ -222,8 +224,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
             provenance = write_pseudo_masks(current, source.folder, folder / "pseudo_masks", rule=rule,
                                             threshold=threshold, refine=refine, ignore_band=ignore_band,
                                             ignore_ring=ignore_ring, ignore_unsure=ignore_unsure,
-                                            export_dataset=dataset_id, export_name=f"{name}R{r}",
-                                            overwrite=replaceable)
+                                            inside_vertebra=inside_vertebra, export_dataset=dataset_id,
+                                            export_name=f"{name}R{r}", overwrite=replaceable)
         except BaseException:  # arguments or inputs refused: leave no trace of this round (or of a fresh run)
             if not begun:
                 shutil.rmtree(out if created and r == 1 else folder, ignore_errors=True)

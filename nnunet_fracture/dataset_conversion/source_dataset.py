@@ -120,6 +120,10 @@ class SourceDataset:
     def image_file(self, case: str, channel: int = 0) -> Path:
         return self.folder / "imagesTr" / f"{case}_{channel:04d}{self.file_ending}"
 
+    def vertebra_file(self, case: str) -> Path:
+        """The case's vertebra label map (``vertebraeTr``, written by ``convert`` where the source has one)."""
+        return self.folder / "vertebraeTr" / f"{case}{self.file_ending}"
+
     def case_boxes(self, case: str, size: tuple[int, ...]) -> list[BoxEntry]:
         """The boxes of ``case``, checked to lie inside an image of ``size`` (i, j, k)."""
         entries = []

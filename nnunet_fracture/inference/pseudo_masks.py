@@ -22,6 +22,10 @@ then re-drawn on the CT by a random walker seeded with the background around the
 inside it; a refined mask whose share of the box breaks the size bounds is reset to the rule's mask. The
 ``refinement`` column of ``pseudo_masks.csv`` says what happened to each box.
 
+**Inside the vertebra** (``inside_vertebra=SHELL_MM``, :mod:`~nnunet_fracture.inference.vertebra_interior`): each
+box's mask keeps only voxels of the vertebra the box names, more than ``SHELL_MM`` inside its surface (the
+dataset's ``vertebraeTr`` map); the ``outside_vertebra`` column counts the voxels this removed.
+
 **Boxes and overlaps.** Each box's rule sees exactly that box's own voxels, so a threshold is never distorted by
 a neighbouring box. The case mask is the union of the per-box selections: a voxel inside several boxes is
 fracture if any of them keeps it. Every voxel outside all boxes is 0. A box where nothing is kept is not filled
@@ -67,6 +71,8 @@ from tqdm import tqdm
 from nnunet_fracture.inference.dataset_export import DatasetExport
 from nnunet_fracture.inference.refinement import Refinement, refine_box
 from nnunet_fracture.inference.round_labels import check_unsure_share, ignored_labels, unsure_boxes
+from nnunet_fracture.inference.vertebra_interior import (CaseVertebrae, check_shell_mm, check_vertebra_maps,
+                                                         read_vertebra_map)
 from nnunet_fracture.inference.prediction_folders import (UNCERTAINTY_KINDS, PredictionFolder, select_cases,
                                                           fused_probability, model_info, open_prediction_folders,
                                                           read_grid)
@@ -79,7 +85,8 @@ RULES = ("fixed", "otsu", "fraction")
 #: A box with constant probability has no Otsu threshold; it is kept whole only at or above this value.
 CONSTANT_BOX_THRESHOLD = 0.5
 CSV_COLUMNS = ("case", "box_id", "label", "rule", "threshold", "comparison", "voxels_in_box", "voxels_kept",
-               "max_probability", "mean_probability", "mask_confidence", "mean_uncertainty", "empty", "refinement")
+               "max_probability", "mean_probability", "mask_confidence", "mean_uncertainty", "empty", "refinement",
+               "outside_vertebra")
 OUTPUT_FILE_ENDING = ".nii.gz"
 OVERLAP_POLICY = ("each box's rule sees that box's own voxels; the case mask is the union of the per-box "
                   "selections (a voxel in several boxes is kept if any of them keeps it); 0 outside every box")
@@ -158,7 +165,8 @@ def select_in_box(probability: np.ndarray, rule: Rule) -> BoxSelection:
 
 def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray, boxes: Sequence[BoxEntry],
                      rule: Rule, refinement: Refinement = Refinement("none"), ct_hu: Optional[np.ndarray] = None,
-                     spacing: Optional[tuple[float, ...]] = None) -> tuple[np.ndarray, list[dict]]:
+                     spacing: Optional[tuple[float, ...]] = None,
+                     vertebrae: Optional[CaseVertebrae] = None) -> tuple[np.ndarray, list[dict]]:
     """Pseudo-mask of one case (uint8 0/1, zero outside every box) and one table row per box.
 
     Args:
@@ -170,6 +178,7 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
         refinement: how each box's selection is refined on the CT (``method="none"``: not at all).
         ct_hu: the CT in HU, same shape (needed unless ``refinement.method == "none"``).
         spacing: voxel spacing in the array's axis order (mm).
+        vertebrae: the case's vertebra map: each box's mask is clipped to its vertebra's interior (``None``: not).
     """
     if refinement.method != "none" and ct_hu is None:
         raise ValueError(f"case {case}: refinement {refinement.method!r} needs the CT")
@@ -180,15 +189,17 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
         p = probability[region]
         selection = select_in_box(p, rule)
         refined = refine_box(ct_hu, probability, region, selection.keep, refinement, spacing)
-        mask[region] |= refined.keep.astype(np.uint8)
-        kept = int(np.count_nonzero(refined.keep))
-        confidence = float(p[refined.keep].mean(dtype=np.float64)) if kept else math.nan
+        keep = refined.keep if vertebrae is None else refined.keep & vertebrae.interior(entry.label)[region]
+        mask[region] |= keep.astype(np.uint8)
+        kept = int(np.count_nonzero(keep))
+        confidence = float(p[keep].mean(dtype=np.float64)) if kept else math.nan
         rows.append({"case": case, "box_id": entry.box_id, "label": entry.label, "rule": rule.name,
                      "threshold": selection.threshold, "comparison": selection.comparison,
                      "voxels_in_box": int(p.size), "voxels_kept": kept, "max_probability": float(p.max()),
                      "mean_probability": float(p.mean(dtype=np.float64)), "mask_confidence": confidence,
                      "mean_uncertainty": float(uncertainty[region].mean(dtype=np.float64)), "empty": kept == 0,
-                     "refinement": refined.outcome})
+                     "refinement": refined.outcome,
+                     "outside_vertebra": int(np.count_nonzero(refined.keep)) - kept})
     return mask, rows
 
 
@@ -203,7 +214,7 @@ def _threshold_summary(rows: list[dict]) -> dict:
 def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule: Rule, kind: str,
                 rows: list[dict], cases: list[str], export: Optional[DatasetExport],
                 refinement: Refinement, ignore_band: Optional[tuple[float, float]], ignore_ring: int,
-                ignore_unsure: float, unsure: dict[str, set[int]]) -> dict:
+                ignore_unsure: float, unsure: dict[str, set[int]], inside_vertebra: Optional[float]) -> dict:
     from nnunet_fracture import __version__
 
     empty = [{"case": r["case"], "box_id": r["box_id"]} for r in rows if r["empty"]]
@@ -219,6 +230,8 @@ def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule
         "rule": rule.name,
         "parameters": rule.parameters(),
         "refinement": refinement.parameters(),
+        "inside_vertebra": None if inside_vertebra is None else {
+            "shell_mm": inside_vertebra, "voxels_removed": sum(r["outside_vertebra"] for r in rows)},
         "ignore_band": list(ignore_band) if ignore_band is not None else None,
         "ignore_ring": ignore_ring,
         "ignore_unsure": ignore_unsure,
@@ -248,7 +261,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
                        min_threshold: float = 0.05, export_dataset: Optional[int] = None,
                        export_name: Optional[str] = None, overwrite: bool = False,
                        refine: str = "none", ignore_band: Optional[tuple[float, float]] = None,
-                       ignore_ring: int = 0, ignore_unsure: float = 0.0) -> dict:
+                       ignore_ring: int = 0, ignore_unsure: float = 0.0,
+                       inside_vertebra: Optional[float] = None) -> dict:
     """Write pseudo-masks, probabilities, uncertainty maps, the box table and provenance to ``out``.
 
     Args:
@@ -269,6 +283,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             ignore label too (:mod:`~nnunet_fracture.inference.round_labels`).
         ignore_unsure: with ``export_dataset``: this share of all boxes, those with the lowest mask confidence (an
             empty mask counts as 0), is the ignore label whole.
+        inside_vertebra: clip each box's mask to the vertebra its label names, leaving out this many mm at the
+            vertebra's surface (0: the whole vertebra; ``None``: no clipping). Needs the dataset's ``vertebraeTr``.
 
     Returns:
         The provenance dictionary written to ``pseudo_masks.json``.
@@ -292,6 +308,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
         raise ValueError("--ignore-ring only shapes the exported labels. Fix: add --export-dataset ID --name NAME "
                          "or leave --ignore-ring out.")
     ignore_unsure = check_unsure_share(ignore_unsure)
+    shell_mm = None if inside_vertebra is None else check_shell_mm(inside_vertebra)
     if ignore_unsure and export_dataset is None:
         raise ValueError("--ignore-unsure-boxes only shapes the exported labels. Fix: add --export-dataset ID --name "
                          "NAME or leave --ignore-unsure-boxes out.")
@@ -304,6 +321,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
     folders = open_prediction_folders(predictions, source.file_ending)
     cases = select_cases(folders, source.cases, source.boxes_file)
     check_output_not_an_input(out, [f.path for f in folders] + [source.folder])
+    if shell_mm is not None:
+        check_vertebra_maps(source, cases)
     with_ignore = ignore_band is not None or ignore_ring > 0 or ignore_unsure > 0
     export = (DatasetExport(export_dataset, export_name, source, overwrite, with_ignore=with_ignore)
               if export_dataset is not None else None)
@@ -323,12 +342,13 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             boxes = source.case_boxes(case, tuple(grid.GetSize()))
             probability, uncertainty, kind = fused_probability(folders, case, grid, image_file)
             kinds.add(kind)
-            ct_hu = spacing = None
+            ct_hu, spacing = None, tuple(grid.GetSpacing()[::-1])
             if refinement.method != "none":
-                ct = sitk.ReadImage(str(image_file))
-                ct_hu, spacing = sitk.GetArrayFromImage(ct), tuple(ct.GetSpacing()[::-1])
+                ct_hu = sitk.GetArrayFromImage(sitk.ReadImage(str(image_file)))
+            vertebrae = None if shell_mm is None else CaseVertebrae(
+                read_vertebra_map(source, case, grid), spacing, shell_mm)
             mask, case_rows = case_pseudo_mask(case, probability, uncertainty, boxes, selection_rule, refinement,
-                                               ct_hu, spacing)
+                                               ct_hu, spacing, vertebrae)
             rows.extend(case_rows)
             mask_image = array_to_image(mask, grid)
             _write(mask_image, tmp / "masks" / f"{case}{OUTPUT_FILE_ENDING}")
@@ -349,7 +369,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
                                                                unsure.get(case, ())), mask_image)
                 export.add_case(case, mask_image)
         provenance = _provenance(folders, source, selection_rule, kind, rows, cases, export, refinement, ignore_band,
-                                 ignore_ring, ignore_unsure, unsure)
+                                 ignore_ring, ignore_unsure, unsure, shell_mm)
         pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(tmp / "pseudo_masks.csv", index=False)
         (tmp / "pseudo_masks.json").write_text(json.dumps(provenance, indent=2))
         if export is not None:
