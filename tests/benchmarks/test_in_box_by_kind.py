@@ -53,7 +53,15 @@ def test_the_command_prints_a_row_per_kind_and_writes_json(folders, capsys):
     assert json.loads((masks / "in_box_by_kind.json").read_text())["wedge"]["boxes"] == 1
 
 
+def test_a_prediction_folder_is_read_as_its_own_masks(folders):
+    raw, phantom, masks = folders
+    predicted = masks.parent / "predicted"
+    predicted.mkdir()
+    (masks / "masks" / "c0.nii.gz").rename(predicted / "c0.nii.gz")
+    assert by_kind(predicted, raw, phantom)["wedge"]["dice"] == pytest.approx(2 / 3)
+
+
 def test_a_folder_without_masks_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path)])
-    assert "no masks/ folder" in capsys.readouterr().err
+    assert "no masks/ folder and no <case>.nii.gz" in capsys.readouterr().err
