@@ -263,7 +263,7 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
     test, test_phantom = ws.test_dataset(), ws.phantom(r.test_seed, r.test_cases)
     if arm.reference is not None:
         scores = score_reference(arm.reference, test, test_phantom, ws.raw(ws.dataset(seed, "box")),
-                                 ws.phantom(seed, r.train_cases))
+                                 ws.phantom(seed, r.train_cases), arm.inside_vertebra)
     else:
         # a self-trained model is a fully supervised one: scored on its own masks, in the boxes too
         rule = None if arm.self_training_rounds else arm.pseudo_masks

@@ -51,6 +51,12 @@ ARMS: dict[str, Arm] = {
     "box_fill": Arm(None, labels="box", reference="box_fill", note="every box filled: the floor"),
     "hu_threshold": Arm(None, labels="box", reference="hu_threshold",
                         note="inside each box, HU above the threshold that is best on the training cases"),
+    "box_fill_inside": Arm(None, labels="box", reference="box_fill", inside_vertebra=1.5,
+                           note="every box filled inside its vertebra, the outer 1.5 mm left out: the floor of "
+                                "--inside-vertebra 1.5"),
+    "hu_threshold_inside": Arm(None, labels="box", reference="hu_threshold", inside_vertebra=1.5,
+                               note="hu_threshold inside each box's vertebra, the outer 1.5 mm left out (threshold "
+                                    "best on the training cases' same region)"),
     "mean_bags": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction", settings=MEAN_BAGS,
                      note="the first recipe (the trainer's default until 2026-12-05): each box one bag, its mean P "
                           "pushed to 1 (L2), outside voxels to 0 (L1), a contrast margin (L3); 30 % of each box kept"),
@@ -180,8 +186,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "networks": ("full_mask", "attention", "slice_lstm", "cls_head"),
     "vae_prior": ("mean_bags", "vae_channel"),
     # the ablation of the weak-box recipe, one ingredient per row (README)
-    "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "mean_bags", "plane_bags", "weak_bbox", "plus_affinity",
-                    "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement", "weak_bbox_fraction",
+    "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "box_fill_inside", "hu_threshold_inside", "mean_bags",
+                    "plane_bags", "weak_bbox", "plus_affinity", "plus_hard_negatives", "rule_fraction", "rule_otsu", "plus_refinement", "weak_bbox_fraction",
                     "weak_bbox_otsu", "weak_bbox_refined", "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring",
                     "flywheel_size_r1", "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1",
                     "flywheel_unsure_r1", "flywheel_unsure", "plus_smoothness", "plus_solid_bags", "solid_bags_otsu",

@@ -2,7 +2,9 @@
 
 Trained arms are read from an ``nnUNetv2_predict --save_probabilities`` folder; the two references are computed
 from the CT and the boxes: ``box_fill`` (the boxes themselves) and ``hu_threshold`` (inside each box, HU >= t,
-with t the threshold of best pooled in-box Dice on the training cases).
+with t the threshold of best pooled in-box Dice on the training cases). With ``inside_vertebra`` a reference keeps
+only the part of each box that ``pseudo-masks --inside-vertebra`` keeps (:func:`vertebra_region`): the floor of a
+method that uses the vertebra maps too.
 """
 from __future__ import annotations
 
@@ -63,11 +65,34 @@ def score_predictions(predictions: Path, test_raw: Path, test_phantom: Path, pse
     return score.as_dict()
 
 
-def best_hu_threshold(train_raw: Path, train_phantom: Path) -> float:
-    """The HU threshold t of best pooled Dice of ``HU >= t`` inside the boxes of the training cases."""
+def vertebra_region(raw: Path, case: str, shell_mm: float) -> np.ndarray:
+    """The voxels of ``case``'s boxes that ``pseudo-masks --inside-vertebra shell_mm`` keeps: in each box, its own
+    vertebra's interior (the dataset's ``vertebraeTr`` map)."""
+    import SimpleITK as sitk
+
+    from nnunet_fracture.dataset_conversion.raw_dataset import read_boxes_json
+    from nnunet_fracture.inference.vertebra_interior import CaseVertebrae
+
+    image = sitk.ReadImage(str(raw / "vertebraeTr" / f"{case}.nii.gz"))
+    vertebrae = CaseVertebrae(sitk.GetArrayFromImage(image), image.GetSpacing()[::-1], shell_mm)
+    region = np.zeros(vertebrae.vertebrae.shape, dtype=bool)
+    for box in read_boxes_json(raw / "boxes.json")[case]:
+        where = tuple(slice(lo, hi + 1) for lo, hi in zip(box["lo"][::-1], box["hi"][::-1]))
+        region[where] |= vertebrae.interior(box["label"])[where]
+    return region
+
+
+def _region(raw: Path, case: str, gt: np.ndarray, boxes: list[KindBox], inside_vertebra: Optional[float]):
+    inside = boxes_mask(gt.shape, boxes)
+    return inside if inside_vertebra is None or not boxes else inside & vertebra_region(raw, case, inside_vertebra)
+
+
+def best_hu_threshold(train_raw: Path, train_phantom: Path, inside_vertebra: Optional[float] = None) -> float:
+    """The HU threshold t of best pooled Dice of ``HU >= t`` inside the boxes of the training cases (of their
+    :func:`vertebra_region` with ``inside_vertebra``)."""
     values, truth = [], []
     for case, gt, boxes in cases(train_raw, train_phantom):
-        inside = boxes_mask(gt.shape, boxes)
+        inside = _region(train_raw, case, gt, boxes, inside_vertebra)
         values.append(_read(train_raw / "imagesTr" / f"{case}_0000.nii.gz")[inside])
         truth.append(gt[inside])
     hu, positive = np.concatenate(values), np.concatenate(truth)
@@ -83,14 +108,16 @@ def best_hu_threshold(train_raw: Path, train_phantom: Path) -> float:
     return best
 
 
-def score_reference(kind: str, test_raw: Path, test_phantom: Path, train_raw: Path, train_phantom: Path) -> dict:
-    """``box_fill`` or ``hu_threshold`` on the test cases (the threshold chosen on ``train_raw``)."""
+def score_reference(kind: str, test_raw: Path, test_phantom: Path, train_raw: Path, train_phantom: Path,
+                    inside_vertebra: Optional[float] = None) -> dict:
+    """``box_fill`` or ``hu_threshold`` on the test cases (the threshold chosen on ``train_raw``), in the whole
+    boxes or, with ``inside_vertebra``, in their :func:`vertebra_region`."""
     if kind not in ("box_fill", "hu_threshold"):
         raise ValueError(f"unknown reference {kind!r}; expected box_fill or hu_threshold")
-    threshold = best_hu_threshold(train_raw, train_phantom) if kind == "hu_threshold" else None
+    threshold = best_hu_threshold(train_raw, train_phantom, inside_vertebra) if kind == "hu_threshold" else None
     score = BenchScore()
     for case, gt, boxes in cases(test_raw, test_phantom):
-        inside = boxes_mask(gt.shape, boxes)
+        inside = _region(test_raw, case, gt, boxes, inside_vertebra)
         if threshold is None:
             mask, probability = inside, inside.astype(np.float32)
         else:

@@ -99,6 +99,39 @@ def test_hu_floor_picks_the_threshold_of_best_dice(tmp_path):
     assert best_hu_threshold(raw, phantom) == 110.0
 
 
+def test_the_floors_inside_the_vertebra_by_hand(tmp_path):
+    """One case: a row of 4 fracture voxels (600 HU) in a 4 x 4 box of 100 HU bone, whose 2 cortex voxels (900 HU)
+    lie outside the boxed vertebra L1 (label 0 in its vertebra map)."""
+    import json
+
+    import SimpleITK as sitk
+    from quality_scoring import score_reference, vertebra_region
+
+    raw, phantom = tmp_path / "raw", tmp_path / "phantom"
+    for sub in ("imagesTr", "groundTruthTr", "vertebraeTr"):
+        (raw / sub).mkdir(parents=True)
+    phantom.mkdir()
+    ct, gt = np.full((1, 4, 4), 100, np.int16), np.zeros((1, 4, 4), np.uint8)
+    vertebrae = np.full((1, 4, 4), 20, np.uint8)
+    ct[0, 0, :], gt[0, 0, :] = 600, 1
+    ct[0, 1, :2], vertebrae[0, 1, :2] = 900, 0
+    for array, path in ((ct, "imagesTr/a_0000.nii.gz"), (gt, "groundTruthTr/a.nii.gz"),
+                        (vertebrae, "vertebraeTr/a.nii.gz")):
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(raw / path))
+    box = {"box_id": 1, "lo": [0, 0, 0], "hi": [3, 3, 0], "label": "L1"}
+    (raw / "boxes.json").write_text(json.dumps({"a": [box]}))
+    (phantom / "phantom.json").write_text(json.dumps({"cases": [{"case_id": "a", "fractures": [{"type": "wedge"}]}]}))
+    assert np.array_equal(vertebra_region(raw, "a", 0.0), vertebrae > 0)
+
+    def in_box(kind, inside_vertebra=None):
+        return score_reference(kind, raw, phantom, raw, phantom, inside_vertebra)["in_box_dice"]
+
+    # the whole box: 16 voxels filled, 4 true -> 8 / 20; the vertebra's 14 -> 8 / 18
+    assert in_box("box_fill") == pytest.approx(8 / 20) and in_box("box_fill", 0.0) == pytest.approx(8 / 18)
+    # HU >= 110 (the best threshold either way) calls the 4 true voxels and, in the whole box, the 2 cortex ones
+    assert in_box("hu_threshold") == pytest.approx(8 / 10) and in_box("hu_threshold", 0.0) == pytest.approx(1.0)
+
+
 def test_a_model_trained_with_the_same_settings_is_reused(tmp_path, monkeypatch):
     """Workspace.train runs nnUNetv2_train once per dataset, trainer and settings; other settings train again."""
     import nnunet_fracture.stock_commands as stock_commands
