@@ -133,7 +133,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                fold: str = "all", trainer: str = "nnUNetTrainer", device: str = "cuda", rule: str = "fixed",
                threshold: float = 0.5, refine: str = "random_walker",
                ignore_band: Optional[tuple[float, float]] = (0.2, 0.5), ignore_ring: int = 0,
-               ignore_unsure: float = 0.0, inside_vertebra: Optional[float] = None, overwrite: bool = False,
+               ignore_unsure: float = 0.0, inside_vertebra: Optional[float] = None, ignore_faint: float = 0.0,
+               overwrite: bool = False,
                disable_tta: bool = False, resume: bool = False) -> dict:
     """Run ``rounds`` self-training rounds (module docstring).
 
@@ -146,8 +147,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         name: dataset name stem; round ``r``'s dataset is ``<name>R<r>``.
         rounds: number of rounds (>= 1).
         plans, configuration, fold, trainer, device: what ``nnUNetv2_train`` / ``nnUNetv2_predict`` get.
-        rule, threshold, refine, ignore_band, ignore_ring, ignore_unsure, inside_vertebra: the pseudo-mask
-            settings of every round
+        rule, threshold, refine, ignore_band, ignore_ring, ignore_unsure, inside_vertebra, ignore_faint: the
+            pseudo-mask settings of every round
             (:func:`~nnunet_fracture.inference.pseudo_masks.write_pseudo_masks`).
         overwrite: replace an existing ``out`` and existing datasets with the rounds' IDs, with what nnU-Net
             made from them under another name (their ``nnUNet_preprocessed`` and ``nnUNet_results`` folders). With
@@ -188,7 +189,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                            # recorded only when used, so records made before the ring existed still resume
                            **({"ignore_ring": ignore_ring} if ignore_ring else {}),
                            **({"ignore_unsure": ignore_unsure} if ignore_unsure else {}),
-                           **({"inside_vertebra": inside_vertebra} if inside_vertebra is not None else {})},
+                           **({"inside_vertebra": inside_vertebra} if inside_vertebra is not None else {}),
+                           **({"ignore_faint": ignore_faint} if ignore_faint else {})},
               "first_id": first_id, "name": name, "rounds": []}
     if resuming:
         record = _resumed_record(out, record)
@@ -224,7 +226,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
             provenance = write_pseudo_masks(current, source.folder, folder / "pseudo_masks", rule=rule,
                                             threshold=threshold, refine=refine, ignore_band=ignore_band,
                                             ignore_ring=ignore_ring, ignore_unsure=ignore_unsure,
-                                            inside_vertebra=inside_vertebra, export_dataset=dataset_id,
+                                            inside_vertebra=inside_vertebra, ignore_faint=ignore_faint,
+                                            export_dataset=dataset_id,
                                             export_name=f"{name}R{r}", overwrite=replaceable)
         except BaseException:  # arguments or inputs refused: leave no trace of this round (or of a fresh run)
             if not begun:
@@ -245,13 +248,14 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                    "-np", "1"], log)
         run_stock(["nnUNetv2_train", dataset_id, configuration, fold, "-tr", trainer, "-p", plans,
                    "-device", device], log)
+        ignored = provenance["unsure_boxes"] + provenance["faint_boxes"]  # the boxes the round does not learn from
         entry = {"round": r, "dataset": provenance["export_dataset"], "pseudo_masks": str(folder / "pseudo_masks"),
                  "boxes": provenance["num_boxes"], "empty_boxes": provenance["num_empty_boxes"],
                  "refinement_outcomes": provenance["refinement_outcomes"],
                  "unsure_boxes": len(provenance["unsure_boxes"]),
+                 **({"faint_boxes": len(provenance["faint_boxes"])} if ignore_faint else {}),
                  **({"in_box_dice_of_confident_boxes": in_box_dice(folder / "pseudo_masks" / "masks", source,
-                                                                   provenance["unsure_boxes"])}
-                    if provenance["unsure_boxes"] else {}),
+                                                                   ignored)} if ignored else {}),
                  "in_box_dice_vs_ground_truth": in_box_dice(folder / "pseudo_masks" / "masks", source),
                  "model": f"{trainer}__{plans}__{configuration} of dataset {dataset_id}, fold {fold}",
                  "predictions": None, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}

@@ -106,7 +106,7 @@ def test_os_error_messages_by_errno():
 
 @pytest.mark.parametrize("verb, call", [("self-train", "nnunet_fracture.self_training.self_train"),
                                         ("pseudo-masks", "nnunet_fracture.inference.pseudo_masks.write_pseudo_masks")])
-def test_the_ignore_ring_and_the_vertebra_shell_reach_the_package(verb, call, monkeypatch, tmp_path):
+def test_the_round_label_options_reach_the_package(verb, call, monkeypatch, tmp_path):
     seen = {}
 
     def record(*args, **kwargs):
@@ -116,7 +116,7 @@ def test_the_ignore_ring_and_the_vertebra_shell_reach_the_package(verb, call, mo
     monkeypatch.setattr(call, record)
     extra = ["--first-id", "510"] if verb == "self-train" else ["--export-dataset", "510"]
     argv = [verb, str(tmp_path), "--dataset", "501", "--out", str(tmp_path / "o"), "--name", "S", *extra,
-            "--ignore-ring", "2", "--inside-vertebra", "1.5"]
+            "--ignore-ring", "2", "--inside-vertebra", "1.5", "--ignore-faint-boxes", "100"]
     with pytest.raises(SystemExit):
         main(argv)
-    assert seen["ignore_ring"] == 2 and seen["inside_vertebra"] == 1.5
+    assert seen["ignore_ring"] == 2 and seen["inside_vertebra"] == 1.5 and seen["ignore_faint"] == 100.0

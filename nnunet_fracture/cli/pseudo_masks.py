@@ -99,6 +99,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-unsure-boxes", type=float, default=0.0, metavar="SHARE",
                    help="with --export-dataset: this share of all boxes, those whose mask has the lowest mean P (an "
                         "empty one counts as 0), is 'ignore' whole (default 0: none), e.g. 0.4")
+    p.add_argument("--ignore-faint-boxes", type=float, default=0.0, metavar="HU",
+                   help="with --export-dataset: boxes whose mask's median HU differs from the rest of the box (inside "
+                        "its vertebra with --inside-vertebra) by less than HU, either way, are 'ignore' whole - a mask "
+                        "that looks like the bone around it marks nothing visible (default 0: none), e.g. 100")
     p.add_argument("--inside-vertebra", type=float, default=None, metavar="SHELL_MM",
                    help="keep only voxels of the vertebra each box names (its label, e.g. L1) lying more than "
                         "SHELL_MM inside it, from the dataset's vertebraeTr maps: 0 clips to the vertebra, 1.5 also "
@@ -115,7 +119,7 @@ def run(args: argparse.Namespace) -> None:
                               refine=args.refine,
                               ignore_band=tuple(args.ignore_band) if args.ignore_band else None,
                               ignore_ring=args.ignore_ring, ignore_unsure=args.ignore_unsure_boxes,
-                              inside_vertebra=args.inside_vertebra)
+                              inside_vertebra=args.inside_vertebra, ignore_faint=args.ignore_faint_boxes)
     print(f"wrote pseudo-masks of {prov['num_cases']} cases ({prov['num_boxes']} boxes, {prov['num_empty_boxes']} "
           f"empty) to {args.out}; uncertainty: {prov['uncertainty']['kind']}")
     if prov["export_dataset"]:

@@ -70,6 +70,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inside-vertebra", type=float, default=None, metavar="SHELL_MM",
                    help="each pseudo-mask keeps only voxels of the vertebra its box names, more than SHELL_MM inside "
                         "it (the dataset's vertebraeTr maps; see `nnunet-fracture pseudo-masks --help`; default off)")
+    p.add_argument("--ignore-faint-boxes", type=float, default=0.0, metavar="HU",
+                   help="boxes whose pseudo-mask's median HU differs from the rest of the box by less than HU, "
+                        "either way, are 'ignore' whole: a mask that looks like the bone around it (default 0: none), "
+                        "e.g. 100")
     p.add_argument("--disable-tta", action="store_true", help="predict without test-time mirroring (faster)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out and the rounds' datasets (with their preprocessed data and models); with "
@@ -89,7 +93,8 @@ def run(args: argparse.Namespace) -> None:
                         trainer=args.trainer, device=args.device, rule=args.rule, threshold=args.threshold,
                         refine=args.refine, ignore_band=None if args.no_ignore else tuple(args.ignore_band),
                         ignore_ring=args.ignore_ring, ignore_unsure=args.ignore_unsure_boxes,
-                        inside_vertebra=args.inside_vertebra, overwrite=args.overwrite,
+                        inside_vertebra=args.inside_vertebra, ignore_faint=args.ignore_faint_boxes,
+                        overwrite=args.overwrite,
                         disable_tta=args.disable_tta, resume=args.resume)
     for entry in record["rounds"]:
         dice = entry["in_box_dice_vs_ground_truth"]

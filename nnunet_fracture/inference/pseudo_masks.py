@@ -48,7 +48,8 @@ With ``export_dataset`` the masks also become the labels of a new nnU-Net raw da
 of a mask whose P lies in ``[low, high)`` are labelled nnU-Net's ``ignore`` (2) there: the strong model is then
 neither taught they are fracture nor that they are not (a self-training round's uncertain voxels). With an
 ``ignore_ring`` of ``r`` voxels the masks' outer ``r`` voxels are ``ignore`` as well, and with ``ignore_unsure``
-the least confident share of all boxes is ``ignore`` whole (:mod:`~nnunet_fracture.inference.round_labels`).
+the least confident share of all boxes is ``ignore`` whole, and with ``ignore_faint`` the boxes whose mask does
+not stand out from the rest of the box in HU (:mod:`~nnunet_fracture.inference.round_labels`).
 """
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ from tqdm import tqdm
 
 from nnunet_fracture.inference.dataset_export import DatasetExport
 from nnunet_fracture.inference.refinement import Refinement, refine_box
-from nnunet_fracture.inference.round_labels import check_unsure_share, ignored_labels, unsure_boxes
+from nnunet_fracture.inference.round_labels import (check_round_label_options, faint_boxes, ignored_labels,
+                                                    mask_contrast_hu, unsure_boxes)
 from nnunet_fracture.inference.vertebra_interior import (CaseVertebrae, check_shell_mm, check_vertebra_maps,
                                                          read_vertebra_map)
 from nnunet_fracture.inference.prediction_folders import (UNCERTAINTY_KINDS, PredictionFolder, select_cases,
@@ -86,7 +88,7 @@ RULES = ("fixed", "otsu", "fraction")
 CONSTANT_BOX_THRESHOLD = 0.5
 CSV_COLUMNS = ("case", "box_id", "label", "rule", "threshold", "comparison", "voxels_in_box", "voxels_kept",
                "max_probability", "mean_probability", "mask_confidence", "mean_uncertainty", "empty", "refinement",
-               "outside_vertebra")
+               "outside_vertebra", "mask_contrast_hu")
 OUTPUT_FILE_ENDING = ".nii.gz"
 OVERLAP_POLICY = ("each box's rule sees that box's own voxels; the case mask is the union of the per-box "
                   "selections (a voxel in several boxes is kept if any of them keeps it); 0 outside every box")
@@ -189,7 +191,8 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
         p = probability[region]
         selection = select_in_box(p, rule)
         refined = refine_box(ct_hu, probability, region, selection.keep, refinement, spacing)
-        keep = refined.keep if vertebrae is None else refined.keep & vertebrae.interior(entry.label)[region]
+        allowed = np.ones(p.shape, dtype=bool) if vertebrae is None else vertebrae.interior(entry.label)[region]
+        keep = refined.keep & allowed
         mask[region] |= keep.astype(np.uint8)
         kept = int(np.count_nonzero(keep))
         confidence = float(p[keep].mean(dtype=np.float64)) if kept else math.nan
@@ -199,7 +202,8 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
                      "mean_probability": float(p.mean(dtype=np.float64)), "mask_confidence": confidence,
                      "mean_uncertainty": float(uncertainty[region].mean(dtype=np.float64)), "empty": kept == 0,
                      "refinement": refined.outcome,
-                     "outside_vertebra": int(np.count_nonzero(refined.keep)) - kept})
+                     "outside_vertebra": int(np.count_nonzero(refined.keep)) - kept,
+                     "mask_contrast_hu": math.nan if ct_hu is None else mask_contrast_hu(ct_hu[region], keep, allowed)})
     return mask, rows
 
 
@@ -214,7 +218,8 @@ def _threshold_summary(rows: list[dict]) -> dict:
 def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule: Rule, kind: str,
                 rows: list[dict], cases: list[str], export: Optional[DatasetExport],
                 refinement: Refinement, ignore_band: Optional[tuple[float, float]], ignore_ring: int,
-                ignore_unsure: float, unsure: dict[str, set[int]], inside_vertebra: Optional[float]) -> dict:
+                ignore_unsure: float, unsure: dict[str, set[int]], inside_vertebra: Optional[float],
+                ignore_faint: float, faint: dict[str, set[int]]) -> dict:
     from nnunet_fracture import __version__
 
     empty = [{"case": r["case"], "box_id": r["box_id"]} for r in rows if r["empty"]]
@@ -237,6 +242,9 @@ def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule
         "ignore_unsure": ignore_unsure,
         "unsure_boxes": [{"case": r["case"], "box_id": r["box_id"], "mask_confidence": r["mask_confidence"]}
                          for r in rows if r["box_id"] in unsure.get(r["case"], ())],
+        "ignore_faint": ignore_faint,
+        "faint_boxes": [{"case": r["case"], "box_id": r["box_id"], "mask_contrast_hu": r["mask_contrast_hu"]}
+                        for r in rows if r["box_id"] in faint.get(r["case"], ())],
         "refinement_outcomes": {o: sum(r["refinement"] == o for r in rows)
                                 for o in sorted({r["refinement"] for r in rows})},
         "box_regions": OVERLAP_POLICY,
@@ -262,7 +270,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
                        export_name: Optional[str] = None, overwrite: bool = False,
                        refine: str = "none", ignore_band: Optional[tuple[float, float]] = None,
                        ignore_ring: int = 0, ignore_unsure: float = 0.0,
-                       inside_vertebra: Optional[float] = None) -> dict:
+                       inside_vertebra: Optional[float] = None, ignore_faint: float = 0.0) -> dict:
     """Write pseudo-masks, probabilities, uncertainty maps, the box table and provenance to ``out``.
 
     Args:
@@ -285,6 +293,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             empty mask counts as 0), is the ignore label whole.
         inside_vertebra: clip each box's mask to the vertebra its label names, leaving out this many mm at the
             vertebra's surface (0: the whole vertebra; ``None``: no clipping). Needs the dataset's ``vertebraeTr``.
+        ignore_faint: with ``export_dataset``: the boxes whose mask's median HU differs from the rest of the box by
+            less than this many HU (``mask_contrast_hu``; an empty mask counts as faint) are the ignore label whole.
 
     Returns:
         The provenance dictionary written to ``pseudo_masks.json``.
@@ -295,23 +305,9 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
     """
     selection_rule = Rule(rule, threshold, fraction, min_threshold)
     refinement = Refinement(refine)
-    if ignore_band is not None:
-        if export_dataset is None:
-            raise ValueError("--ignore-band only shapes the exported labels. Fix: add --export-dataset ID --name NAME "
-                             "or leave --ignore-band out.")
-        low, high = ignore_band
-        if not 0 <= low < high <= 1:
-            raise ValueError(f"--ignore-band must be two probabilities LOW < HIGH in [0, 1], got {low} {high}")
-    if isinstance(ignore_ring, bool) or not isinstance(ignore_ring, int) or ignore_ring < 0:
-        raise ValueError(f"--ignore-ring must be a whole number of voxels >= 0, got {ignore_ring!r}")
-    if ignore_ring and export_dataset is None:
-        raise ValueError("--ignore-ring only shapes the exported labels. Fix: add --export-dataset ID --name NAME "
-                         "or leave --ignore-ring out.")
-    ignore_unsure = check_unsure_share(ignore_unsure)
+    ignore_unsure, ignore_faint = check_round_label_options(ignore_band, ignore_ring, ignore_unsure, ignore_faint,
+                                                            export_dataset is not None)
     shell_mm = None if inside_vertebra is None else check_shell_mm(inside_vertebra)
-    if ignore_unsure and export_dataset is None:
-        raise ValueError("--ignore-unsure-boxes only shapes the exported labels. Fix: add --export-dataset ID --name "
-                         "NAME or leave --ignore-unsure-boxes out.")
     if (export_dataset is None) != (export_name is None):
         raise ValueError("--export-dataset and --name go together. Fix: pass both (e.g. --export-dataset 502 "
                          "--name PhantomPseudo) or neither.")
@@ -323,7 +319,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
     check_output_not_an_input(out, [f.path for f in folders] + [source.folder])
     if shell_mm is not None:
         check_vertebra_maps(source, cases)
-    with_ignore = ignore_band is not None or ignore_ring > 0 or ignore_unsure > 0
+    with_ignore = ignore_band is not None or ignore_ring > 0 or ignore_unsure > 0 or ignore_faint > 0
     export = (DatasetExport(export_dataset, export_name, source, overwrite, with_ignore=with_ignore)
               if export_dataset is not None else None)
 
@@ -342,9 +338,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             boxes = source.case_boxes(case, tuple(grid.GetSize()))
             probability, uncertainty, kind = fused_probability(folders, case, grid, image_file)
             kinds.add(kind)
-            ct_hu, spacing = None, tuple(grid.GetSpacing()[::-1])
-            if refinement.method != "none":
-                ct_hu = sitk.GetArrayFromImage(sitk.ReadImage(str(image_file)))
+            ct_hu, spacing = sitk.GetArrayFromImage(sitk.ReadImage(str(image_file))), tuple(grid.GetSpacing()[::-1])
             vertebrae = None if shell_mm is None else CaseVertebrae(
                 read_vertebra_map(source, case, grid), spacing, shell_mm)
             mask, case_rows = case_pseudo_mask(case, probability, uncertainty, boxes, selection_rule, refinement,
@@ -357,6 +351,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             del probability, uncertainty, mask, mask_image
         (kind,) = kinds
         unsure = unsure_boxes(rows, ignore_unsure)  # ranked over every box: known only now
+        faint = faint_boxes(rows, ignore_faint)
         if export is not None:
             for case in cases:  # the labels from the masks and probabilities just written
                 mask_image = sitk.ReadImage(str(tmp / "masks" / f"{case}{OUTPUT_FILE_ENDING}"))
@@ -366,10 +361,11 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
                         sitk.ReadImage(str(tmp / "probabilities" / f"{case}{OUTPUT_FILE_ENDING}")))
                     boxes = source.case_boxes(case, tuple(mask_image.GetSize()))
                     mask_image = array_to_image(ignored_labels(mask, probability, boxes, ignore_band, ignore_ring,
-                                                               unsure.get(case, ())), mask_image)
+                                                               unsure.get(case, set()) | faint.get(case, set())),
+                                                mask_image)
                 export.add_case(case, mask_image)
         provenance = _provenance(folders, source, selection_rule, kind, rows, cases, export, refinement, ignore_band,
-                                 ignore_ring, ignore_unsure, unsure, shell_mm)
+                                 ignore_ring, ignore_unsure, unsure, shell_mm, ignore_faint, faint)
         pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(tmp / "pseudo_masks.csv", index=False)
         (tmp / "pseudo_masks.json").write_text(json.dumps(provenance, indent=2))
         if export is not None:

@@ -18,6 +18,13 @@ next model is taught neither that they are fracture nor that they are not:
   marks one in every healthy vertebral body. Its cleft masks are mostly its least confident: the lowest 40 % of
   boxes held 11 of 11, 8 of 12 and 8 of 10 cleft boxes on three seeds, and where all were caught the round's
   false positives on fracture-free cases fell from 2,835 and 1,279 voxels to 328 and 10 (README, quality bench).
+- **faint boxes**: every voxel of the boxes whose pseudo-mask does not stand out from the rest of its box
+  (:func:`faint_boxes`): the median HU of the mask differs from the median HU of the box's other voxels (those
+  the mask could have taken: inside the box's vertebra with ``--inside-vertebra``) by less than ``min_hu``, either
+  way - a sclerotic band is denser than the bone around it, a cleft darker. A mask that looks like the bone around
+  it marks nothing a reader could see. Confidence does not catch these everywhere: on one bench seed the weak
+  model's blobs of healthy bone in the cleft boxes were as confident as its band masks (mean P 0.69-0.80 against
+  0.68-0.85), while their HU contrast was -63 to +30 HU against +88 to +331 HU for the bands.
 
 Outside the boxes the labels stay what they are (0): that is known background.
 """
@@ -45,6 +52,29 @@ def check_unsure_share(share: object) -> float:
     return float(share)
 
 
+def check_round_label_options(band: Optional[tuple[float, float]], ring: object, unsure: object, faint: object,
+                              exporting: bool) -> tuple[float, float]:
+    """Check the ignore options of ``pseudo-masks`` (each only shapes exported labels); ``(unsure, faint)`` as
+    floats.
+
+    Raises:
+        ValueError: an option out of range, or set without an exported dataset (``exporting``).
+    """
+    if band is not None:
+        low, high = band
+        if not 0 <= low < high <= 1:
+            raise ValueError(f"--ignore-band must be two probabilities LOW < HIGH in [0, 1], got {low} {high}")
+    if isinstance(ring, bool) or not isinstance(ring, int) or ring < 0:
+        raise ValueError(f"--ignore-ring must be a whole number of voxels >= 0, got {ring!r}")
+    unsure, faint = check_unsure_share(unsure), check_faint_hu(faint)
+    for option, used in (("--ignore-band", band is not None), ("--ignore-ring", ring),
+                         ("--ignore-unsure-boxes", unsure), ("--ignore-faint-boxes", faint)):
+        if used and not exporting:
+            raise ValueError(f"{option} only shapes the exported labels. Fix: add --export-dataset ID --name NAME or "
+                             f"leave {option} out.")
+    return unsure, faint
+
+
 def unsure_boxes(rows: Iterable[Mapping], share: float) -> dict[str, set[int]]:
     """The ``floor(share x N)`` least confident of ``N`` boxes, as ``{case: {box_id, ...}}``.
 
@@ -63,6 +93,48 @@ def unsure_boxes(rows: Iterable[Mapping], share: float) -> dict[str, set[int]]:
     chosen: dict[str, set[int]] = {}
     for index in sorted(range(len(rows)), key=lambda n: confidence[n])[:count]:  # sorted() is stable
         chosen.setdefault(rows[index]["case"], set()).add(int(rows[index]["box_id"]))
+    return chosen
+
+
+def check_faint_hu(min_hu: object) -> float:
+    """``min_hu`` as a float >= 0 (0: no box is faint).
+
+    Raises:
+        ValueError: otherwise.
+    """
+    ok = isinstance(min_hu, (int, float)) and not isinstance(min_hu, bool) and math.isfinite(min_hu) and min_hu >= 0
+    if not ok:
+        raise ValueError(f"--ignore-faint-boxes must be a HU difference >= 0, got {min_hu!r}")
+    return float(min_hu)
+
+
+def mask_contrast_hu(hu: np.ndarray, mask: np.ndarray, allowed: np.ndarray) -> float:
+    """Median HU over ``mask`` minus median HU over the ``allowed`` voxels outside it (one box's arrays); NaN when
+    either set is empty.
+
+    Raises:
+        ValueError: if the shapes differ.
+    """
+    if not hu.shape == mask.shape == allowed.shape:
+        raise ValueError(f"hu {hu.shape}, mask {mask.shape} and allowed {allowed.shape} must have one shape")
+    mask = np.asarray(mask, dtype=bool)
+    rest = np.asarray(allowed, dtype=bool) & ~mask
+    if not mask.any() or not rest.any():
+        return math.nan
+    return float(np.median(hu[mask]) - np.median(hu[rest]))
+
+
+def faint_boxes(rows: Iterable[Mapping], min_hu: float) -> dict[str, set[int]]:
+    """The boxes whose ``mask_contrast_hu`` lies within ``(-min_hu, min_hu)``, as ``{case: {box_id, ...}}``; a box
+    with no contrast (NaN: an empty mask) is faint too. None when ``min_hu`` is 0."""
+    min_hu = check_faint_hu(min_hu)
+    chosen: dict[str, set[int]] = {}
+    if min_hu == 0:
+        return chosen
+    for r in rows:
+        contrast = float(r["mask_contrast_hu"])
+        if math.isnan(contrast) or abs(contrast) < min_hu:
+            chosen.setdefault(r["case"], set()).add(int(r["box_id"]))
     return chosen
 
 
