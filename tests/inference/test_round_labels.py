@@ -1,5 +1,5 @@
-"""Labels of a self-training round: the uncertainty band, the border ring and the unsure boxes, on tiny hand-drawn
-masks."""
+"""Labels of a self-training round: the uncertainty band, the border ring, the unsure and the faint boxes, on tiny
+hand-drawn masks."""
 import math
 
 import numpy as np
@@ -8,7 +8,8 @@ import pytest
 from nnunet_fracture.dataset_conversion.case import VoxelBox
 from nnunet_fracture.dataset_conversion.source_dataset import BoxEntry
 from nnunet_fracture.inference.dataset_export import IGNORE_LABEL
-from nnunet_fracture.inference.round_labels import ignored_labels, unsure_boxes
+from nnunet_fracture.inference.round_labels import (check_faint_hu, check_round_label_options, faint_boxes,
+                                                    ignored_labels, mask_contrast_hu, unsure_boxes)
 
 
 def entry(lo, hi, box_id=1):
@@ -110,3 +111,36 @@ def test_an_unsure_box_is_ignored_whole_outside_the_confident_boxes():
     # box 1 (i 0-4) is ignore except where box 2 (i 3-6) covers it; box 2 keeps its labels; i 7 is outside
     assert labels.ravel().tolist() == [IGNORE_LABEL, IGNORE_LABEL, IGNORE_LABEL, 1, 0, 0, 1, 0]
     assert np.array_equal(ignored_labels(mask, np.zeros(mask.shape, np.float32), boxes, unsure={7}), mask)
+
+
+def test_mask_contrast_is_the_median_hu_of_the_mask_minus_that_of_the_allowed_rest():
+    hu = np.array([100.0, 900.0, 900.0, 600.0, 600.0, 500.0])
+    mask = np.array([0, 0, 0, 1, 1, 1], bool)  # median 600
+    assert mask_contrast_hu(hu, mask, np.ones(6, bool)) == 600 - 900  # rest 100, 900, 900
+    assert mask_contrast_hu(hu, mask, np.array([1, 0, 0, 1, 1, 1], bool)) == 600 - 100  # the 900s not allowed
+    assert math.isnan(mask_contrast_hu(hu, np.zeros(6, bool), np.ones(6, bool)))  # empty mask
+    assert math.isnan(mask_contrast_hu(hu, mask, mask))  # nothing around it
+    with pytest.raises(ValueError, match=r"hu \(6,\), mask \(5,\)"):
+        mask_contrast_hu(hu, mask[:5], np.ones(6, bool))
+
+
+def test_faint_boxes_differ_by_less_than_the_threshold_either_way():
+    contrasts = [150.0, -150.0, 99.9, -50.0, math.nan, 100.0]
+    rows = [{"case": "a" if n < 3 else "b", "box_id": n + 1, "mask_contrast_hu": c} for n, c in enumerate(contrasts)]
+    assert faint_boxes(rows, 100) == {"a": {3}, "b": {4, 5}}
+    assert faint_boxes(rows, 0) == {}
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, True, "100"])
+def test_a_bad_faint_threshold_is_refused(bad):
+    with pytest.raises(ValueError, match="--ignore-faint-boxes must be a HU difference >= 0"):
+        check_faint_hu(bad)
+
+
+def test_the_ignore_options_need_an_export():
+    assert check_round_label_options((0.2, 0.5), 1, 0.4, 100, exporting=True) == (0.4, 100.0)
+    assert check_round_label_options(None, 0, 0.0, 0.0, exporting=False) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="--ignore-faint-boxes only shapes the exported labels. Fix: add --export"):
+        check_round_label_options(None, 0, 0.0, 100.0, exporting=False)
+    with pytest.raises(ValueError, match="--ignore-band must be two probabilities"):
+        check_round_label_options((0.5, 0.2), 0, 0.0, 0.0, exporting=True)
