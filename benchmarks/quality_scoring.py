@@ -42,7 +42,8 @@ def cases(raw: Path, phantom: Path) -> Iterator[tuple[str, np.ndarray, list[Kind
         if len(kinds[case]) != len(boxes[case]):
             raise ValueError(f"case {case}: {len(boxes[case])} boxes in {raw / 'boxes.json'} but "
                              f"{len(kinds[case])} fractures in the phantom description")
-        yield case, _read(gt_file) > 0, [KindBox(tuple(b["lo"][::-1]), tuple(b["hi"][::-1]), kind)
+        yield case, _read(gt_file) > 0, [KindBox(tuple(b["lo"][::-1]), tuple(b["hi"][::-1]), kind,
+                                                 str(b.get("label") or ""))
                                          for b, kind in zip(boxes[case], kinds[case])]
 
 
@@ -65,26 +66,26 @@ def score_predictions(predictions: Path, test_raw: Path, test_phantom: Path, pse
     return score.as_dict()
 
 
-def vertebra_region(raw: Path, case: str, shell_mm: float) -> np.ndarray:
-    """The voxels of ``case``'s boxes that ``pseudo-masks --inside-vertebra shell_mm`` keeps: in each box, its own
-    vertebra's interior (the dataset's ``vertebraeTr`` map)."""
+def vertebra_region(raw: Path, case: str, boxes: list[KindBox], shell_mm: float) -> np.ndarray:
+    """The voxels of ``case``'s ``boxes`` that ``pseudo-masks --inside-vertebra shell_mm`` keeps: in each box, the
+    interior of the vertebra it names (the dataset's ``vertebraeTr`` map)."""
     import SimpleITK as sitk
 
-    from nnunet_fracture.dataset_conversion.raw_dataset import read_boxes_json
     from nnunet_fracture.inference.vertebra_interior import CaseVertebrae
 
     image = sitk.ReadImage(str(raw / "vertebraeTr" / f"{case}.nii.gz"))
     vertebrae = CaseVertebrae(sitk.GetArrayFromImage(image), image.GetSpacing()[::-1], shell_mm)
     region = np.zeros(vertebrae.vertebrae.shape, dtype=bool)
-    for box in read_boxes_json(raw / "boxes.json")[case]:
-        where = tuple(slice(lo, hi + 1) for lo, hi in zip(box["lo"][::-1], box["hi"][::-1]))
-        region[where] |= vertebrae.interior(box["label"])[where]
+    for box in boxes:
+        region[box.slices()] |= vertebrae.interior(box.label)[box.slices()]
     return region
 
 
 def _region(raw: Path, case: str, gt: np.ndarray, boxes: list[KindBox], inside_vertebra: Optional[float]):
-    inside = boxes_mask(gt.shape, boxes)
-    return inside if inside_vertebra is None or not boxes else inside & vertebra_region(raw, case, inside_vertebra)
+    """The boxes of a case, or their :func:`vertebra_region` with ``inside_vertebra``."""
+    if inside_vertebra is None or not boxes:
+        return boxes_mask(gt.shape, boxes)
+    return vertebra_region(raw, case, boxes, inside_vertebra)
 
 
 def best_hu_threshold(train_raw: Path, train_phantom: Path, inside_vertebra: Optional[float] = None) -> float:

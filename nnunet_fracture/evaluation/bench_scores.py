@@ -31,11 +31,13 @@ KEYS = ("whole_volume_dice", "whole_volume_precision", "whole_volume_recall", "i
 
 @dataclass(frozen=True)
 class KindBox:
-    """One box of a case: inclusive voxel bounds in numpy (z, y, x) order and the fracture kind it holds."""
+    """One box of a case: inclusive voxel bounds in numpy (z, y, x) order, the fracture kind it holds and the
+    box's label (the vertebra it names, where known)."""
 
     lo: tuple[int, int, int]
     hi: tuple[int, int, int]
     kind: str
+    label: str = ""
 
     def slices(self) -> tuple[slice, slice, slice]:
         return tuple(slice(a, b + 1) for a, b in zip(self.lo, self.hi))  # type: ignore[return-value]

@@ -108,9 +108,9 @@ def vertebra_interior(vertebrae: np.ndarray, label: int, spacing: Sequence[float
     if len(spacing) != vertebrae.ndim:
         raise ValueError(f"spacing {tuple(spacing)} has {len(spacing)} values for a {vertebrae.ndim}-D vertebra map")
     own = vertebrae == label
-    interior = np.zeros(own.shape, dtype=bool)
     if shell_mm == 0 or not own.any():
         return own
+    interior = np.zeros(own.shape, dtype=bool)
     # the distance transform of the vertebra's bounding box grown by one voxel (outside it every voxel is not
     # the vertebra; at the image border the crop stops, so the border does not count as outside)
     where = np.nonzero(own)

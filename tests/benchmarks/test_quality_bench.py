@@ -105,7 +105,7 @@ def test_the_floors_inside_the_vertebra_by_hand(tmp_path):
     import json
 
     import SimpleITK as sitk
-    from quality_scoring import score_reference, vertebra_region
+    from quality_scoring import cases, score_reference, vertebra_region
 
     raw, phantom = tmp_path / "raw", tmp_path / "phantom"
     for sub in ("imagesTr", "groundTruthTr", "vertebraeTr"):
@@ -121,7 +121,8 @@ def test_the_floors_inside_the_vertebra_by_hand(tmp_path):
     box = {"box_id": 1, "lo": [0, 0, 0], "hi": [3, 3, 0], "label": "L1"}
     (raw / "boxes.json").write_text(json.dumps({"a": [box]}))
     (phantom / "phantom.json").write_text(json.dumps({"cases": [{"case_id": "a", "fractures": [{"type": "wedge"}]}]}))
-    assert np.array_equal(vertebra_region(raw, "a", 0.0), vertebrae > 0)
+    (case, _, boxes), = cases(raw, phantom)
+    assert [b.label for b in boxes] == ["L1"] and np.array_equal(vertebra_region(raw, case, boxes, 0.0), vertebrae > 0)
 
     def in_box(kind, inside_vertebra=None):
         return score_reference(kind, raw, phantom, raw, phantom, inside_vertebra)["in_box_dice"]
