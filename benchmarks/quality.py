@@ -192,7 +192,7 @@ class Workspace:
             dataset_id, images = self.dataset(seed, arm.labels), self.test_dataset() / "imagesTr"
         trainer = arm.trainer
         if arm.self_training_rounds:  # trains the weak model only if its predictions are not cached
-            dataset_id, trainer = self.self_training(arm, seed, dataset_id), STRONG_TRAINER
+            dataset_id, trainer = self.self_training(arm, seed, dataset_id), arm.strong_trainer or STRONG_TRAINER
         else:
             self.train(dataset_id, arm.trainer, arm.settings)
         return self.predict(images, self.predictions(arm_name, seed), dataset_id, trainer)
@@ -214,8 +214,8 @@ class Workspace:
 
     def self_training(self, arm: Arm, seed: int, weak_id: int) -> int:
         """The weak model (trained first unless this recipe's predictions are cached) predicts its own training
-        images, then ``nnunet-fracture self-train --resume`` runs the
-        arm's rounds with :data:`STRONG_TRAINER` on the regime's schedule; the dataset ID of the last round.
+        images, then ``nnunet-fracture self-train --resume`` runs the arm's rounds with its ``strong_trainer``
+        (:data:`STRONG_TRAINER` if unset) on the regime's schedule; the dataset ID of the last round.
 
         Arms that differ only in their number of rounds share one self-training folder (named by the run key of the
         recipe's first round), so a 2-round arm continues a 1-round arm's run instead of training round 1 again."""
@@ -227,7 +227,8 @@ class Workspace:
         # the weak model's predictions do not depend on the round labels' ring or unsure boxes, so arms that differ
         # only there share them
         weak_key = run_key(replace(arm, self_training_rounds=1, ignore_ring=None, ignore_unsure=None,
-                                   inside_vertebra=None, ignore_faint=None, note=""), r, seed, _phantom_version())
+                                   inside_vertebra=None, ignore_faint=None, strong_trainer=None, note=""), r, seed,
+                           _phantom_version())
         weak = self.root / "predictions" / f"self_training_seed{seed}_{weak_key}_train"
         if not weak.is_dir():  # predicted whole or not at all: a resumed run checks only the folder's name
             self.train(weak_id, arm.trainer, arm.settings)
@@ -236,7 +237,8 @@ class Workspace:
             os.replace(staged, weak)
         first, out = SELF_TRAINING_IDS + 10 * seed + 1, self.root / "self_training" / f"seed{seed}_{key}"
         run = partial(self_train, [weak], weak_id, out, first_id=first, name=f"QualityS{seed}Fw{key}",
-                      rounds=arm.self_training_rounds, plans=r.plans, trainer=STRONG_TRAINER, device=r.device,
+                      rounds=arm.self_training_rounds, plans=r.plans, trainer=arm.strong_trainer or STRONG_TRAINER,
+                      device=r.device,
                       rule=arm.pseudo_masks or "fixed", refine=arm.refine or "none", ignore_band=arm.ignore_band,
                       ignore_ring=arm.ignore_ring or 0, ignore_unsure=arm.ignore_unsure or 0.0,
                       inside_vertebra=arm.inside_vertebra, ignore_faint=arm.ignore_faint or 0.0,

@@ -15,7 +15,7 @@ from typing import Optional
 
 
 _ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "ignore_ring", "ignore_unsure", "predictions_of",
-                "inside_vertebra", "ignore_faint")
+                "inside_vertebra", "ignore_faint", "strong_trainer")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class Arm:
     note: str = ""
     inside_vertebra: Optional[float] = None  # pseudo-masks --inside-vertebra SHELL_MM (weak and self-training arms)
     ignore_faint: Optional[float] = None  # the self-training rounds' --ignore-faint-boxes HU
+    strong_trainer: Optional[str] = None  # the self-training rounds' trainer (None: quality.STRONG_TRAINER)
 
 
 _PRIORS_OFF = "lambda_outside=0 lambda_mil=0 lambda_contrast=0"  # the box priors replace L1-L3
@@ -173,6 +174,14 @@ ARMS: dict[str, Arm] = {
                                    inside_vertebra=1.5, ignore_faint=100.0,
                                    note="flywheel_solid_inside_r1 with the boxes whose mask differs from the rest of "
                                         "the box by less than 100 HU ignored whole"),
+    "flywheel_solid_faint_present_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                                           refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
+                                           self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
+                                           inside_vertebra=1.5, ignore_faint=100.0,
+                                           strong_trainer="nnUNetTrainerPresentDice",
+                                           note="flywheel_solid_faint_r1 with the round trained by "
+                                                "nnUNetTrainerPresentDice: no Dice reward for predicting nothing "
+                                                "on a patch without foreground"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -199,7 +208,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "flywheel_size_r1", "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1",
                     "flywheel_unsure_r1", "flywheel_unsure", "plus_smoothness", "plus_solid_bags", "solid_bags_otsu",
                     "solid_bags_refined", "flywheel_solid_unsure_r1", "solid_bags_inside",
-                    "flywheel_solid_inside_r1", "flywheel_solid_faint_r1"),
+                    "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
+                    "flywheel_solid_faint_present_r1"),
     "all": tuple(ARMS),
 }
 

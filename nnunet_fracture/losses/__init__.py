@@ -11,6 +11,7 @@ from nnunet_fracture.losses.focal import FocalLoss
 from nnunet_fracture.losses.focal_tversky import FocalTverskyLoss
 from nnunet_fracture.losses.outside_background import OutsideBackgroundLoss
 from nnunet_fracture.losses.polydice import PolyDice1Loss
+from nnunet_fracture.losses.present_dice import PresentDiceLoss
 from nnunet_fracture.losses.vae_consistency import ConsistencyLoss
 from nnunet_fracture.losses.vae_loss import VAELoss
 from nnunet_fracture.losses.weak_box import WeakBoxLoss, deep_supervision_weights
@@ -29,6 +30,7 @@ __all__ = [
     "FocalTverskyLoss",
     "OutsideBackgroundLoss",
     "PolyDice1Loss",
+    "PresentDiceLoss",
     "RegionAndPixelLoss",
     "VAELoss",
     "WeakBoxLoss",

@@ -5,6 +5,7 @@ from nnunet_fracture.trainers.classification_head import nnUNetTrainerClsHead, n
 from nnunet_fracture.trainers.normal_vae import nnUNetTrainerNormalVAE
 from nnunet_fracture.trainers.focal_tversky import nnUNetTrainerFocalTversky, nnUNetTrainerFocalTverskyPaper
 from nnunet_fracture.trainers.polydice_mcd import nnUNetTrainerPolyDiceMCD
+from nnunet_fracture.trainers.present_dice import nnUNetTrainerPresentDice
 from nnunet_fracture.trainers.slice_lstm import nnUNetTrainerSliceLSTM
 from nnunet_fracture.trainers.weak_box import nnUNetTrainerWeakBBox, nnUNetTrainerWeakSlice
 from nnunet_fracture.trainers.weak_box_networks import nnUNetTrainerWeakBBoxAttention
@@ -15,4 +16,4 @@ __all__ = ["nnUNetTrainerAttentionUNet", "nnUNetTrainerClsHead", "nnUNetTrainerF
            "nnUNetTrainerWeakBBoxAttention", "nnUNetTrainerWeakBBoxClsHead", "nnUNetTrainerWeakSlice",
            "nnUNetTrainerSliceLSTM", "nnUNetTrainerWeakBBoxSliceLSTM", "nnUNetTrainerSliceLSTMClsHead",
            "nnUNetTrainerFocalTversky", "nnUNetTrainerFocalTverskyPaper", "nnUNetTrainerPolyDiceMCD",
-           "nnUNetTrainerNormalVAE"]
+           "nnUNetTrainerPresentDice", "nnUNetTrainerNormalVAE"]
