@@ -44,6 +44,7 @@ from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
 from nnunet_fracture.dataset_conversion.source_dataset import SourceDataset
 from nnunet_fracture.io.output_folders import check_output_folder
 from nnunet_fracture.stock_commands import predict_command, run_stock
+from nnunet_fracture.training.training_log import collapse_summary
 
 RECORD = "self_training.json"
 
@@ -249,6 +250,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         run_stock(["nnUNetv2_train", dataset_id, configuration, fold, "-tr", trainer, "-p", plans,
                    "-device", device], log)
         ignored = provenance["unsure_boxes"] + provenance["faint_boxes"]  # the boxes the round does not learn from
+        model = (nnunet_folder("nnUNet_results") / exported.name / f"{trainer}__{plans}__{configuration}"
+                 / f"fold_{fold}")
         entry = {"round": r, "dataset": provenance["export_dataset"], "pseudo_masks": str(folder / "pseudo_masks"),
                  "boxes": provenance["num_boxes"], "empty_boxes": provenance["num_empty_boxes"],
                  "refinement_outcomes": provenance["refinement_outcomes"],
@@ -258,9 +261,19 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                                                                    ignored)} if ignored else {}),
                  "in_box_dice_vs_ground_truth": in_box_dice(folder / "pseudo_masks" / "masks", source),
                  "model": f"{trainer}__{plans}__{configuration} of dataset {dataset_id}, fold {fold}",
+                 **collapse_summary(model / "checkpoint_final.pth"),
                  "predictions": None, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         record["rounds"].append(entry)
         _write_record(out, record)
+        if entry["collapsed"]:
+            message = (f"round {r}'s model ({model}) collapsed: its pseudo Dice was 0 on every validation patch of "
+                       f"its last epochs, so it marks no fracture anywhere. Fix: train the rounds with --trainer "
+                       f"nnUNetTrainerPresentDice (no Dice reward for predicting nothing on empty patches), or keep "
+                       f"more boxes (lower --ignore-unsure-boxes).")
+            if r < rounds:
+                raise RuntimeError(f"{message} The next round would learn from its empty masks; stopped (recorded "
+                                   f"in {out / RECORD}).")
+            print(f"WARNING: {message}", flush=True)
         if r < rounds:
             current = [_predict_training_images(source, dataset_id, folder, **predict)]
             entry["predictions"] = str(current[0])

@@ -11,6 +11,7 @@ import SimpleITK as sitk
 from nnunet_fracture.cli import main
 from nnunet_fracture.self_training import self_train
 from nnunet_fracture.training.settings import ENV_VAR
+from nnunet_fracture.training.training_log import collapse_summary
 from nnunet_tiny_dataset import quiet_env
 from trainer_helpers import prepared_weak
 from weak_box_tiny_dataset import DATASETS
@@ -264,6 +265,8 @@ def test_one_round_through_the_stock_commands(weak_dataset_cache, weak_box_model
     assert 0.0 < entry["in_box_dice_vs_ground_truth"] <= 1.0
     model = nnunet_env["nnUNet_results"] / "Dataset990_TinySelfR1" / "nnUNetTrainerFracture__nnUNetPlansTiny__3d_fullres"
     assert (model / "fold_all" / "checkpoint_final.pth").is_file()
+    logged = collapse_summary(model / "fold_all" / "checkpoint_final.pth")  # the round's own online pseudo Dice
+    assert {key: entry[key] for key in logged} == logged
     # the last round's (strong) model does not predict the training images until a further round needs them
     assert entry["predictions"] is None and not (out / "round1" / "predictions").exists()
     plans = json.loads((nnunet_env["nnUNet_preprocessed"] / "Dataset990_TinySelfR1" / "nnUNetPlansTiny.json").read_text())
@@ -327,3 +330,44 @@ def test_resume_with_overwrite_keeps_finished_rounds_and_replaces_what_stands_at
     assert calls[-1][1]["overwrite"] is True and calls[-1][0] == [out / "round1" / "predictions"]
     assert (nnunet_env["nnUNet_raw"] / "Dataset990_SR1").is_dir()  # the finished round stays
     assert json.loads((out / "self_training.json").read_text())["rounds"] == record["rounds"]
+
+
+def _rounds_that_collapse(nnunet_env, monkeypatch) -> list:
+    """Make every round's pseudo-masks a stand-in export, its stock commands no-ops and its model collapsed; the
+    list of stock commands run."""
+    commands = []
+
+    def export(current, source, out, export_dataset, export_name, **kwargs):
+        name = f"Dataset{export_dataset}_{export_name}"
+        for root in ("nnUNet_raw", "nnUNet_preprocessed"):
+            (nnunet_env[root] / name).mkdir(parents=True, exist_ok=True)
+        (nnunet_env["nnUNet_raw"] / name / "dataset.json").write_text("{}")
+        return {"export_dataset": str(nnunet_env["nnUNet_raw"] / name), "unsure_boxes": [], "faint_boxes": [],
+                "num_boxes": 1, "num_empty_boxes": 0, "refinement_outcomes": {}}
+
+    monkeypatch.setattr("nnunet_fracture.self_training.write_pseudo_masks", export)
+    monkeypatch.setattr("nnunet_fracture.self_training.run_stock", lambda command, log: commands.append(command))
+    monkeypatch.setattr("nnunet_fracture.self_training.collapse_summary",
+                        lambda checkpoint: {"pseudo_dice_last_epochs": 0.0, "collapsed": True})
+    return commands
+
+
+def test_a_collapsed_round_is_recorded_and_stops_the_rounds_that_would_learn_from_it(nnunet_env, tmp_path,
+                                                                                     monkeypatch):
+    weak, _ = _recorded_run(nnunet_env, tmp_path, finished_rounds=0)
+    commands = _rounds_that_collapse(nnunet_env, monkeypatch)
+    out = tmp_path / "fresh"
+    with pytest.raises(RuntimeError, match=r"round 1's model .*Dataset990_SR1.* collapsed: .*Fix: train the rounds "
+                                           r"with --trainer nnUNetTrainerPresentDice.*stopped"):
+        self_train([weak], 501, out, first_id=990, name="S", rounds=2)
+    [entry] = json.loads((out / "self_training.json").read_text())["rounds"]
+    assert (entry["collapsed"], entry["pseudo_dice_last_epochs"]) == (True, 0.0)
+    assert commands[-1][0] == "nnUNetv2_train"  # round 1's model never predicted round 2's input
+
+
+def test_a_collapsed_last_round_is_recorded_with_a_warning(nnunet_env, tmp_path, monkeypatch, capsys):
+    weak, _ = _recorded_run(nnunet_env, tmp_path, finished_rounds=0)
+    _rounds_that_collapse(nnunet_env, monkeypatch)
+    record = self_train([weak], 501, tmp_path / "fresh", first_id=990, name="S", rounds=1)
+    assert record["rounds"][0]["collapsed"] is True
+    assert "WARNING: round 1's model" in capsys.readouterr().out

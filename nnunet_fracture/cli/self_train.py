@@ -25,8 +25,9 @@ In:
 
 Out (--out DIR): round<r>/pseudo_masks, round<r>/predictions (not the last round), commands.log, and
 self_training.json with each round's numbers (boxes kept, refined, reset, empty, ignored as unsure; Dice of the
-pseudo-masks inside the boxes when the dataset has groundTruthTr, e.g. the phantom). Round r's dataset is
-Dataset<first-id + r - 1>_<name>R<r>.
+pseudo-masks inside the boxes when the dataset has groundTruthTr, e.g. the phantom; the model's online pseudo Dice
+over its last 10 epochs and whether it collapsed - 0 on every validation patch, so it marks nothing: a collapsed
+round stops the run before the next round learns from it). Round r's dataset is Dataset<first-id + r - 1>_<name>R<r>.
 """
 
 SELF_TRAIN_EPILOG = """\
@@ -101,5 +102,6 @@ def run(args: argparse.Namespace) -> None:
         unsure = f", {entry['unsure_boxes']} ignored as unsure" if entry.get("unsure_boxes") else ""
         print(f"round {entry['round']}: {entry['dataset']}, {entry['boxes']} boxes "
               f"({entry['empty_boxes']} empty{unsure})"
-              + (f", pseudo-mask Dice in boxes {dice:.3f}" if dice is not None else ""))
+              + (f", pseudo-mask Dice in boxes {dice:.3f}" if dice is not None else "")
+              + (", MODEL COLLAPSED (marks nothing)" if entry.get("collapsed") else ""))
     print(f"strong model: {record['rounds'][-1]['model']}; record in {args.out / 'self_training.json'}")

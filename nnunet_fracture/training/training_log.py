@@ -1,0 +1,54 @@
+"""What a finished nnU-Net training logged about itself: its online pseudo Dice, and whether it collapsed.
+
+nnU-Net's trainer scores a few validation patches after every epoch ("Pseudo dice" in its log) and keeps the values
+in the checkpoint's ``logging["mean_fg_dice"]``: the mean over foreground classes of the Dice of the predicted
+patch labels, NaN for an epoch whose validation patches hold no foreground. A model that has settled on predicting
+nothing scores exactly 0 on every patch with foreground - the collapse seen in self-training rounds on sparse
+pseudo-masks (:mod:`nnunet_fracture.losses.present_dice`).
+"""
+from __future__ import annotations
+
+import math
+import pickle
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+#: epochs at the end of training over which the pseudo Dice is summarised
+LAST_EPOCHS = 10
+
+
+def logged_pseudo_dice(checkpoint: Path | str) -> list[float]:
+    """The per-epoch pseudo Dice (``logging["mean_fg_dice"]``) of an nnU-Net checkpoint (NaN where not scored).
+
+    Raises:
+        ValueError: naming the file when it is not an nnU-Net checkpoint with a training log.
+    """
+    try:
+        # nnU-Net's checkpoints hold numpy scalars and its init arguments: not loadable with weights_only
+        saved = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
+        values = saved["logging"]["mean_fg_dice"]
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError, TypeError) as error:
+        raise ValueError(f"{checkpoint} is not an nnU-Net checkpoint with a training log ({error!r}). Fix: pass "
+                         f"the checkpoint_final.pth that nnUNetv2_train wrote.") from None
+    return [float(v) for v in values]
+
+
+def pseudo_dice_summary(pseudo_dice: Sequence[float], last: int = LAST_EPOCHS) -> dict:
+    """``{"pseudo_dice_last_epochs": mean, "collapsed": bool}`` over the ``last`` epochs, NaN epochs left out.
+
+    ``collapsed`` is True when every scored epoch among them has pseudo Dice 0 (the model marks no foreground
+    voxel of any validation patch that holds some); both are ``None`` when none of them was scored.
+    """
+    if last < 1:
+        raise ValueError(f"last must be >= 1, got {last!r}")
+    scored = [v for v in pseudo_dice[-last:] if not math.isnan(v)]
+    if not scored:
+        return {"pseudo_dice_last_epochs": None, "collapsed": None}
+    return {"pseudo_dice_last_epochs": sum(scored) / len(scored), "collapsed": max(scored) == 0.0}
+
+
+def collapse_summary(checkpoint: Path | str, last: int = LAST_EPOCHS) -> dict:
+    """:func:`pseudo_dice_summary` of ``checkpoint``'s logged pseudo Dice."""
+    return pseudo_dice_summary(logged_pseudo_dice(checkpoint), last)
