@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nnunet_fracture.cli.round_label_arguments import add_round_label_arguments
+
 
 PSEUDO_MASKS_DESCRIPTION = """\
 Turn nnU-Net fracture probabilities into pseudo-masks kept inside the boxes, with an uncertainty map, ready to
@@ -93,20 +95,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-band", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="with --export-dataset: box voxels left out of the mask with LOW <= P < HIGH are labelled "
                         "nnU-Net's 'ignore' (2) in the exported labels, e.g. --ignore-band 0.2 0.5")
-    p.add_argument("--ignore-ring", type=int, default=0, metavar="VOXELS",
-                   help="with --export-dataset: each mask's outer VOXELS voxels are labelled 'ignore' too (default 0: "
-                        "none; a box whose mask would vanish keeps it)")
-    p.add_argument("--ignore-unsure-boxes", type=float, default=0.0, metavar="SHARE",
-                   help="with --export-dataset: this share of all boxes, those whose mask has the lowest mean P (an "
-                        "empty one counts as 0), is 'ignore' whole (default 0: none), e.g. 0.4")
-    p.add_argument("--ignore-faint-boxes", type=float, default=0.0, metavar="HU",
-                   help="with --export-dataset: boxes whose mask's median HU differs from the rest of the box (inside "
-                        "its vertebra with --inside-vertebra) by less than HU, either way, are 'ignore' whole - a mask "
-                        "that looks like the bone around it marks nothing visible (default 0: none), e.g. 100")
-    p.add_argument("--inside-vertebra", type=float, default=None, metavar="SHELL_MM",
-                   help="keep only voxels of the vertebra each box names (its label, e.g. L1) lying more than "
-                        "SHELL_MM inside it, from the dataset's vertebraeTr maps: 0 clips to the vertebra, 1.5 also "
-                        "leaves out the cortical shell of a 1.5 mm CT (see Inside the vertebra above; default: off)")
+    add_round_label_arguments(p, ignore_when="with --export-dataset: ")
     p.set_defaults(func=run)
 
 

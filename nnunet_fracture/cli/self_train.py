@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nnunet_fracture.cli.round_label_arguments import add_round_label_arguments
+
 SELF_TRAIN_DESCRIPTION = """\
 Self-training rounds, the flywheel from boxes to a fully supervised model, all through the stock nnU-Net commands.
 
@@ -62,19 +64,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-band", type=float, nargs=2, default=(0.2, 0.5), metavar=("LOW", "HIGH"),
                    help="box voxels outside the mask with LOW <= P < HIGH are 'ignore' (default 0.2 0.5)")
     p.add_argument("--no-ignore", action="store_true", help="label every voxel (no ignore band)")
-    p.add_argument("--ignore-ring", type=int, default=0, metavar="VOXELS",
-                   help="each pseudo-mask's outer VOXELS voxels are 'ignore' too (default 0: none; a box whose mask "
-                        "would vanish keeps it)")
-    p.add_argument("--ignore-unsure-boxes", type=float, default=0.0, metavar="SHARE",
-                   help="this share of all boxes, those whose pseudo-mask has the lowest mean P (an empty one counts "
-                        "as 0), is 'ignore' whole (default 0: none), e.g. 0.4")
-    p.add_argument("--inside-vertebra", type=float, default=None, metavar="SHELL_MM",
-                   help="each pseudo-mask keeps only voxels of the vertebra its box names, more than SHELL_MM inside "
-                        "it (the dataset's vertebraeTr maps; see `nnunet-fracture pseudo-masks --help`; default off)")
-    p.add_argument("--ignore-faint-boxes", type=float, default=0.0, metavar="HU",
-                   help="boxes whose pseudo-mask's median HU differs from the rest of the box by less than HU, "
-                        "either way, are 'ignore' whole: a mask that looks like the bone around it (default 0: none), "
-                        "e.g. 100")
+    add_round_label_arguments(p)
     p.add_argument("--disable-tta", action="store_true", help="predict without test-time mirroring (faster)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out and the rounds' datasets (with their preprocessed data and models); with "

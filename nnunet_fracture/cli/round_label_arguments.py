@@ -1,0 +1,28 @@
+"""The pseudo-mask options that ``pseudo-masks`` and ``self-train`` share: which box voxels a round's labels keep,
+and which become nnU-Net's 'ignore'. Declared once, so both verbs spell and explain them alike."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_round_label_arguments(p: argparse.ArgumentParser, ignore_when: str = "") -> None:
+    """Add ``--ignore-ring``, ``--ignore-unsure-boxes``, ``--ignore-faint-boxes`` and ``--inside-vertebra`` to ``p``.
+
+    Args:
+        ignore_when: prefix of the ignore options' help, e.g. ``"with --export-dataset: "``.
+    """
+    p.add_argument("--ignore-ring", type=int, default=0, metavar="VOXELS",
+                   help=f"{ignore_when}each pseudo-mask's outer VOXELS voxels are labelled 'ignore' too (default 0: "
+                        "none; a box whose mask would vanish keeps it)")
+    p.add_argument("--ignore-unsure-boxes", type=float, default=0.0, metavar="SHARE",
+                   help=f"{ignore_when}this share of all boxes, those whose mask has the lowest mean P (an empty one "
+                        "counts as 0), is 'ignore' whole (default 0: none), e.g. 0.4")
+    p.add_argument("--ignore-faint-boxes", type=float, default=0.0, metavar="HU",
+                   help=f"{ignore_when}boxes whose mask's median HU differs from the rest of the box (inside its "
+                        "vertebra with --inside-vertebra) by less than HU, either way, are 'ignore' whole - a mask "
+                        "that looks like the bone around it marks nothing visible (default 0: none), e.g. 100")
+    p.add_argument("--inside-vertebra", type=float, default=None, metavar="SHELL_MM",
+                   help="keep only voxels of the vertebra each box names (its label, e.g. L1) lying more than "
+                        "SHELL_MM inside it, from the dataset's vertebraeTr maps: 0 clips to the vertebra, 1.5 also "
+                        "leaves out the cortical shell of a 1.5 mm CT (`nnunet-fracture pseudo-masks --help`, Inside "
+                        "the vertebra; default: off)")
