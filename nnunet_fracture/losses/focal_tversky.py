@@ -23,8 +23,7 @@ from typing import Optional
 import torch
 from torch.nn.modules.loss import _Loss
 
-from nnunet_fracture.losses.overlap_terms import (activate, check_activation, check_mask, check_reduction,
-                                                  one_hot_target, reduce)
+from nnunet_fracture.losses.overlap_terms import check_activation, check_reduction, masked_class_maps, reduce
 
 CONVENTIONS = ("plan", "paper")
 #: below this ``1 - TI`` the power is continued linearly, so an exponent below 1 keeps a finite gradient
@@ -109,14 +108,9 @@ class FocalTverskyLoss(_Loss):
         Raises:
             ValueError: quoting both shapes when ``target`` or ``loss_mask`` does not fit ``net_output``.
         """
-        g = one_hot_target(net_output, target)
-        mask = check_mask(net_output, loss_mask)
-        p = activate(net_output, self.activation)
-        if not self.include_background:
-            p, g = p[:, 1:], g[:, 1:]
+        p, g, mask = masked_class_maps(net_output, target, loss_mask, self.activation, self.include_background)
         with torch.autocast(device_type=p.device.type, enabled=False):
             if mask is not None:
-                p, g = p * mask, g * mask
                 not_g, not_p = (1 - g) * mask, (1 - p) * mask
             else:
                 not_g, not_p = 1 - g, 1 - p

@@ -80,6 +80,25 @@ def check_mask(net_output: torch.Tensor, loss_mask: Optional[torch.Tensor]) -> O
     return loss_mask.detach().float()
 
 
+def masked_class_maps(net_output: torch.Tensor, target: torch.Tensor, loss_mask: Optional[torch.Tensor],
+                      activation: str, include_background: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """``(p, y, mask)``: float32 probabilities and one-hot target, channel 0 dropped unless ``include_background``,
+    both multiplied by the checked ``loss_mask`` (returned too; ``None`` when not given).
+
+    Raises:
+        ValueError: quoting both shapes when ``target`` or ``loss_mask`` does not fit ``net_output``.
+    """
+    y = one_hot_target(net_output, target)
+    mask = check_mask(net_output, loss_mask)
+    p = activate(net_output, activation)
+    if not include_background:
+        p, y = p[:, 1:], y[:, 1:]
+    if mask is not None:
+        p, y = p * mask, y * mask
+    return p, y, mask
+
+
 def per_image_epsilon(epsilon, default: float, batch: int, device: torch.device) -> torch.Tensor:
     """``epsilon`` as a float32 tensor ``(B,)``: ``None`` gives ``default`` for every image, a number is broadcast.
 

@@ -24,8 +24,8 @@ import torch
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.loss import _Loss
 
-from nnunet_fracture.losses.overlap_terms import (activate, check_activation, check_mask, check_reduction,
-                                                  one_hot_target, per_image_epsilon, reduce)
+from nnunet_fracture.losses.overlap_terms import (check_activation, check_reduction, masked_class_maps,
+                                                  per_image_epsilon, reduce)
 
 Epsilon = Union[None, float, Sequence[float], torch.Tensor]
 #: below this angle the derivative factor theta / sin(theta) is evaluated by its series 1 + theta^2 / 6
@@ -118,15 +118,9 @@ class PolyDice1Loss(_Loss):
             ValueError: quoting both shapes when ``target`` or ``loss_mask`` does not fit ``net_output``, or when
                 ``epsilon`` does not hold one value per image.
         """
-        y = one_hot_target(net_output, target)
-        mask = check_mask(net_output, loss_mask)
+        p, y, _ = masked_class_maps(net_output, target, loss_mask, self.activation, self.include_background)
         eps = per_image_epsilon(epsilon, self.epsilon, net_output.shape[0], net_output.device)
-        p = activate(net_output, self.activation)
-        if not self.include_background:
-            p, y = p[:, 1:], y[:, 1:]
         with torch.autocast(device_type=p.device.type, enabled=False):
-            if mask is not None:
-                p, y = p * mask, y * mask
             axes = tuple(range(2, p.ndim))
             py = (p * y).sum(axes)
             pp = (p * p).sum(axes)

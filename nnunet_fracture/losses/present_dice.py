@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 from torch.nn.modules.loss import _Loss
 
-from nnunet_fracture.losses.overlap_terms import activate, check_activation, check_mask, one_hot_target
+from nnunet_fracture.losses.overlap_terms import check_activation, masked_class_maps
 
 
 class PresentDiceLoss(_Loss):
@@ -71,14 +71,8 @@ class PresentDiceLoss(_Loss):
         Raises:
             ValueError: quoting both shapes when ``target`` or ``loss_mask`` does not fit ``net_output``.
         """
-        y = one_hot_target(net_output, target)
-        mask = check_mask(net_output, loss_mask)
-        p = activate(net_output, self.activation)
-        if not self.include_background:
-            p, y = p[:, 1:], y[:, 1:]
+        p, y, _ = masked_class_maps(net_output, target, loss_mask, self.activation, self.include_background)
         with torch.autocast(device_type=p.device.type, enabled=False):
-            if mask is not None:
-                p, y = p * mask, y * mask
             axes = tuple(range(2, p.ndim))
             overlap, truth, predicted = (p * y).sum(axes), y.sum(axes), p.sum(axes)
             if self.batch:

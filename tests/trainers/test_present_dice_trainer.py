@@ -9,11 +9,9 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
 
 from nnunet_fracture.losses import PresentDiceLoss, RegionAndPixelLoss
-from nnunet_fracture.stock_commands import run_stock
 from nnunet_fracture.trainers import nnUNetTrainerPresentDice
 from nnunet_fracture.training.settings import ENV_VAR
-from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, quiet_env
-from trainer_helpers import make_trainer
+from trainer_helpers import make_trainer, stock_train_and_predict
 
 
 @pytest.fixture
@@ -38,15 +36,4 @@ def test_loss_is_present_dice_plus_nnunet_cross_entropy(dataset, monkeypatch):
 
 @pytest.mark.slow
 def test_stock_train_and_predict(dataset, nnunet_env, tmp_path):
-    env = quiet_env()
-    env[ENV_VAR] = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 final_validation=false"
-    log = tmp_path / "commands.log"
-    run_stock(["nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", "nnUNetTrainerPresentDice", "-p",
-               "nnUNetPlansTiny", "-device", "cpu"], log, env)
-    images = tmp_path / "images"
-    images.mkdir()
-    (images / "case0_0000.nii.gz").symlink_to(nnunet_env["nnUNet_raw"] / DATASET_NAME / "imagesTr" / "case0_0000.nii.gz")
-    run_stock(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "pred", "-d", str(DATASET_ID), "-c", "3d_fullres",
-               "-f", "0", "-tr", "nnUNetTrainerPresentDice", "-p", "nnUNetPlansTiny", "-device", "cpu",
-               "--save_probabilities", "--disable_tta", "-npp", "1", "-nps", "1"], log, env)
-    assert np.load(tmp_path / "pred" / "case0.npz")["probabilities"].shape == (2, 24, 24, 24)
+    assert stock_train_and_predict("nnUNetTrainerPresentDice", nnunet_env, tmp_path).shape == (2, 24, 24, 24)
