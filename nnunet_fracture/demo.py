@@ -2,12 +2,13 @@
 
 phantom -> convert --weak box -> nnUNetv2_plan_and_preprocess -> tiny-plans (features up to 32 as on the quality
 bench, patch 40^3 instead of its 48^3) -> nnUNetv2_train -tr nnUNetTrainerWeakBBox (short) -> nnUNetv2_predict on
-held-out cases -> nnunet-fracture pseudo-masks (rule fixed, random walker refinement) -> nnunet-fracture evaluate
+held-out cases -> nnunet-fracture pseudo-masks (rule fixed, random walker refinement, 1.5 mm inside each boxed
+vertebra) -> nnunet-fracture evaluate
 (the weak model's probabilities over whole volumes, and its pseudo-masks, against the phantom ground truth).
 
 With ``--rounds N`` the flywheel follows: nnUNetv2_predict on the training cases -> nnunet-fracture self-train (N
 rounds: the training cases' pseudo-masks become a dataset with nnU-Net's ignore label on uncertain voxels, the
-stock-equivalent nnUNetTrainerFracture learns it for ``--strong-epochs``) -> nnUNetv2_predict with the strong
+nnUNetTrainerPresentDice, self-train's default, learns it for ``--strong-epochs``) -> nnUNetv2_predict with the strong
 model -> evaluate it over whole volumes. On the quality bench one such round is the largest single step (README);
 it costs about 20 minutes per round here, so the default stops before it.
 
@@ -31,7 +32,7 @@ from nnunet_fracture.stock_commands import predict_command, run_stock
 
 TRAIN_ID, TEST_ID, FLYWHEEL_ID = 990, 991, 992
 TRAINER = "nnUNetTrainerWeakBBox"
-STRONG_TRAINER = "nnUNetTrainerFracture"  # nnU-Net's trainer, reading the demo's schedule from the settings
+STRONG_TRAINER = "nnUNetTrainerPresentDice"  # self-train's default, reading the demo's schedule from the settings
 PLANS = "nnUNetPlansDemo"
 # the quality bench's features with a smaller patch: a 40^3 iteration costs about two thirds of a 48^3 one on a
 # 2-core CPU (0.34 vs 0.53 s), so the demo trains 1,350 iterations in its 10 minutes instead of about 950 (README)
@@ -52,9 +53,13 @@ def _parser() -> argparse.ArgumentParser:
                         "0.75 means exactly one, so the demo turns on probabilistic_oversampling")
     p.add_argument("--rule", choices=("fixed", "otsu", "fraction"), default="fixed",
                    help="pseudo-mask rule (default fixed: P >= 0.5 inside each box)")
+    p.add_argument("--inside-vertebra", type=float, default=1.5, metavar="SHELL_MM",
+                   help="pseudo-masks keep only voxels more than SHELL_MM inside the vertebra each box names (the "
+                        "phantom's vertebra maps; default 1.5: its cortical shell left out; a negative value turns "
+                        "it off)")
     p.add_argument("--rounds", type=int, default=0,
                    help="self-training rounds after the weak model's pseudo-masks (default 0): each turns the training "
-                        "cases' pseudo-masks into a dataset and trains the stock-equivalent trainer on it; the last "
+                        "cases' pseudo-masks into a dataset and trains nnUNetTrainerPresentDice on it; the last "
                         "round's model (the strong model) is scored on whole volumes. About 20 minutes per round on a "
                         "2-core CPU")
     p.add_argument("--strong-epochs", type=int, default=100,
@@ -106,7 +111,7 @@ def fresh_workspace(out: Path, epochs: int, iterations: int, foreground: float) 
 
 def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int = 45, iterations: int = 30,
              foreground: float = 0.66, seed: int = 0, rule: str = "fixed", rounds: int = 0,
-             strong_epochs: int = 100) -> dict:
+             strong_epochs: int = 100, inside_vertebra: float | None = 1.5) -> dict:
     """Run the whole demo in ``out`` (replaced if it exists) and return its summary."""
     from nnunet_fracture.dataset_conversion.generic import read_generic
     from nnunet_fracture.dataset_conversion.phantom import write_phantom
@@ -152,8 +157,11 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
     steps.run("nnUNetv2_predict (stock) on the held-out test cases", predict, test_raw / "imagesTr", predictions,
               TRAIN_ID, TRAINER)
     pseudo = out / "pseudo_masks"
-    steps.run(f"nnunet-fracture pseudo-masks (rule {rule}, random walker) inside the test cases' boxes",
-              write_pseudo_masks, [predictions], test_raw, pseudo, rule=rule, refine="random_walker")
+    where = "the test cases' boxes" + ("" if inside_vertebra is None else
+                                       f", {inside_vertebra:g} mm inside each boxed vertebra")
+    steps.run(f"nnunet-fracture pseudo-masks (rule {rule}, random walker) inside {where}",
+              write_pseudo_masks, [predictions], test_raw, pseudo, rule=rule, refine="random_walker",
+              inside_vertebra=inside_vertebra)
     reports, record = {}, None
     if rounds:
         train_predictions = out / "predictions_train"
@@ -165,7 +173,7 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
             with scoped_environ(strong_env):  # self-train's stock commands read nnU-Net's folders from it
                 return self_train([train_predictions], TRAIN_ID, out / "self_training", FLYWHEEL_ID, "DemoFlywheel",
                                   rounds=rounds, plans=PLANS, trainer=STRONG_TRAINER, device="cpu", rule=rule,
-                                  disable_tta=True)
+                                  inside_vertebra=inside_vertebra, disable_tta=True)
 
         record = steps.run(f"nnunet-fracture self-train: {rounds} round(s), {STRONG_TRAINER} on the training "
                            f"cases' pseudo-masks, {strong_epochs} epochs x {iterations} iterations", flywheel)
@@ -187,7 +195,7 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
               "settings": {"train_cases": train_cases, "test_cases": test_cases, "epochs": epochs,
                            "iterations": iterations, "foreground": foreground, "seed": seed, "trainer": TRAINER,
                            "strong_trainer": STRONG_TRAINER if rounds else None, "plans": PLANS, "rule": rule,
-                           "refine": "random_walker", "rounds": rounds,
+                           "refine": "random_walker", "inside_vertebra": inside_vertebra, "rounds": rounds,
                            "strong_epochs": strong_epochs if rounds else None}}
     (out / "demo_summary.json").write_text(json.dumps(result, indent=2) + "\n")
     print()
@@ -204,7 +212,8 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     run_demo(args.out, args.train_cases, args.test_cases, args.epochs, args.iterations, args.foreground, args.seed,
-             args.rule, args.rounds, args.strong_epochs)
+             args.rule, args.rounds, args.strong_epochs,
+             None if args.inside_vertebra < 0 else args.inside_vertebra)
     return 0
 
 

@@ -9,7 +9,9 @@ round 1, the previous round's model's after that - and
    confident share of boxes whole) labelled nnU-Net's ``ignore``;
 2. gives it the box dataset's plans (``nnUNetv2_extract_fingerprint``, ``nnUNetv2_move_plans_between_datasets``,
    ``nnUNetv2_preprocess``), so every round trains with the same patch, spacing and network;
-3. trains ``trainer`` on it (``nnUNetv2_train``; the stock ``nnUNetTrainer`` by default) and, when another round
+3. trains ``trainer`` on it (``nnUNetv2_train``; by default ``nnUNetTrainerPresentDice``, nnU-Net's Dice + CE
+   without the Dice reward for predicting nothing on a patch without foreground, which let rounds on sparse labels
+   collapse) and, when another round
    follows, predicts the box dataset's images with ``--save_probabilities`` (``nnUNetv2_predict``): that round's
    input. The last round's model (the strong model) does not predict them: nobody needs them unless a later
    ``resume`` adds rounds, and then it predicts them first.
@@ -131,7 +133,7 @@ def _predict_training_images(source: SourceDataset, dataset_id: int, folder: Pat
 
 def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out: Path | str, first_id: int,
                name: str, rounds: int = 2, plans: str = "nnUNetPlans", configuration: str = "3d_fullres",
-               fold: str = "all", trainer: str = "nnUNetTrainer", device: str = "cuda", rule: str = "fixed",
+               fold: str = "all", trainer: str = "nnUNetTrainerPresentDice", device: str = "cuda", rule: str = "fixed",
                threshold: float = 0.5, refine: str = "random_walker",
                ignore_band: Optional[tuple[float, float]] = (0.2, 0.5), ignore_ring: int = 0,
                ignore_unsure: float = 0.0, inside_vertebra: Optional[float] = None, ignore_faint: float = 0.0,
@@ -268,8 +270,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         if entry["collapsed"]:
             message = (f"round {r}'s model ({model}) collapsed: its pseudo Dice was 0 on every validation patch of "
                        f"its last epochs, so it marks no fracture anywhere. Fix: train the rounds with --trainer "
-                       f"nnUNetTrainerPresentDice (no Dice reward for predicting nothing on empty patches), or keep "
-                       f"more boxes (lower --ignore-unsure-boxes).")
+                       f"nnUNetTrainerPresentDice (the default: no Dice reward for predicting nothing on empty "
+                       f"patches), or keep more boxes (lower --ignore-unsure-boxes).")
             if r < rounds:
                 raise RuntimeError(f"{message} The next round would learn from its empty masks; stopped (recorded "
                                    f"in {out / RECORD}).")

@@ -66,7 +66,8 @@ def _recorded_run(nnunet_env, tmp_path, finished_rounds: int, legacy: bool = Fal
                                raw_root=nnunet_env["nnUNet_raw"])
     weak, out = tmp_path / "weak", tmp_path / "out"
     weak.mkdir()
-    settings = {"plans": "nnUNetPlans", "configuration": "3d_fullres", "fold": "all", "trainer": "nnUNetTrainer",
+    settings = {"plans": "nnUNetPlans", "configuration": "3d_fullres", "fold": "all",
+                "trainer": "nnUNetTrainerPresentDice",
                 "rule": "fixed", "threshold": 0.5, "refine": "random_walker", "ignore_band": [0.2, 0.5]}
     rounds = []
     for r in range(1, finished_rounds + 1):

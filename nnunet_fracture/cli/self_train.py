@@ -37,7 +37,7 @@ Example (after training nnUNetTrainerWeakBBox on Dataset501, fold all):
   nnUNetv2_predict -i $nnUNet_raw/Dataset501_Phantom/imagesTr -o weak_pred -d 501 -c 3d_fullres -f all \\
       -tr nnUNetTrainerWeakBBox --save_probabilities
   nnunet-fracture self-train weak_pred --dataset 501 --first-id 510 --name PhantomSelf --rounds 2 --out selftrain/
-  # strong model: nnUNetTrainer__nnUNetPlans__3d_fullres of Dataset511_PhantomSelfR2
+  # strong model: nnUNetTrainerPresentDice__nnUNetPlans__3d_fullres of Dataset511_PhantomSelfR2
 """
 
 
@@ -54,7 +54,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
     p.add_argument("-c", "--configuration", default="3d_fullres", help="configuration (default 3d_fullres)")
     p.add_argument("-f", "--fold", default="all", help="fold to train each round (default all)")
-    p.add_argument("-tr", "--trainer", default="nnUNetTrainer", help="trainer of each round (default nnUNetTrainer)")
+    p.add_argument("-tr", "--trainer", default="nnUNetTrainerPresentDice",
+                   help="trainer of each round (default nnUNetTrainerPresentDice: nnU-Net's Dice + CE, the Dice only "
+                        "over patches that hold foreground; rounds of the stock nnUNetTrainer on sparse pseudo-masks "
+                        "collapsed to predicting nothing)")
     p.add_argument("-device", "--device", default="cuda", help="cuda, cpu or mps (default cuda)")
     p.add_argument("--rule", choices=("fixed", "otsu", "fraction"), default="fixed",
                    help="pseudo-mask rule (default fixed)")
