@@ -50,6 +50,9 @@ MEAN_BAGS = ("lambda_outside=1 lambda_mil=1 lambda_contrast=0.1 bag_aggregation=
 
 ARMS: dict[str, Arm] = {
     "full_mask": Arm("nnUNetTrainerFracture", note="stock-equivalent Dice + CE on the true masks: the ceiling"),
+    "full_mask_present": Arm("nnUNetTrainerPresentDice",
+                             note="full_mask with nnUNetTrainerPresentDice: no Dice reward for predicting nothing on "
+                                  "patches without foreground"),
     "box_fill": Arm(None, labels="box", reference="box_fill", note="every box filled: the floor"),
     "hu_threshold": Arm(None, labels="box", reference="hu_threshold",
                         note="inside each box, HU above the threshold that is best on the training cases"),
@@ -182,6 +185,13 @@ ARMS: dict[str, Arm] = {
                                            note="flywheel_solid_faint_r1 with the round trained by "
                                                 "nnUNetTrainerPresentDice: no Dice reward for predicting nothing "
                                                 "on a patch without foreground"),
+    "flywheel_solid_faint_present": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                                        refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
+                                        self_training_rounds=2, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
+                                        inside_vertebra=1.5, ignore_faint=100.0,
+                                        strong_trainer="nnUNetTrainerPresentDice",
+                                        note="a second round of flywheel_solid_faint_present_r1 (continues its run), "
+                                             "its labels from the round-1 model's predictions"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -198,7 +208,7 @@ ARMS: dict[str, Arm] = {
 ARM_SETS: dict[str, tuple[str, ...]] = {
     "core": ("full_mask", "box_fill", "hu_threshold", "weak_bbox"),
     "weak_vs_full": ("full_mask", "weak_bbox", "box_fill"),
-    "loss_quality": ("full_mask", "polydice_mcd", "focal_tversky"),
+    "loss_quality": ("full_mask", "polydice_mcd", "focal_tversky", "full_mask_present"),
     "networks": ("full_mask", "attention", "slice_lstm", "cls_head"),
     "vae_prior": ("mean_bags", "vae_channel"),
     # the ablation of the weak-box recipe, one ingredient per row (README)
@@ -209,7 +219,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "flywheel_unsure_r1", "flywheel_unsure", "plus_smoothness", "plus_solid_bags", "solid_bags_otsu",
                     "solid_bags_refined", "flywheel_solid_unsure_r1", "solid_bags_inside",
                     "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
-                    "flywheel_solid_faint_present_r1"),
+                    "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present"),
     "all": tuple(ARMS),
 }
 
