@@ -120,6 +120,13 @@ def _predicted(entry: dict) -> bool:
     return entry.get("predictions", "legacy") is not None
 
 
+def _collapse_message(r: int, model: str) -> str:
+    return (f"round {r}'s model ({model}) collapsed: its pseudo Dice was 0 on every validation patch of its last "
+            f"epochs, so it marks no fracture anywhere. Fix: train the rounds with --trainer nnUNetTrainerPresentDice "
+            f"(the default: no Dice reward for predicting nothing on empty patches), or keep more boxes (lower "
+            f"--ignore-unsure-boxes).")
+
+
 def _predict_training_images(source: SourceDataset, dataset_id: int, folder: Path, configuration: str, fold: str,
                              trainer: str, plans: str, device: str, disable_tta: bool, log: Path) -> Path:
     """Predict the box dataset's images with round ``folder``'s model into ``folder/predictions`` (replaced: a
@@ -209,6 +216,9 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
     current = [Path(p) for p in predictions]
     if done:
         last = record["rounds"][-1]
+        if last.get("collapsed"):
+            raise RuntimeError(f"--resume: {_collapse_message(done, last['model'])} A further round would learn from "
+                               f"its empty masks. Pass --overwrite without --resume to start over.")
         if not _predicted(last):  # the previous run's strong model: it predicts this round's input first
             last["predictions"] = str(_predict_training_images(source, first_id + done - 1, out / f"round{done}",
                                                                **predict))
@@ -268,10 +278,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         record["rounds"].append(entry)
         _write_record(out, record)
         if entry["collapsed"]:
-            message = (f"round {r}'s model ({model}) collapsed: its pseudo Dice was 0 on every validation patch of "
-                       f"its last epochs, so it marks no fracture anywhere. Fix: train the rounds with --trainer "
-                       f"nnUNetTrainerPresentDice (the default: no Dice reward for predicting nothing on empty "
-                       f"patches), or keep more boxes (lower --ignore-unsure-boxes).")
+            message = _collapse_message(r, str(model))
             if r < rounds:
                 raise RuntimeError(f"{message} The next round would learn from its empty masks; stopped (recorded "
                                    f"in {out / RECORD}).")

@@ -372,3 +372,14 @@ def test_a_collapsed_last_round_is_recorded_with_a_warning(nnunet_env, tmp_path,
     record = self_train([weak], 501, tmp_path / "fresh", first_id=990, name="S", rounds=1)
     assert record["rounds"][0]["collapsed"] is True
     assert "WARNING: round 1's model" in capsys.readouterr().out
+
+
+def test_resume_refuses_to_add_rounds_after_a_collapsed_one(nnunet_env, tmp_path, monkeypatch):
+    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)
+    record = json.loads((out / "self_training.json").read_text())
+    record["rounds"][0]["collapsed"] = True
+    (out / "self_training.json").write_text(json.dumps(record))
+    _no_stock_commands(monkeypatch)
+    with pytest.raises(RuntimeError, match=r"--resume: round 1's model \(model of round 1\) collapsed: .*Pass "
+                                           r"--overwrite without --resume to start over"):
+        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True)
