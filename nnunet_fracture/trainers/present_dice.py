@@ -5,6 +5,10 @@ stock loss can settle on predicting nothing: an empty patch scores Dice 1 for it
 (:mod:`nnunet_fracture.losses.present_dice`). Everything else is nnU-Net's: cross entropy with the ignore label,
 the same smooth, ``batch_dice`` from the plans, deep supervision with nnU-Net's scale weights. On targets that
 hold foreground the Dice term equals nnU-Net's (shifted by 1: ``1 - Dice`` instead of ``-Dice``).
+
+For sparse labels only: the empty-patch reward it removes is also what keeps a model trained on full masks from
+painting healthy bone (quality bench, full masks, one seed: false-positive voxels per fracture-free case 151 ->
+1,142, whole-volume Dice 0.774 -> 0.540).
 """
 from __future__ import annotations
 
