@@ -262,8 +262,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         run_stock(["nnUNetv2_train", dataset_id, configuration, fold, "-tr", trainer, "-p", plans,
                    "-device", device], log)
         ignored = provenance["unsure_boxes"] + provenance["faint_boxes"]  # the boxes the round does not learn from
-        model = (nnunet_folder("nnUNet_results") / exported.name / f"{trainer}__{plans}__{configuration}"
-                 / f"fold_{fold}")
+        identifier = f"{trainer}__{plans}__{configuration}"
+        model = nnunet_folder("nnUNet_results") / exported.name / identifier / f"fold_{fold}"
         entry = {"round": r, "dataset": provenance["export_dataset"], "pseudo_masks": str(folder / "pseudo_masks"),
                  "boxes": provenance["num_boxes"], "empty_boxes": provenance["num_empty_boxes"],
                  "refinement_outcomes": provenance["refinement_outcomes"],
@@ -272,7 +272,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                  **({"in_box_dice_of_confident_boxes": in_box_dice(folder / "pseudo_masks" / "masks", source,
                                                                    ignored)} if ignored else {}),
                  "in_box_dice_vs_ground_truth": in_box_dice(folder / "pseudo_masks" / "masks", source),
-                 "model": f"{trainer}__{plans}__{configuration} of dataset {dataset_id}, fold {fold}",
+                 "model": f"{identifier} of dataset {dataset_id}, fold {fold}",
                  **collapse_summary(model / "checkpoint_final.pth"),
                  "predictions": None, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         record["rounds"].append(entry)

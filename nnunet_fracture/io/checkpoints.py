@@ -31,16 +31,16 @@ class UntrustedCheckpointError(ValueError):
     """A checkpoint that holds more than tensors, plain containers and numpy values."""
 
 
-def verify_checkpoint(path: Path | str) -> None:
-    """Read ``path`` with ``weights_only=True`` and the allow-list; raise if it needs anything else.
+def load_checkpoint(path: Path | str) -> dict:
+    """``path`` read with ``weights_only=True`` and the allow-list, onto the CPU: nothing in it can run code.
 
     Raises:
-        UntrustedCheckpointError: naming the file, the types it asks for and the fix.
+        UntrustedCheckpointError: naming the file, the types it asks for and the fix, when it needs anything else.
     """
     path = Path(path)
     try:
         with torch.serialization.safe_globals(_allowed_globals()):
-            torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         try:
             unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
@@ -50,6 +50,15 @@ def verify_checkpoint(path: Path | str) -> None:
             f"{path}: the checkpoint asks pickle for {', '.join(unsafe)}, beyond the tensors, containers and numpy "
             f"values an nnU-Net checkpoint holds; loading it could run code from the file. Fix: use only model "
             f"folders you trust; if you trust this one, pass --trust-checkpoints.") from None
+
+
+def verify_checkpoint(path: Path | str) -> None:
+    """Read ``path`` as :func:`load_checkpoint` does; raise if it needs anything beyond the allow-list.
+
+    Raises:
+        UntrustedCheckpointError: naming the file, the types it asks for and the fix.
+    """
+    load_checkpoint(path)
 
 
 def verify_checkpoints(paths: Sequence[Path], trust: bool) -> None:

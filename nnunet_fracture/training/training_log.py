@@ -9,11 +9,10 @@ pseudo-masks (:mod:`nnunet_fracture.losses.present_dice`).
 from __future__ import annotations
 
 import math
-import pickle
 from pathlib import Path
 from typing import Sequence
 
-import torch
+from nnunet_fracture.io.checkpoints import load_checkpoint
 
 #: epochs at the end of training over which the pseudo Dice is summarised
 LAST_EPOCHS = 10
@@ -22,14 +21,16 @@ LAST_EPOCHS = 10
 def logged_pseudo_dice(checkpoint: Path | str) -> list[float]:
     """The per-epoch pseudo Dice (``logging["mean_fg_dice"]``) of an nnU-Net checkpoint (NaN where not scored).
 
+    Read without unpickling code (:func:`~nnunet_fracture.io.checkpoints.load_checkpoint`).
+
     Raises:
-        ValueError: naming the file when it is not an nnU-Net checkpoint with a training log.
+        ValueError: naming the file when it is not an nnU-Net checkpoint with a training log
+            (:class:`~nnunet_fracture.io.checkpoints.UntrustedCheckpointError` when it asks pickle for more than an
+            nnU-Net checkpoint holds).
     """
     try:
-        # nnU-Net's checkpoints hold numpy scalars and its init arguments: not loadable with weights_only
-        saved = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
-        values = saved["logging"]["mean_fg_dice"]
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError, TypeError) as error:
+        values = load_checkpoint(checkpoint)["logging"]["mean_fg_dice"]
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError) as error:
         raise ValueError(f"{checkpoint} is not an nnU-Net checkpoint with a training log ({error!r}). Fix: pass "
                          f"the checkpoint_final.pth that nnUNetv2_train wrote.") from None
     return [float(v) for v in values]

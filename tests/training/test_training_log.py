@@ -43,3 +43,17 @@ def test_a_file_that_is_not_a_checkpoint_names_itself(tmp_path):
         logged_pseudo_dice(broken)
     with pytest.raises(ValueError, match="missing.pth is not an nnU-Net checkpoint"):
         logged_pseudo_dice(tmp_path / "missing.pth")
+
+
+class _Payload:
+    """Anything beyond tensors, containers and numpy values: pickle would have to import and build it."""
+
+
+def test_a_checkpoint_that_asks_pickle_for_more_is_refused_not_unpickled(tmp_path):
+    from nnunet_fracture.io.checkpoints import UntrustedCheckpointError
+
+    path = tmp_path / "checkpoint_final.pth"
+    torch.save({"logging": {"mean_fg_dice": [0.5]}, "extra": _Payload()}, path)
+    with pytest.raises(UntrustedCheckpointError,
+                       match=r"checkpoint_final.pth: the checkpoint asks pickle for .*_Payload"):
+        logged_pseudo_dice(path)
