@@ -15,7 +15,7 @@ from typing import Optional
 
 
 _ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "ignore_ring", "ignore_unsure", "predictions_of",
-                "inside_vertebra", "ignore_faint", "strong_trainer")
+                "inside_vertebra", "ignore_faint", "strong_trainer", "dark_lesions")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Arm:
     inside_vertebra: Optional[float] = None  # pseudo-masks --inside-vertebra SHELL_MM (weak and self-training arms)
     ignore_faint: Optional[float] = None  # the self-training rounds' --ignore-faint-boxes HU
     strong_trainer: Optional[str] = None  # the self-training rounds' trainer (None: quality.STRONG_TRAINER)
+    dark_lesions: Optional[float] = None  # the self-training rounds' pseudo-masks --dark-lesions HU
 
 
 _PRIORS_OFF = "lambda_outside=0 lambda_mil=0 lambda_contrast=0"  # the box priors replace L1-L3
@@ -192,6 +193,14 @@ ARMS: dict[str, Arm] = {
                                         strong_trainer="nnUNetTrainerPresentDice",
                                         note="a second round of flywheel_solid_faint_present_r1 (continues its run), "
                                              "its labels from the round-1 model's predictions"),
+    "flywheel_dark_present_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                                    refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
+                                    self_training_rounds=1, ignore_band=(0.2, 0.5), inside_vertebra=1.5,
+                                    ignore_faint=100.0, dark_lesions=100.0, strong_trainer="nnUNetTrainerPresentDice",
+                                    note="flywheel_solid_faint_present_r1 with the clefts in its labels: a box whose "
+                                         "weak P prefers the darker half of its bone gets the bone 100 HU below its "
+                                         "median (--dark-lesions 100); no unsure boxes ignored (that share held "
+                                         "the cleft boxes)"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -219,7 +228,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "flywheel_unsure_r1", "flywheel_unsure", "plus_smoothness", "plus_solid_bags", "solid_bags_otsu",
                     "solid_bags_refined", "flywheel_solid_unsure_r1", "solid_bags_inside",
                     "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
-                    "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present"),
+                    "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present", "flywheel_dark_present_r1"),
     "all": tuple(ARMS),
 }
 

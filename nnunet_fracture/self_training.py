@@ -144,6 +144,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                threshold: float = 0.5, refine: str = "random_walker",
                ignore_band: Optional[tuple[float, float]] = (0.2, 0.5), ignore_ring: int = 0,
                ignore_unsure: float = 0.0, inside_vertebra: Optional[float] = None, ignore_faint: float = 0.0,
+               dark_lesions: float = 0.0,
                overwrite: bool = False,
                disable_tta: bool = False, resume: bool = False) -> dict:
     """Run ``rounds`` self-training rounds (module docstring).
@@ -157,7 +158,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         name: dataset name stem; round ``r``'s dataset is ``<name>R<r>``.
         rounds: number of rounds (>= 1).
         plans, configuration, fold, trainer, device: what ``nnUNetv2_train`` / ``nnUNetv2_predict`` get.
-        rule, threshold, refine, ignore_band, ignore_ring, ignore_unsure, inside_vertebra, ignore_faint: the
+        rule, threshold, refine, ignore_band, ignore_ring, ignore_unsure, inside_vertebra, ignore_faint,
+            dark_lesions: the
             pseudo-mask settings of every round
             (:func:`~nnunet_fracture.inference.pseudo_masks.write_pseudo_masks`).
         overwrite: replace an existing ``out`` and existing datasets with the rounds' IDs, with what nnU-Net
@@ -200,7 +202,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                            **({"ignore_ring": ignore_ring} if ignore_ring else {}),
                            **({"ignore_unsure": ignore_unsure} if ignore_unsure else {}),
                            **({"inside_vertebra": inside_vertebra} if inside_vertebra is not None else {}),
-                           **({"ignore_faint": ignore_faint} if ignore_faint else {})},
+                           **({"ignore_faint": ignore_faint} if ignore_faint else {}),
+                           **({"dark_lesions": dark_lesions} if dark_lesions else {})},
               "first_id": first_id, "name": name, "rounds": []}
     if resuming:
         record = _resumed_record(out, record)
@@ -240,6 +243,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                                             threshold=threshold, refine=refine, ignore_band=ignore_band,
                                             ignore_ring=ignore_ring, ignore_unsure=ignore_unsure,
                                             inside_vertebra=inside_vertebra, ignore_faint=ignore_faint,
+                                            dark_lesions=dark_lesions,
                                             export_dataset=dataset_id,
                                             export_name=f"{name}R{r}", overwrite=replaceable)
         except BaseException:  # arguments or inputs refused: leave no trace of this round (or of a fresh run)
@@ -269,6 +273,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                  "refinement_outcomes": provenance["refinement_outcomes"],
                  "unsure_boxes": len(provenance["unsure_boxes"]),
                  **({"faint_boxes": len(provenance["faint_boxes"])} if ignore_faint else {}),
+                 **({"dark_boxes": len(provenance["dark_lesions"]["dark_boxes"])} if dark_lesions else {}),
                  **({"in_box_dice_of_confident_boxes": in_box_dice(folder / "pseudo_masks" / "masks", source,
                                                                    ignored)} if ignored else {}),
                  "in_box_dice_vs_ground_truth": in_box_dice(folder / "pseudo_masks" / "masks", source),

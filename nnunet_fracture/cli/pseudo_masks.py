@@ -108,8 +108,10 @@ def run(args: argparse.Namespace) -> None:
                               refine=args.refine,
                               ignore_band=tuple(args.ignore_band) if args.ignore_band else None,
                               ignore_ring=args.ignore_ring, ignore_unsure=args.ignore_unsure_boxes,
-                              inside_vertebra=args.inside_vertebra, ignore_faint=args.ignore_faint_boxes)
+                              inside_vertebra=args.inside_vertebra, ignore_faint=args.ignore_faint_boxes,
+                              dark_lesions=args.dark_lesions)
     print(f"wrote pseudo-masks of {prov['num_cases']} cases ({prov['num_boxes']} boxes, {prov['num_empty_boxes']} "
-          f"empty) to {args.out}; uncertainty: {prov['uncertainty']['kind']}")
+          f"empty) to {args.out}; uncertainty: {prov['uncertainty']['kind']}"
+          + (f"; {len(prov['dark_lesions']['dark_boxes'])} dark lesion(s)" if prov["dark_lesions"] else ""))
     if prov["export_dataset"]:
         print(f"wrote {prov['export_dataset']}")

@@ -6,7 +6,8 @@ import argparse
 
 
 def add_round_label_arguments(p: argparse.ArgumentParser, ignore_when: str = "") -> None:
-    """Add ``--ignore-ring``, ``--ignore-unsure-boxes``, ``--ignore-faint-boxes`` and ``--inside-vertebra`` to ``p``.
+    """Add ``--ignore-ring``, ``--ignore-unsure-boxes``, ``--ignore-faint-boxes``, ``--inside-vertebra`` and
+    ``--dark-lesions`` to ``p``.
 
     Args:
         ignore_when: prefix of the ignore options' help, e.g. ``"with --export-dataset: "``.
@@ -26,3 +27,7 @@ def add_round_label_arguments(p: argparse.ArgumentParser, ignore_when: str = "")
                         "SHELL_MM inside it, from the dataset's vertebraeTr maps: 0 clips to the vertebra, 1.5 also "
                         "leaves out the cortical shell of a 1.5 mm CT (`nnunet-fracture pseudo-masks --help`, Inside "
                         "the vertebra; default: off)")
+    p.add_argument("--dark-lesions", type=float, default=0.0, metavar="HU",
+                   help="with --inside-vertebra: a box whose P is higher on the darker half of its bone (a cleft, "
+                        "not a sclerotic band) gets as mask the bone more than HU below the bone's median HU "
+                        "(default 0: off), e.g. 100")

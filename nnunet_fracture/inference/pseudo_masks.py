@@ -6,16 +6,8 @@ uncertainty in :mod:`~nnunet_fracture.inference.prediction_folders`) and the raw
 those the folders hold - the whole dataset or a subset, e.g. held-out cases - and every folder must hold the same
 ones; a case that ``boxes.json`` does not list is an error.
 
-**Rules**, applied to each box on its own with P the fused fracture probability inside the box:
-
-- ``fixed``: keep ``P >= threshold``.
-- ``otsu``: keep ``P > t`` with ``t = max(threshold_otsu(P in box), min_threshold)`` (scikit-image's Otsu
-  threshold, whose convention is that the foreground lies strictly above it). A box with constant P has no
-  Otsu threshold; it is kept whole if ``P >= max(0.5, min_threshold)`` and left empty otherwise.
-- ``fraction``: keep the ``ceil(fraction x voxels in box)`` voxels with the highest P, among those with
-  ``P >= min_threshold`` (so a box the model missed stays empty instead of being filled with noise). Ties are
-  broken by array order inside the box (k, then j, then i, smallest first), so results are deterministic. The
-  threshold reported is the smallest kept P.
+**Rules** (``fixed``, ``otsu``, ``fraction``; :mod:`~nnunet_fracture.inference.selection_rules`) turn the fused
+fracture probability P inside each box into that box's mask, each box on its own.
 
 **Refinement** (``refine="random_walker"``, :mod:`~nnunet_fracture.inference.refinement`): each box's mask is
 then re-drawn on the CT by a random walker seeded with the background around the box and the confident voxels
@@ -25,6 +17,11 @@ inside it; a refined mask whose share of the box breaks the size bounds is reset
 **Inside the vertebra** (``inside_vertebra=SHELL_MM``, :mod:`~nnunet_fracture.inference.vertebra_interior`): each
 box's mask keeps only voxels of the vertebra the box names, more than ``SHELL_MM`` inside its surface (the
 dataset's ``vertebraeTr`` map); the ``outside_vertebra`` column counts the voxels this removed.
+
+**Dark lesions** (``dark_lesions=HU``, with ``inside_vertebra``; :mod:`~nnunet_fracture.inference.lesion_polarity`):
+a box whose weak model prefers the darker half of its bone (a cleft, not a sclerotic band) gets as its mask the
+bone more than ``HU`` below the median HU of the box's bone, instead of the rule's mask; the ``polarity`` column
+says which boxes.
 
 **Boxes and overlaps.** Each box's rule sees exactly that box's own voxels, so a threshold is never distorted by
 a neighbouring box. The case mask is the union of the per-box selections: a voxel inside several boxes is
@@ -59,20 +56,20 @@ import math
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
-from skimage.filters import threshold_otsu
 from tqdm import tqdm
 
 from nnunet_fracture.inference.dataset_export import DatasetExport
+from nnunet_fracture.inference.lesion_polarity import box_polarity, check_below_hu, dark_lesion_mask
 from nnunet_fracture.inference.refinement import Refinement, refine_box
 from nnunet_fracture.inference.round_labels import (check_round_label_options, faint_boxes, ignored_labels,
                                                     mask_contrast_hu, unsure_boxes)
+from nnunet_fracture.inference.selection_rules import Rule, select_in_box
 from nnunet_fracture.inference.vertebra_interior import (CaseVertebrae, check_shell_mm, check_vertebra_maps,
                                                          read_vertebra_map)
 from nnunet_fracture.inference.prediction_folders import (UNCERTAINTY_KINDS, PredictionFolder, select_cases,
@@ -83,92 +80,19 @@ from nnunet_fracture.io.output_folders import check_output_folder, check_output_
 from nnunet_fracture.io.reference_grid import array_to_image
 from nnunet_fracture.io.verified_writes import write_image
 
-RULES = ("fixed", "otsu", "fraction")
-#: A box with constant probability has no Otsu threshold; it is kept whole only at or above this value.
-CONSTANT_BOX_THRESHOLD = 0.5
 CSV_COLUMNS = ("case", "box_id", "label", "rule", "threshold", "comparison", "voxels_in_box", "voxels_kept",
                "max_probability", "mean_probability", "mask_confidence", "mean_uncertainty", "empty", "refinement",
-               "outside_vertebra", "mask_contrast_hu")
+               "outside_vertebra", "mask_contrast_hu", "polarity")
 OUTPUT_FILE_ENDING = ".nii.gz"
 OVERLAP_POLICY = ("each box's rule sees that box's own voxels; the case mask is the union of the per-box "
                   "selections (a voxel in several boxes is kept if any of them keeps it); 0 outside every box")
 
 
-@dataclass(frozen=True)
-class Rule:
-    """How voxels inside a box become pseudo-mask voxels (module docstring).
-
-    Raises:
-        ValueError: unknown rule name or a parameter out of range.
-    """
-
-    name: str = "fixed"
-    threshold: float = 0.5
-    fraction: float = 0.3
-    min_threshold: float = 0.05
-
-    def __post_init__(self) -> None:
-        if self.name not in RULES:
-            raise ValueError(f"unknown rule {self.name!r}; expected one of {', '.join(RULES)}")
-        checks = (("threshold", self.threshold, 0.0, 1.0, False), ("fraction", self.fraction, 0.0, 1.0, False),
-                  ("min-threshold", self.min_threshold, 0.0, 1.0, True))
-        for label, value, low, high, low_closed in checks:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
-                (low <= value if low_closed else low < value) and (value < high if low_closed else value <= high))
-            if not ok:
-                interval = "[0, 1)" if low_closed else "(0, 1]"
-                raise ValueError(f"--{label} must be a number in {interval}, got {value!r}")
-
-    def parameters(self) -> dict:
-        """The parameters that this rule uses (recorded in the provenance)."""
-        if self.name == "fixed":
-            return {"threshold": self.threshold}
-        if self.name == "otsu":
-            return {"min_threshold": self.min_threshold, "constant_box_threshold": CONSTANT_BOX_THRESHOLD}
-        return {"fraction": self.fraction, "min_threshold": self.min_threshold}
-
-
-@dataclass(frozen=True)
-class BoxSelection:
-    """The voxels a rule keeps in one box, and the threshold it used.
-
-    ``comparison`` says how ``threshold`` was applied: ``">="`` or ``">"`` against P, or ``"rank"`` for the
-    fraction rule (``threshold`` is then the smallest kept P, NaN when nothing is kept).
-    """
-
-    keep: np.ndarray
-    threshold: float
-    comparison: str
-
-
-def select_in_box(probability: np.ndarray, rule: Rule) -> BoxSelection:
-    """Apply ``rule`` to the fracture probabilities of one box (any shape; a boolean mask of that shape back)."""
-    p = np.asarray(probability, dtype=np.float32)
-    if p.size == 0:
-        raise ValueError("a box holds no voxel")
-    if rule.name == "fixed":
-        return BoxSelection(p >= rule.threshold, float(rule.threshold), ">=")
-    if rule.name == "otsu":
-        if float(p.min()) == float(p.max()):
-            cut = max(CONSTANT_BOX_THRESHOLD, rule.min_threshold)
-            return BoxSelection(p >= cut, float(cut), ">=")
-        cut = max(float(threshold_otsu(p.ravel())), rule.min_threshold)
-        return BoxSelection(p > cut, cut, ">")
-    flat = p.ravel()
-    wanted = math.ceil(round(rule.fraction * flat.size, 6))
-    eligible = int(np.count_nonzero(flat >= rule.min_threshold))
-    n_keep = min(wanted, eligible)
-    order = np.argsort(-flat, kind="stable")[:n_keep]
-    keep = np.zeros(flat.size, dtype=bool)
-    keep[order] = True
-    threshold = float(flat[order[-1]]) if n_keep else math.nan
-    return BoxSelection(keep.reshape(p.shape), threshold, "rank")
-
-
 def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray, boxes: Sequence[BoxEntry],
                      rule: Rule, refinement: Refinement = Refinement("none"), ct_hu: Optional[np.ndarray] = None,
                      spacing: Optional[tuple[float, ...]] = None,
-                     vertebrae: Optional[CaseVertebrae] = None) -> tuple[np.ndarray, list[dict]]:
+                     vertebrae: Optional[CaseVertebrae] = None,
+                     dark_lesions: float = 0.0) -> tuple[np.ndarray, list[dict]]:
     """Pseudo-mask of one case (uint8 0/1, zero outside every box) and one table row per box.
 
     Args:
@@ -181,9 +105,13 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
         ct_hu: the CT in HU, same shape (needed unless ``refinement.method == "none"``).
         spacing: voxel spacing in the array's axis order (mm).
         vertebrae: the case's vertebra map: each box's mask is clipped to its vertebra's interior (``None``: not).
+        dark_lesions: HU; > 0: a box whose P prefers the dark part of its bone gets the bone this far below its
+            median HU as its mask (module docstring; needs ``ct_hu`` and ``vertebrae``). 0: off.
     """
     if refinement.method != "none" and ct_hu is None:
         raise ValueError(f"case {case}: refinement {refinement.method!r} needs the CT")
+    if check_below_hu(dark_lesions) and (ct_hu is None or vertebrae is None):
+        raise ValueError(f"case {case}: dark lesions need the CT and the vertebra maps (--inside-vertebra)")
     mask = np.zeros(probability.shape, dtype=np.uint8)
     rows = []
     for entry in boxes:
@@ -193,6 +121,11 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
         refined = refine_box(ct_hu, probability, region, selection.keep, refinement, spacing)
         allowed = np.ones(p.shape, dtype=bool) if vertebrae is None else vertebrae.interior(entry.label)[region]
         keep = refined.keep & allowed
+        outside = int(np.count_nonzero(refined.keep & ~allowed))
+        polarity = "" if not dark_lesions else (
+            "dark" if box_polarity(ct_hu[region], p, allowed).dark else "bright")
+        if polarity == "dark":
+            keep = dark_lesion_mask(ct_hu[region], allowed, dark_lesions)
         mask[region] |= keep.astype(np.uint8)
         kept = int(np.count_nonzero(keep))
         confidence = float(p[keep].mean(dtype=np.float64)) if kept else math.nan
@@ -202,8 +135,9 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
                      "mean_probability": float(p.mean(dtype=np.float64)), "mask_confidence": confidence,
                      "mean_uncertainty": float(uncertainty[region].mean(dtype=np.float64)), "empty": kept == 0,
                      "refinement": refined.outcome,
-                     "outside_vertebra": int(np.count_nonzero(refined.keep)) - kept,
-                     "mask_contrast_hu": math.nan if ct_hu is None else mask_contrast_hu(ct_hu[region], keep, allowed)})
+                     "outside_vertebra": outside,
+                     "mask_contrast_hu": math.nan if ct_hu is None else mask_contrast_hu(ct_hu[region], keep, allowed),
+                     "polarity": polarity})
     return mask, rows
 
 
@@ -219,7 +153,7 @@ def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule
                 rows: list[dict], cases: list[str], export: Optional[DatasetExport],
                 refinement: Refinement, ignore_band: Optional[tuple[float, float]], ignore_ring: int,
                 ignore_unsure: float, unsure: dict[str, set[int]], inside_vertebra: Optional[float],
-                ignore_faint: float, faint: dict[str, set[int]]) -> dict:
+                ignore_faint: float, faint: dict[str, set[int]], dark_lesions: float) -> dict:
     from nnunet_fracture import __version__
 
     empty = [{"case": r["case"], "box_id": r["box_id"]} for r in rows if r["empty"]]
@@ -237,6 +171,9 @@ def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule
         "refinement": refinement.parameters(),
         "inside_vertebra": None if inside_vertebra is None else {
             "shell_mm": inside_vertebra, "voxels_removed": sum(r["outside_vertebra"] for r in rows)},
+        "dark_lesions": None if not dark_lesions else {
+            "below_hu": dark_lesions,
+            "dark_boxes": [{"case": r["case"], "box_id": r["box_id"]} for r in rows if r["polarity"] == "dark"]},
         "ignore_band": list(ignore_band) if ignore_band is not None else None,
         "ignore_ring": ignore_ring,
         "ignore_unsure": ignore_unsure,
@@ -270,7 +207,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
                        export_name: Optional[str] = None, overwrite: bool = False,
                        refine: str = "none", ignore_band: Optional[tuple[float, float]] = None,
                        ignore_ring: int = 0, ignore_unsure: float = 0.0,
-                       inside_vertebra: Optional[float] = None, ignore_faint: float = 0.0) -> dict:
+                       inside_vertebra: Optional[float] = None, ignore_faint: float = 0.0,
+                       dark_lesions: float = 0.0) -> dict:
     """Write pseudo-masks, probabilities, uncertainty maps, the box table and provenance to ``out``.
 
     Args:
@@ -295,6 +233,9 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             vertebra's surface (0: the whole vertebra; ``None``: no clipping). Needs the dataset's ``vertebraeTr``.
         ignore_faint: with ``export_dataset``: the boxes whose mask's median HU differs from the rest of the box by
             less than this many HU (``mask_contrast_hu``; an empty mask counts as faint) are the ignore label whole.
+        dark_lesions: with ``inside_vertebra``: a box whose P prefers the dark part of its bone gets the bone more
+            than this many HU below its median as its mask (:mod:`~nnunet_fracture.inference.lesion_polarity`);
+            0: off.
 
     Returns:
         The provenance dictionary written to ``pseudo_masks.json``.
@@ -308,6 +249,11 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
     ignore_unsure, ignore_faint = check_round_label_options(ignore_band, ignore_ring, ignore_unsure, ignore_faint,
                                                             export_dataset is not None)
     shell_mm = None if inside_vertebra is None else check_shell_mm(inside_vertebra)
+    dark_lesions = check_below_hu(dark_lesions)
+    if dark_lesions and shell_mm is None:
+        raise ValueError("--dark-lesions compares each box's bone only, which the vertebra maps delimit (outside "
+                         "them a box holds disc and soft tissue, darker than bone). Fix: add --inside-vertebra "
+                         "SHELL_MM (e.g. 1.5), or leave --dark-lesions out.")
     if (export_dataset is None) != (export_name is None):
         raise ValueError("--export-dataset and --name go together. Fix: pass both (e.g. --export-dataset 502 "
                          "--name PhantomPseudo) or neither.")
@@ -342,7 +288,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             vertebrae = None if shell_mm is None else CaseVertebrae(
                 read_vertebra_map(source, case, grid), spacing, shell_mm)
             mask, case_rows = case_pseudo_mask(case, probability, uncertainty, boxes, selection_rule, refinement,
-                                               ct_hu, spacing, vertebrae)
+                                               ct_hu, spacing, vertebrae, dark_lesions)
             rows.extend(case_rows)
             mask_image = array_to_image(mask, grid)
             _write(mask_image, tmp / "masks" / f"{case}{OUTPUT_FILE_ENDING}")
@@ -365,7 +311,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
                                                 mask_image)
                 export.add_case(case, mask_image)
         provenance = _provenance(folders, source, selection_rule, kind, rows, cases, export, refinement, ignore_band,
-                                 ignore_ring, ignore_unsure, unsure, shell_mm, ignore_faint, faint)
+                                 ignore_ring, ignore_unsure, unsure, shell_mm, ignore_faint, faint, dark_lesions)
         pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(tmp / "pseudo_masks.csv", index=False)
         (tmp / "pseudo_masks.json").write_text(json.dumps(provenance, indent=2))
         if export is not None:

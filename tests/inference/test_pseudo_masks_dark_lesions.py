@@ -1,0 +1,68 @@
+"""``pseudo-masks --dark-lesions``: a box whose weak model prefers the dark part of its bone gets the dark voxels
+as its mask, end to end on a tiny dataset with hand-computed masks; the option's input errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnunet_fracture.cli import main
+from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
+from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
+from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
+
+from pseudo_mask_cases import SHAPE, on_grid, prediction_folder, read, rows
+
+# numpy [k, j, i] of shape (4, 5, 6), all of it vertebra L1. Box "cleft" (i 0-2): a 0 HU cleft at i = 0 in 300 HU
+# bone; the weak model gives P 0.6 on the cleft, 0.9 on the healthy bone at i = 1 (its blob), 0.1 at i = 2, so the
+# fixed rule keeps i 0-1. Box "band" (i 3-5): a 700 HU band at i = 5, P 0.9 there and 0.1 elsewhere.
+CLEFT, BAND = VoxelBox((0, 0, 0), (2, 4, 3), "L1"), VoxelBox((3, 0, 0), (5, 4, 3), "L1")
+
+
+@pytest.fixture
+def spine(nnunet_env):
+    ct = np.full(SHAPE, 300, np.int16)
+    ct[..., 0], ct[..., 5] = 0, 700
+    case = CaseRecord("c", on_grid(ct), [CLEFT, BAND], None, on_grid(np.full(SHAPE, 20, np.uint8)), "c.nii.gz")
+    return write_raw_dataset([case], 506, "Cleft", raw_root=nnunet_env["nnUNet_raw"])
+
+
+@pytest.fixture
+def weak(tmp_path):
+    p = np.full(SHAPE, 0.1, np.float32)
+    p[..., 0], p[..., 1], p[..., 5] = 0.6, 0.9, 0.9
+    return prediction_folder(tmp_path / "pred", {"c": p})
+
+
+def along_i(*kept: int) -> np.ndarray:
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[..., list(kept)] = 1
+    return mask
+
+
+def test_the_cleft_box_gets_its_dark_voxels_and_the_band_box_its_rule_mask(spine, weak, tmp_path):
+    # cleft box: P on the dark part (i = 0) 0.6 > 0.5 on the bright part (i 1-2); median HU 300, so < 200 HU is
+    # dark. Band box: P 0.1 on the 300 HU part < 0.9 on the 700 HU part: the fixed rule's mask stays.
+    prov = write_pseudo_masks([weak], spine, tmp_path / "out", inside_vertebra=0.0, dark_lesions=100)
+    assert np.array_equal(read(tmp_path / "out" / "masks" / "c.nii.gz"), along_i(0, 5))
+    table = rows(tmp_path / "out")
+    assert [table[("c", b)]["polarity"] for b in (1, 2)] == ["dark", "bright"]
+    assert float(table[("c", 1)]["mask_contrast_hu"]) == -300.0 and int(table[("c", 1)]["voxels_kept"]) == 20
+    assert float(table[("c", 1)]["mask_confidence"]) == pytest.approx(0.6)
+    assert prov["dark_lesions"] == {"below_hu": 100.0, "dark_boxes": [{"case": "c", "box_id": 1}]}
+
+
+def test_off_by_default(spine, weak, tmp_path):
+    prov = write_pseudo_masks([weak], spine, tmp_path / "out", inside_vertebra=0.0)
+    assert np.array_equal(read(tmp_path / "out" / "masks" / "c.nii.gz"), along_i(0, 1, 5))
+    assert prov["dark_lesions"] is None and {r["polarity"] for r in rows(tmp_path / "out").values()} == {""}
+
+
+def test_cli_and_its_errors(spine, weak, tmp_path):
+    main(["pseudo-masks", str(weak), "--dataset", "506", "--out", str(tmp_path / "out"), "--refine", "none",
+          "--inside-vertebra", "0", "--dark-lesions", "100"])
+    assert np.array_equal(read(tmp_path / "out" / "masks" / "c.nii.gz"), along_i(0, 5))
+    with pytest.raises(ValueError, match="--dark-lesions compares each box's bone only.*Fix: add --inside-vertebra"):
+        write_pseudo_masks([weak], spine, tmp_path / "other", dark_lesions=100)
+    with pytest.raises(ValueError, match="--dark-lesions must be a HU difference"):
+        write_pseudo_masks([weak], spine, tmp_path / "other", inside_vertebra=0.0, dark_lesions=-5)
+    assert not (tmp_path / "other").exists()
