@@ -228,7 +228,7 @@ class Workspace:
         # only there share them
         weak_key = run_key(replace(arm, self_training_rounds=1, ignore_ring=None, ignore_unsure=None,
                                    inside_vertebra=None, ignore_faint=None, strong_trainer=None, dark_lesions=None,
-                                   note=""), r, seed,
+                                   ignore_dark_margin=None, note=""), r, seed,
                            _phantom_version())
         weak = self.root / "predictions" / f"self_training_seed{seed}_{weak_key}_train"
         if not weak.is_dir():  # predicted whole or not at all: a resumed run checks only the folder's name
@@ -243,7 +243,7 @@ class Workspace:
                       rule=arm.pseudo_masks or "fixed", refine=arm.refine or "none", ignore_band=arm.ignore_band,
                       ignore_ring=arm.ignore_ring or 0, ignore_unsure=arm.ignore_unsure or 0.0,
                       inside_vertebra=arm.inside_vertebra, ignore_faint=arm.ignore_faint or 0.0,
-                      dark_lesions=arm.dark_lesions or 0.0,
+                      dark_lesions=arm.dark_lesions or 0.0, ignore_dark_margin=arm.ignore_dark_margin or 0,
                       disable_tta=not r.tta)
         with scoped_environ({**self.env, "NNUNET_FRACTURE_SETTINGS": r.schedule()}):
             # the round IDs belong to the seed, not the recipe: another recipe's datasets there are replaced

@@ -15,7 +15,7 @@ from typing import Optional
 
 
 _ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "ignore_ring", "ignore_unsure", "predictions_of",
-                "inside_vertebra", "ignore_faint", "strong_trainer", "dark_lesions")
+                "inside_vertebra", "ignore_faint", "strong_trainer", "dark_lesions", "ignore_dark_margin")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class Arm:
     ignore_faint: Optional[float] = None  # the self-training rounds' --ignore-faint-boxes HU
     strong_trainer: Optional[str] = None  # the self-training rounds' trainer (None: quality.STRONG_TRAINER)
     dark_lesions: Optional[float] = None  # the self-training rounds' pseudo-masks --dark-lesions HU
+    ignore_dark_margin: Optional[int] = None  # the self-training rounds' --ignore-dark-margin VOXELS
 
 
 _PRIORS_OFF = "lambda_outside=0 lambda_mil=0 lambda_contrast=0"  # the box priors replace L1-L3
@@ -201,6 +202,14 @@ ARMS: dict[str, Arm] = {
                                          "weak P prefers the darker half of its bone gets the bone 100 HU below its "
                                          "median (--dark-lesions 100); no unsure boxes ignored (that share held "
                                          "the cleft boxes)"),
+    "flywheel_dark_margin_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                                   refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
+                                   self_training_rounds=1, ignore_band=(0.2, 0.5), inside_vertebra=1.5,
+                                   ignore_faint=100.0, dark_lesions=100.0, ignore_dark_margin=2,
+                                   strong_trainer="nnUNetTrainerPresentDice",
+                                   note="flywheel_dark_present_r1 with the 2 voxels around each dark lesion's mask "
+                                        "'ignore' (--ignore-dark-margin 2): its edges and its course through the "
+                                        "cortex are no longer taught as background"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -228,7 +237,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "flywheel_unsure_r1", "flywheel_unsure", "plus_smoothness", "plus_solid_bags", "solid_bags_otsu",
                     "solid_bags_refined", "flywheel_solid_unsure_r1", "solid_bags_inside",
                     "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
-                    "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present", "flywheel_dark_present_r1"),
+                    "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present", "flywheel_dark_present_r1",
+                    "flywheel_dark_margin_r1"),
     "all": tuple(ARMS),
 }
 

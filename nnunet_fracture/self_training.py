@@ -144,7 +144,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                threshold: float = 0.5, refine: str = "random_walker",
                ignore_band: Optional[tuple[float, float]] = (0.2, 0.5), ignore_ring: int = 0,
                ignore_unsure: float = 0.0, inside_vertebra: Optional[float] = None, ignore_faint: float = 0.0,
-               dark_lesions: float = 0.0,
+               dark_lesions: float = 0.0, ignore_dark_margin: int = 0,
                overwrite: bool = False,
                disable_tta: bool = False, resume: bool = False) -> dict:
     """Run ``rounds`` self-training rounds (module docstring).
@@ -159,7 +159,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         rounds: number of rounds (>= 1).
         plans, configuration, fold, trainer, device: what ``nnUNetv2_train`` / ``nnUNetv2_predict`` get.
         rule, threshold, refine, ignore_band, ignore_ring, ignore_unsure, inside_vertebra, ignore_faint,
-            dark_lesions: the
+            dark_lesions, ignore_dark_margin: the
             pseudo-mask settings of every round
             (:func:`~nnunet_fracture.inference.pseudo_masks.write_pseudo_masks`).
         overwrite: replace an existing ``out`` and existing datasets with the rounds' IDs, with what nnU-Net
@@ -203,7 +203,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                            **({"ignore_unsure": ignore_unsure} if ignore_unsure else {}),
                            **({"inside_vertebra": inside_vertebra} if inside_vertebra is not None else {}),
                            **({"ignore_faint": ignore_faint} if ignore_faint else {}),
-                           **({"dark_lesions": dark_lesions} if dark_lesions else {})},
+                           **({"dark_lesions": dark_lesions} if dark_lesions else {}),
+                           **({"ignore_dark_margin": ignore_dark_margin} if ignore_dark_margin else {})},
               "first_id": first_id, "name": name, "rounds": []}
     if resuming:
         record = _resumed_record(out, record)
@@ -243,7 +244,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                                             threshold=threshold, refine=refine, ignore_band=ignore_band,
                                             ignore_ring=ignore_ring, ignore_unsure=ignore_unsure,
                                             inside_vertebra=inside_vertebra, ignore_faint=ignore_faint,
-                                            dark_lesions=dark_lesions,
+                                            dark_lesions=dark_lesions, ignore_dark_margin=ignore_dark_margin,
                                             export_dataset=dataset_id,
                                             export_name=f"{name}R{r}", overwrite=replaceable)
         except BaseException:  # arguments or inputs refused: leave no trace of this round (or of a fresh run)

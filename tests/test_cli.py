@@ -116,8 +116,9 @@ def test_the_round_label_options_reach_the_package(verb, call, monkeypatch, tmp_
     monkeypatch.setattr(call, record)
     extra = ["--first-id", "510"] if verb == "self-train" else ["--export-dataset", "510"]
     argv = [verb, str(tmp_path), "--dataset", "501", "--out", str(tmp_path / "o"), "--name", "S", *extra,
-            "--ignore-ring", "2", "--inside-vertebra", "1.5", "--ignore-faint-boxes", "100", "--dark-lesions", "100"]
+            "--ignore-ring", "2", "--inside-vertebra", "1.5", "--ignore-faint-boxes", "100", "--dark-lesions", "100",
+            "--ignore-dark-margin", "2"]
     with pytest.raises(SystemExit):
         main(argv)
     assert seen["ignore_ring"] == 2 and seen["inside_vertebra"] == 1.5 and seen["ignore_faint"] == 100.0
-    assert seen["dark_lesions"] == 100.0
+    assert seen["dark_lesions"] == 100.0 and seen["ignore_dark_margin"] == 2

@@ -175,7 +175,7 @@ def test_a_fresh_run_refused_at_its_first_pseudo_masks_leaves_nothing(nnunet_env
 
 @pytest.mark.parametrize("option, value, off", [("ignore_ring", 1, 0), ("ignore_unsure", 0.4, 0.0),
                                                ("inside_vertebra", 1.5, None), ("ignore_faint", 100.0, 0.0),
-                                               ("dark_lesions", 100.0, 0.0)])
+                                               ("dark_lesions", 100.0, 0.0), ("ignore_dark_margin", 2, 0)])
 def test_a_round_label_option_reaches_every_rounds_pseudo_masks_and_the_record_and_resume_sees_it(
         nnunet_env, tmp_path, monkeypatch, option, value, off):
     weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)  # recorded without the option

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> None:
                               ignore_band=tuple(args.ignore_band) if args.ignore_band else None,
                               ignore_ring=args.ignore_ring, ignore_unsure=args.ignore_unsure_boxes,
                               inside_vertebra=args.inside_vertebra, ignore_faint=args.ignore_faint_boxes,
-                              dark_lesions=args.dark_lesions)
+                              dark_lesions=args.dark_lesions, ignore_dark_margin=args.ignore_dark_margin)
     print(f"wrote pseudo-masks of {prov['num_cases']} cases ({prov['num_boxes']} boxes, {prov['num_empty_boxes']} "
           f"empty) to {args.out}; uncertainty: {prov['uncertainty']['kind']}"
           + (f"; {len(prov['dark_lesions']['dark_boxes'])} dark lesion(s)" if prov["dark_lesions"] else ""))

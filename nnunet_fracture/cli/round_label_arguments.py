@@ -7,7 +7,7 @@ import argparse
 
 def add_round_label_arguments(p: argparse.ArgumentParser, ignore_when: str = "") -> None:
     """Add ``--ignore-ring``, ``--ignore-unsure-boxes``, ``--ignore-faint-boxes``, ``--inside-vertebra`` and
-    ``--dark-lesions`` to ``p``.
+    ``--dark-lesions`` and ``--ignore-dark-margin`` to ``p``.
 
     Args:
         ignore_when: prefix of the ignore options' help, e.g. ``"with --export-dataset: "``.
@@ -31,3 +31,7 @@ def add_round_label_arguments(p: argparse.ArgumentParser, ignore_when: str = "")
                    help="with --inside-vertebra: a box whose P is higher on the darker half of its bone (a cleft, "
                         "not a sclerotic band) gets as mask the bone more than HU below the bone's median HU "
                         "(default 0: off), e.g. 100")
+    p.add_argument("--ignore-dark-margin", type=int, default=0, metavar="VOXELS",
+                   help=f"{ignore_when}with --dark-lesions: the VOXELS voxels around each dark lesion's mask, in its "
+                        "box, are 'ignore' - a cleft's edges and its course through the cortex are neither dark "
+                        "enough to keep nor sure to be bone (default 0: none), e.g. 2")

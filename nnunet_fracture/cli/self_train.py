@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> None:
                         refine=args.refine, ignore_band=None if args.no_ignore else tuple(args.ignore_band),
                         ignore_ring=args.ignore_ring, ignore_unsure=args.ignore_unsure_boxes,
                         inside_vertebra=args.inside_vertebra, ignore_faint=args.ignore_faint_boxes,
-                        dark_lesions=args.dark_lesions,
+                        dark_lesions=args.dark_lesions, ignore_dark_margin=args.ignore_dark_margin,
                         overwrite=args.overwrite,
                         disable_tta=args.disable_tta, resume=args.resume)
     for entry in record["rounds"]:

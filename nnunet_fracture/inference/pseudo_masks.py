@@ -153,7 +153,8 @@ def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule
                 rows: list[dict], cases: list[str], export: Optional[DatasetExport],
                 refinement: Refinement, ignore_band: Optional[tuple[float, float]], ignore_ring: int,
                 ignore_unsure: float, unsure: dict[str, set[int]], inside_vertebra: Optional[float],
-                ignore_faint: float, faint: dict[str, set[int]], dark_lesions: float) -> dict:
+                ignore_faint: float, faint: dict[str, set[int]], dark_lesions: float,
+                ignore_dark_margin: int) -> dict:
     from nnunet_fracture import __version__
 
     empty = [{"case": r["case"], "box_id": r["box_id"]} for r in rows if r["empty"]]
@@ -180,6 +181,7 @@ def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule
         "unsure_boxes": [{"case": r["case"], "box_id": r["box_id"], "mask_confidence": r["mask_confidence"]}
                          for r in rows if r["box_id"] in unsure.get(r["case"], ())],
         "ignore_faint": ignore_faint,
+        "ignore_dark_margin": ignore_dark_margin,
         "faint_boxes": [{"case": r["case"], "box_id": r["box_id"], "mask_contrast_hu": r["mask_contrast_hu"]}
                         for r in rows if r["box_id"] in faint.get(r["case"], ())],
         "refinement_outcomes": {o: sum(r["refinement"] == o for r in rows)
@@ -208,7 +210,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
                        refine: str = "none", ignore_band: Optional[tuple[float, float]] = None,
                        ignore_ring: int = 0, ignore_unsure: float = 0.0,
                        inside_vertebra: Optional[float] = None, ignore_faint: float = 0.0,
-                       dark_lesions: float = 0.0) -> dict:
+                       dark_lesions: float = 0.0, ignore_dark_margin: int = 0) -> dict:
     """Write pseudo-masks, probabilities, uncertainty maps, the box table and provenance to ``out``.
 
     Args:
@@ -236,6 +238,9 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
         dark_lesions: with ``inside_vertebra``: a box whose P prefers the dark part of its bone gets the bone more
             than this many HU below its median as its mask (:mod:`~nnunet_fracture.inference.lesion_polarity`);
             0: off.
+        ignore_dark_margin: with ``export_dataset`` and ``dark_lesions``: the voxels within this many voxels
+            outside a dark lesion's mask, in its box, become the ignore label (a cleft's edges and its course
+            through the cortical shell; :mod:`~nnunet_fracture.inference.round_labels`).
 
     Returns:
         The provenance dictionary written to ``pseudo_masks.json``.
@@ -247,13 +252,16 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
     selection_rule = Rule(rule, threshold, fraction, min_threshold)
     refinement = Refinement(refine)
     ignore_unsure, ignore_faint = check_round_label_options(ignore_band, ignore_ring, ignore_unsure, ignore_faint,
-                                                            export_dataset is not None)
+                                                            export_dataset is not None, ignore_dark_margin)
     shell_mm = None if inside_vertebra is None else check_shell_mm(inside_vertebra)
     dark_lesions = check_below_hu(dark_lesions)
     if dark_lesions and shell_mm is None:
         raise ValueError("--dark-lesions compares each box's bone only, which the vertebra maps delimit (outside "
                          "them a box holds disc and soft tissue, darker than bone). Fix: add --inside-vertebra "
                          "SHELL_MM (e.g. 1.5), or leave --dark-lesions out.")
+    if ignore_dark_margin and not dark_lesions:
+        raise ValueError("--ignore-dark-margin widens the masks of dark lesions, which --dark-lesions finds. Fix: add "
+                         "--dark-lesions HU (e.g. 100), or leave --ignore-dark-margin out.")
     if (export_dataset is None) != (export_name is None):
         raise ValueError("--export-dataset and --name go together. Fix: pass both (e.g. --export-dataset 502 "
                          "--name PhantomPseudo) or neither.")
@@ -265,7 +273,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
     check_output_not_an_input(out, [f.path for f in folders] + [source.folder])
     if shell_mm is not None:
         check_vertebra_maps(source, cases)
-    with_ignore = ignore_band is not None or ignore_ring > 0 or ignore_unsure > 0 or ignore_faint > 0
+    with_ignore = (ignore_band is not None or ignore_ring > 0 or ignore_unsure > 0 or ignore_faint > 0
+                   or ignore_dark_margin > 0)
     export = (DatasetExport(export_dataset, export_name, source, overwrite, with_ignore=with_ignore)
               if export_dataset is not None else None)
 
@@ -298,6 +307,10 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
         (kind,) = kinds
         unsure = unsure_boxes(rows, ignore_unsure)  # ranked over every box: known only now
         faint = faint_boxes(rows, ignore_faint)
+        dark: dict[str, set[int]] = {}
+        for r in rows:
+            if r["polarity"] == "dark":
+                dark.setdefault(r["case"], set()).add(int(r["box_id"]))
         if export is not None:
             for case in cases:  # the labels from the masks and probabilities just written
                 mask_image = sitk.ReadImage(str(tmp / "masks" / f"{case}{OUTPUT_FILE_ENDING}"))
@@ -307,11 +320,13 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
                         sitk.ReadImage(str(tmp / "probabilities" / f"{case}{OUTPUT_FILE_ENDING}")))
                     boxes = source.case_boxes(case, tuple(mask_image.GetSize()))
                     mask_image = array_to_image(ignored_labels(mask, probability, boxes, ignore_band, ignore_ring,
-                                                               unsure.get(case, set()) | faint.get(case, set())),
+                                                               unsure.get(case, set()) | faint.get(case, set()),
+                                                               dark.get(case, set()), ignore_dark_margin),
                                                 mask_image)
                 export.add_case(case, mask_image)
         provenance = _provenance(folders, source, selection_rule, kind, rows, cases, export, refinement, ignore_band,
-                                 ignore_ring, ignore_unsure, unsure, shell_mm, ignore_faint, faint, dark_lesions)
+                                 ignore_ring, ignore_unsure, unsure, shell_mm, ignore_faint, faint, dark_lesions,
+                                 ignore_dark_margin)
         pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(tmp / "pseudo_masks.csv", index=False)
         (tmp / "pseudo_masks.json").write_text(json.dumps(provenance, indent=2))
         if export is not None:

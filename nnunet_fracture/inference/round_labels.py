@@ -25,6 +25,13 @@ next model is taught neither that they are fracture nor that they are not:
   it marks nothing a reader could see. Confidence does not catch these everywhere: on one bench seed the weak
   model's blobs of healthy bone in the cleft boxes were as confident as its band masks (mean P 0.69-0.80 against
   0.68-0.85), while their HU contrast was -63 to +30 HU against +88 to +331 HU for the bands.
+- **the margin of dark lesions**: the voxels within ``dark_margin`` face-connected steps outside the mask of a box
+  whose mask holds its dark voxels (``--dark-lesions``, :mod:`~nnunet_fracture.inference.lesion_polarity`), inside
+  that box. A cleft's dark core is what a threshold finds; its edges (partial volume) and its course through the
+  cortical shell (outside the vertebra's interior) are neither dark enough to keep nor sure to be bone. On the
+  bench's training cases (three seeds) 47 % of the cleft voxels in dark boxes were labelled background without
+  the margin, 20 % with one voxel and 11 % with two, while the share of the boxes' healthy bone left unlabelled
+  rose from 19 % (the band) to 28 % and 42 %.
 
 Outside the boxes the labels stay what they are (0): that is known background.
 """
@@ -53,7 +60,7 @@ def check_unsure_share(share: object) -> float:
 
 
 def check_round_label_options(band: Optional[tuple[float, float]], ring: object, unsure: object, faint: object,
-                              exporting: bool) -> tuple[float, float]:
+                              exporting: bool, dark_margin: object = 0) -> tuple[float, float]:
     """Check the ignore options of ``pseudo-masks`` (each only shapes exported labels); ``(unsure, faint)`` as
     floats.
 
@@ -67,8 +74,10 @@ def check_round_label_options(band: Optional[tuple[float, float]], ring: object,
     if isinstance(ring, bool) or not isinstance(ring, int) or ring < 0:
         raise ValueError(f"--ignore-ring must be a whole number of voxels >= 0, got {ring!r}")
     unsure, faint = check_unsure_share(unsure), check_faint_hu(faint)
+    check_dark_margin(dark_margin)
     for option, used in (("--ignore-band", band is not None), ("--ignore-ring", ring),
-                         ("--ignore-unsure-boxes", unsure), ("--ignore-faint-boxes", faint)):
+                         ("--ignore-unsure-boxes", unsure), ("--ignore-faint-boxes", faint),
+                         ("--ignore-dark-margin", dark_margin)):
         if used and not exporting:
             raise ValueError(f"{option} only shapes the exported labels. Fix: add --export-dataset ID --name NAME or "
                              f"leave {option} out.")
@@ -94,6 +103,17 @@ def unsure_boxes(rows: Iterable[Mapping], share: float) -> dict[str, set[int]]:
     for index in sorted(range(len(rows)), key=lambda n: confidence[n])[:count]:  # sorted() is stable
         chosen.setdefault(rows[index]["case"], set()).add(int(rows[index]["box_id"]))
     return chosen
+
+
+def check_dark_margin(margin: object) -> int:
+    """``margin`` (voxels) checked: an integer >= 0.
+
+    Raises:
+        ValueError: otherwise.
+    """
+    if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
+        raise ValueError(f"--ignore-dark-margin must be a whole number of voxels >= 0, got {margin!r}")
+    return int(margin)
 
 
 def check_faint_hu(min_hu: object) -> float:
@@ -140,9 +160,9 @@ def faint_boxes(rows: Iterable[Mapping], min_hu: float) -> dict[str, set[int]]:
 
 def ignored_labels(mask: np.ndarray, probability: np.ndarray, boxes: Sequence[BoxEntry],
                    band: Optional[tuple[float, float]] = None, ring: int = 0,
-                   unsure: Iterable[int] = ()) -> np.ndarray:
-    """The labels of one case (uint8): the mask (1), :data:`IGNORE_LABEL` on the band, the ring and the unsure
-    boxes (module docstring), 0 elsewhere.
+                   unsure: Iterable[int] = (), dark: Iterable[int] = (), dark_margin: int = 0) -> np.ndarray:
+    """The labels of one case (uint8): the mask (1), :data:`IGNORE_LABEL` on the band, the ring, the unsure boxes
+    and the margins of dark lesions (module docstring), 0 elsewhere.
 
     Args:
         mask: the case's 0/1 pseudo-mask.
@@ -151,14 +171,18 @@ def ignored_labels(mask: np.ndarray, probability: np.ndarray, boxes: Sequence[Bo
         band: ``(low, high)`` probability band of uncertain box voxels outside the mask, or ``None``.
         ring: width in voxels of the border ring inside each box's mask (0 = none).
         unsure: box IDs of the case whose voxels are all ignored (outside the case's other boxes).
+        dark: box IDs of the case whose mask holds their dark voxels.
+        dark_margin: width in voxels of the ignored margin around those masks (0 = none).
 
     Raises:
-        ValueError: if the shapes differ or ``ring`` is not an integer >= 0.
+        ValueError: if the shapes differ or ``ring`` or ``dark_margin`` is not an integer >= 0.
     """
     if mask.shape != probability.shape:
         raise ValueError(f"mask shape {mask.shape} differs from probability shape {probability.shape}")
     if isinstance(ring, bool) or not isinstance(ring, (int, np.integer)) or ring < 0:
         raise ValueError(f"ring must be an integer >= 0 (voxels), got {ring!r}")
+    check_dark_margin(dark_margin)
+    dark = set(dark)
     labels = mask.astype(np.uint8, copy=True)
     for entry in boxes:
         region = entry.region
@@ -171,6 +195,9 @@ def ignored_labels(mask: np.ndarray, probability: np.ndarray, boxes: Sequence[Bo
         if band is not None:
             p = probability[region]
             inside[(inside == 0) & (p >= band[0]) & (p < band[1])] = IGNORE_LABEL
+        if dark_margin and entry.box_id in dark:
+            lesion = mask[region] > 0
+            inside[(inside == 0) & ndimage.binary_dilation(lesion, iterations=int(dark_margin))] = IGNORE_LABEL
     unsure = set(unsure)
     if unsure:
         doubt = np.zeros(mask.shape, dtype=bool)

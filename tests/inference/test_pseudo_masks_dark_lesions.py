@@ -1,5 +1,6 @@
 """``pseudo-masks --dark-lesions``: a box whose weak model prefers the dark part of its bone gets the dark voxels
-as its mask, end to end on a tiny dataset with hand-computed masks; the option's input errors."""
+as its mask, and ``--ignore-dark-margin`` leaves the voxels around it unlabelled in the exported dataset, end to
+end on a tiny dataset with hand-computed masks; the options' input errors."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 from nnunet_fracture.cli import main
 from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
 from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
+from nnunet_fracture.inference.dataset_export import IGNORE_LABEL
 from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
 
 from pseudo_mask_cases import SHAPE, on_grid, prediction_folder, read, rows
@@ -51,6 +53,16 @@ def test_the_cleft_box_gets_its_dark_voxels_and_the_band_box_its_rule_mask(spine
     assert prov["dark_lesions"] == {"below_hu": 100.0, "dark_boxes": [{"case": "c", "box_id": 1}]}
 
 
+def test_the_exported_labels_leave_the_margin_of_the_dark_lesion_unlabelled(spine, weak, nnunet_env, tmp_path):
+    prov = write_pseudo_masks([weak], spine, tmp_path / "out", inside_vertebra=0.0, dark_lesions=100,
+                              ignore_dark_margin=1, export_dataset=507, export_name="CleftPseudo")
+    labels = read(nnunet_env["nnUNet_raw"] / "Dataset507_CleftPseudo" / "labelsTr" / "c.nii.gz")
+    # the cleft (i = 0) keeps its label; one step beyond it, i = 1, is ignored; the band box has no margin
+    expected = along_i(0, 5)
+    expected[..., 1] = IGNORE_LABEL
+    assert np.array_equal(labels, expected) and prov["ignore_dark_margin"] == 1
+
+
 def test_off_by_default(spine, weak, tmp_path):
     prov = write_pseudo_masks([weak], spine, tmp_path / "out", inside_vertebra=0.0)
     assert np.array_equal(read(tmp_path / "out" / "masks" / "c.nii.gz"), along_i(0, 1, 5))
@@ -63,6 +75,9 @@ def test_cli_and_its_errors(spine, weak, tmp_path):
     assert np.array_equal(read(tmp_path / "out" / "masks" / "c.nii.gz"), along_i(0, 5))
     with pytest.raises(ValueError, match="--dark-lesions compares each box's bone only.*Fix: add --inside-vertebra"):
         write_pseudo_masks([weak], spine, tmp_path / "other", dark_lesions=100)
+    with pytest.raises(ValueError, match="--ignore-dark-margin widens the masks of dark lesions.*Fix: add"):
+        write_pseudo_masks([weak], spine, tmp_path / "other", inside_vertebra=0.0, ignore_dark_margin=1,
+                           export_dataset=508, export_name="Other")
     with pytest.raises(ValueError, match="--dark-lesions must be a HU difference"):
         write_pseudo_masks([weak], spine, tmp_path / "other", inside_vertebra=0.0, dark_lesions=-5)
     assert not (tmp_path / "other").exists()

@@ -1,5 +1,5 @@
-"""Labels of a self-training round: the uncertainty band, the border ring, the unsure and the faint boxes, on tiny
-hand-drawn masks."""
+"""Labels of a self-training round: the uncertainty band, the border ring, the unsure and the faint boxes and the
+margins of dark lesions, on tiny hand-drawn masks."""
 import math
 
 import numpy as np
@@ -8,8 +8,8 @@ import pytest
 from nnunet_fracture.dataset_conversion.case import VoxelBox
 from nnunet_fracture.dataset_conversion.source_dataset import BoxEntry
 from nnunet_fracture.inference.dataset_export import IGNORE_LABEL
-from nnunet_fracture.inference.round_labels import (check_faint_hu, check_round_label_options, faint_boxes,
-                                                    ignored_labels, mask_contrast_hu, unsure_boxes)
+from nnunet_fracture.inference.round_labels import (check_dark_margin, check_faint_hu, check_round_label_options,
+                                                    faint_boxes, ignored_labels, mask_contrast_hu, unsure_boxes)
 
 
 def entry(lo, hi, box_id=1):
@@ -47,6 +47,25 @@ def test_the_ring_is_drawn_box_by_box():
     labels = ignored_labels(mask, np.zeros(mask.shape, np.float32), boxes, ring=1)
     assert labels[2, 2, 2] == 1 and np.count_nonzero(labels[:, :, :5] == IGNORE_LABEL) == 26
     assert np.array_equal(labels[:, :, 6:], mask[:, :, 6:])
+
+
+def test_the_margin_of_a_dark_lesion_is_ignored_inside_its_box_only():
+    mask = np.zeros((1, 1, 12), np.uint8)
+    mask[0, 0, 2] = mask[0, 0, 9] = 1  # box 1 (i 0-5) is dark, box 2 (i 6-11) is not
+    boxes = [entry((0, 0, 0), (5, 0, 0), 1), entry((6, 0, 0), (11, 0, 0), 2)]
+    labels = ignored_labels(mask, np.zeros(mask.shape, np.float32), boxes, dark={1}, dark_margin=2)
+    # two steps around i = 2: i 0, 1, 3, 4; box 2's mask keeps no margin
+    assert labels.ravel().tolist() == [2, 2, 1, 2, 2, 0, 0, 0, 0, 1, 0, 0]
+    margin_at_edge = ignored_labels(mask, np.zeros(mask.shape, np.float32), [entry((0, 0, 0), (3, 0, 0), 1)],
+                                    dark={1}, dark_margin=2)
+    assert margin_at_edge.ravel().tolist() == [2, 2, 1, 2] + [0] * 5 + [1, 0, 0]  # the margin stops at the box
+    assert np.array_equal(ignored_labels(mask, np.zeros(mask.shape, np.float32), boxes, dark={1}), mask)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+def test_a_bad_dark_margin_is_refused(bad):
+    with pytest.raises(ValueError, match="--ignore-dark-margin must be a whole number of voxels >= 0"):
+        check_dark_margin(bad)
 
 
 def test_the_band_marks_uncertain_box_voxels_outside_the_mask():
@@ -144,3 +163,5 @@ def test_the_ignore_options_need_an_export():
         check_round_label_options(None, 0, 0.0, 100.0, exporting=False)
     with pytest.raises(ValueError, match="--ignore-band must be two probabilities"):
         check_round_label_options((0.5, 0.2), 0, 0.0, 0.0, exporting=True)
+    with pytest.raises(ValueError, match="--ignore-dark-margin only shapes the exported labels"):
+        check_round_label_options(None, 0, 0.0, 0.0, exporting=False, dark_margin=2)
