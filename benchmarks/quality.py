@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=RESULTS, help="where quality.json and the run cache go")
     p.add_argument("--table", action="store_true", help="only print the table from quality.json (train nothing)")
     p.add_argument("--update-readme", action="store_true", help="write the table between the README's markers")
+    p.add_argument("--list", action="store_true", help="print every arm with what it tests, and the sets; run nothing")
     return p
 
 
@@ -332,6 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     from quality_table import markdown_table, update_readme
 
     args = _parser().parse_args(argv)
+    if args.list:
+        for name, arm in ARMS.items():
+            print(f"{name}: {arm.note}")
+        for set_name, names in ARM_SETS.items():
+            if set_name != "all":
+                print(f"set {set_name}: {' '.join(names)}")
+        return 0
     regime_name = "gpu" if args.gpu else args.regime
     regime = REGIMES[regime_name]
     if not args.table:

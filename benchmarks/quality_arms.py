@@ -214,6 +214,8 @@ ARMS: dict[str, Arm] = {
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
     "focal_tversky": Arm("nnUNetTrainerFocalTversky", note="Focal Tversky + focal loss"),
+    "adversarial": Arm("nnUNetTrainerAdversarial", note="nnU-Net's Dice + CE + 0.1 x a conditional PatchGAN's loss "
+                                                         "(pix2pix)"),
     "attention": Arm("nnUNetTrainerAttentionUNet", note="attention gates on every skip"),
     "slice_lstm": Arm("nnUNetTrainerSliceLSTM", note="2.5D: 2D encoder per slice + ConvLSTM"),
     "cls_head": Arm("nnUNetTrainerClsHead", note="classification head, P_class x P_seg"),
@@ -226,7 +228,7 @@ ARMS: dict[str, Arm] = {
 ARM_SETS: dict[str, tuple[str, ...]] = {
     "core": ("full_mask", "box_fill", "hu_threshold", "weak_bbox"),
     "weak_vs_full": ("full_mask", "weak_bbox", "box_fill"),
-    "loss_quality": ("full_mask", "polydice_mcd", "focal_tversky", "full_mask_present"),
+    "loss_quality": ("full_mask", "polydice_mcd", "focal_tversky", "full_mask_present", "adversarial"),
     "networks": ("full_mask", "attention", "slice_lstm", "cls_head"),
     "vae_prior": ("mean_bags", "vae_channel"),
     # the ablation of the weak-box recipe, one ingredient per row (README)

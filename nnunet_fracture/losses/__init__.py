@@ -1,4 +1,5 @@
 """Weak-box losses (one concept per file); data contract in :mod:`nnunet_fracture.losses.bag_aggregation`."""
+from nnunet_fracture.losses.adversarial import AdversarialSegmentationLoss, GANLoss
 from nnunet_fracture.losses.bag_aggregation import AGGREGATIONS, BoxBags, aggregate_bags, find_bags
 from nnunet_fracture.losses.box_affinity import BoxAffinityLoss
 from nnunet_fracture.losses.box_contrast import BoxContrastLoss
@@ -18,6 +19,7 @@ from nnunet_fracture.losses.weak_box import WeakBoxLoss, deep_supervision_weight
 
 __all__ = [
     "AGGREGATIONS",
+    "AdversarialSegmentationLoss",
     "BoxAffinityLoss",
     "BoxBags",
     "BoxContrastLoss",
@@ -28,6 +30,7 @@ __all__ = [
     "ConsistencyLoss",
     "FocalLoss",
     "FocalTverskyLoss",
+    "GANLoss",
     "OutsideBackgroundLoss",
     "PolyDice1Loss",
     "PresentDiceLoss",

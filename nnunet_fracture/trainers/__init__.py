@@ -1,4 +1,5 @@
 """The plugin's nnU-Net trainers (trainer modules only: nnU-Net imports this package through nnUNet_extTrainer)."""
+from nnunet_fracture.trainers.adversarial import nnUNetTrainerAdversarial
 from nnunet_fracture.trainers.attention_unet import nnUNetTrainerAttentionUNet
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.trainers.classification_head import nnUNetTrainerClsHead, nnUNetTrainerSliceLSTMClsHead
@@ -16,4 +17,4 @@ __all__ = ["nnUNetTrainerAttentionUNet", "nnUNetTrainerClsHead", "nnUNetTrainerF
            "nnUNetTrainerWeakBBoxAttention", "nnUNetTrainerWeakBBoxClsHead", "nnUNetTrainerWeakSlice",
            "nnUNetTrainerSliceLSTM", "nnUNetTrainerWeakBBoxSliceLSTM", "nnUNetTrainerSliceLSTMClsHead",
            "nnUNetTrainerFocalTversky", "nnUNetTrainerFocalTverskyPaper", "nnUNetTrainerPolyDiceMCD",
-           "nnUNetTrainerPresentDice", "nnUNetTrainerNormalVAE"]
+           "nnUNetTrainerPresentDice", "nnUNetTrainerNormalVAE", "nnUNetTrainerAdversarial"]

@@ -20,6 +20,7 @@ def test_every_arm_set_names_declared_arms_and_references_need_no_trainer():
     for name, arm in ARMS.items():
         assert (arm.trainer is None) == (arm.reference is not None), name
         assert arm.labels in ("mask", "box", "slice"), name
+        assert arm.note, f"{name}: `quality.py --list` prints each arm's note"
 
 
 def test_run_key_follows_the_recipe_not_the_note():
