@@ -279,10 +279,12 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
             if not predictions.is_dir():
                 predictions = ws.train_and_predict(arm.predictions_of, ARMS[arm.predictions_of], seed)
         pseudo_out = ws.root / "pseudo_masks" / f"{arm_name}_seed{seed}"
-        scores = score_predictions(predictions, test, test_phantom, rule, pseudo_out, arm.refine, arm.inside_vertebra)
+        scores = score_predictions(predictions, test, test_phantom, rule, pseudo_out, arm.refine, arm.inside_vertebra,
+                                   arm.dark_lesions or 0.0)
         if rule is not None and arm.refine not in (None, "none"):  # the same model's masks before refinement
             plain = score_predictions(predictions, test, test_phantom, rule, pseudo_out.with_name(
-                pseudo_out.name + "_unrefined"), inside_vertebra=arm.inside_vertebra)
+                pseudo_out.name + "_unrefined"), inside_vertebra=arm.inside_vertebra,
+                dark_lesions=arm.dark_lesions or 0.0)
             scores["before_refinement"] = {k: plain[k] for k in ("in_box_dice", "in_box_precision", "in_box_recall")}
     return {**scores, "seconds": round(time.perf_counter() - start, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores"}

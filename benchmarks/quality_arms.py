@@ -38,7 +38,7 @@ class Arm:
     inside_vertebra: Optional[float] = None  # pseudo-masks --inside-vertebra SHELL_MM (weak and self-training arms)
     ignore_faint: Optional[float] = None  # the self-training rounds' --ignore-faint-boxes HU
     strong_trainer: Optional[str] = None  # the self-training rounds' trainer (None: quality.STRONG_TRAINER)
-    dark_lesions: Optional[float] = None  # the self-training rounds' pseudo-masks --dark-lesions HU
+    dark_lesions: Optional[float] = None  # pseudo-masks --dark-lesions HU (weak and self-training arms)
     ignore_dark_margin: Optional[int] = None  # the self-training rounds' --ignore-dark-margin VOXELS
 
 
@@ -167,6 +167,11 @@ ARMS: dict[str, Arm] = {
                              inside_vertebra=1.5,
                              note="solid_bags_refined's masks kept inside the boxed vertebra, its outer 1.5 mm (the "
                                   "cortical shell at 1.5 mm voxels) left out"),
+    "solid_bags_dark": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                           settings=f"{DEFAULT_RECIPE} tightness_window=2", predictions_of="plus_solid_bags",
+                           inside_vertebra=1.5, dark_lesions=100.0,
+                           note="solid_bags_inside + dark lesions: a box whose P prefers the darker half of its bone "
+                                "gets the bone 100 HU below its median as its mask"),
     "flywheel_solid_inside_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                                     refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
                                     self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
@@ -237,7 +242,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "weak_bbox_otsu", "weak_bbox_refined", "flywheel_r1", "flywheel", "flywheel_r3", "flywheel_ring",
                     "flywheel_size_r1", "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1",
                     "flywheel_unsure_r1", "flywheel_unsure", "plus_smoothness", "plus_solid_bags", "solid_bags_otsu",
-                    "solid_bags_refined", "flywheel_solid_unsure_r1", "solid_bags_inside",
+                    "solid_bags_refined", "flywheel_solid_unsure_r1", "solid_bags_inside", "solid_bags_dark",
                     "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
                     "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present", "flywheel_dark_present_r1",
                     "flywheel_dark_margin_r1"),

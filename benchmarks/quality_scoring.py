@@ -49,14 +49,14 @@ def cases(raw: Path, phantom: Path) -> Iterator[tuple[str, np.ndarray, list[Kind
 
 def score_predictions(predictions: Path, test_raw: Path, test_phantom: Path, pseudo_rule: Optional[str],
                       pseudo_out: Path, refine: Optional[str] = None,
-                      inside_vertebra: Optional[float] = None) -> dict:
+                      inside_vertebra: Optional[float] = None, dark_lesions: float = 0.0) -> dict:
     """An arm's numbers from its test predictions (and its pseudo-masks inside the boxes, for weak arms)."""
     from nnunet_fracture.io.probability_files import load_fracture_probability
     from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
 
     if pseudo_rule is not None:
         write_pseudo_masks([predictions], test_raw, pseudo_out, rule=pseudo_rule, overwrite=True,
-                           refine=refine or "none", inside_vertebra=inside_vertebra)
+                           refine=refine or "none", inside_vertebra=inside_vertebra, dark_lesions=dark_lesions)
     score = BenchScore()
     for case, gt, boxes in cases(test_raw, test_phantom):
         probability = load_fracture_probability(predictions / f"{case}.npz", case, gt.shape)
