@@ -32,7 +32,8 @@ import numpy as np
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_arms import ARM_SETS, ARMS, REGIMES, Arm, Regime, check_arms, run_key  # noqa: E402
+from quality_arms import (ARM_SETS, ARMS, REGIMES, ROUND_ONLY_FIELDS, Arm, Regime, check_arms,  # noqa: E402
+                          run_key)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -225,11 +226,9 @@ class Workspace:
 
         r = self.regime
         key = run_key(replace(arm, self_training_rounds=1, note=""), r, seed, _phantom_version())
-        # the weak model's predictions do not depend on the round labels' ring or unsure boxes, so arms that differ
-        # only there share them
-        weak_key = run_key(replace(arm, self_training_rounds=1, ignore_ring=None, ignore_unsure=None,
-                                   inside_vertebra=None, ignore_faint=None, strong_trainer=None, dark_lesions=None,
-                                   ignore_dark_margin=None, note=""), r, seed,
+        # the weak model's predictions do not depend on how the rounds label and train, so arms that differ only
+        # there share them
+        weak_key = run_key(replace(arm, self_training_rounds=1, note="", **dict.fromkeys(ROUND_ONLY_FIELDS)), r, seed,
                            _phantom_version())
         weak = self.root / "predictions" / f"self_training_seed{seed}_{weak_key}_train"
         if not weak.is_dir():  # predicted whole or not at all: a resumed run checks only the folder's name

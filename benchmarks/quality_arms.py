@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
 
 
@@ -49,6 +49,18 @@ DEFAULT_RECIPE = f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1"
 AFFINITY_RECIPE = f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1"
 MEAN_BAGS = ("lambda_outside=1 lambda_mil=1 lambda_contrast=0.1 bag_aggregation=mean lambda_tightness=0 lambda_size=0 "
              "lambda_affinity=0")
+
+# one self-training round on the solid-bag weak model (plus_solid_bags' recipe), its labels kept inside the boxed
+# vertebra; the flywheel_solid_* and flywheel_dark_* arms add to it
+_SOLID_ROUND = Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                   settings=f"{DEFAULT_RECIPE} tightness_window=2", self_training_rounds=1, ignore_band=(0.2, 0.5),
+                   inside_vertebra=1.5)
+# ... with faint boxes ignored and the round trained by nnUNetTrainerPresentDice
+_PRESENT_ROUND = replace(_SOLID_ROUND, ignore_faint=100.0, strong_trainer="nnUNetTrainerPresentDice")
+#: the fields that only shape a self-training round's labels and training: the weak model under an arm is the same
+#: without them (its predictions are shared)
+ROUND_ONLY_FIELDS = ("ignore_ring", "ignore_unsure", "inside_vertebra", "ignore_faint", "strong_trainer",
+                     "dark_lesions", "ignore_dark_margin")
 
 ARMS: dict[str, Arm] = {
     "full_mask": Arm("nnUNetTrainerFracture", note="stock-equivalent Dice + CE on the true masks: the ceiling"),
@@ -172,49 +184,28 @@ ARMS: dict[str, Arm] = {
                            inside_vertebra=1.5, dark_lesions=100.0,
                            note="solid_bags_inside + dark lesions: a box whose P prefers the darker half of its bone "
                                 "gets the bone 100 HU below its median as its mask"),
-    "flywheel_solid_inside_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                                    refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
-                                    self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
-                                    inside_vertebra=1.5,
-                                    note="flywheel_solid_unsure_r1 with its round labels kept inside the boxed "
-                                         "vertebra, 1.5 mm under its surface"),
-    "flywheel_solid_faint_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                                   refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
-                                   self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
-                                   inside_vertebra=1.5, ignore_faint=100.0,
-                                   note="flywheel_solid_inside_r1 with the boxes whose mask differs from the rest of "
-                                        "the box by less than 100 HU ignored whole"),
-    "flywheel_solid_faint_present_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                                           refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
-                                           self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
-                                           inside_vertebra=1.5, ignore_faint=100.0,
-                                           strong_trainer="nnUNetTrainerPresentDice",
-                                           note="flywheel_solid_faint_r1 with the round trained by "
-                                                "nnUNetTrainerPresentDice: no Dice reward for predicting nothing "
-                                                "on a patch without foreground"),
-    "flywheel_solid_faint_present": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                                        refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
-                                        self_training_rounds=2, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
-                                        inside_vertebra=1.5, ignore_faint=100.0,
-                                        strong_trainer="nnUNetTrainerPresentDice",
-                                        note="a second round of flywheel_solid_faint_present_r1 (continues its run), "
-                                             "its labels from the round-1 model's predictions"),
-    "flywheel_dark_present_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                                    refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
-                                    self_training_rounds=1, ignore_band=(0.2, 0.5), inside_vertebra=1.5,
-                                    ignore_faint=100.0, dark_lesions=100.0, strong_trainer="nnUNetTrainerPresentDice",
-                                    note="flywheel_solid_faint_present_r1 with the clefts in its labels: a box whose "
-                                         "weak P prefers the darker half of its bone gets the bone 100 HU below its "
-                                         "median (--dark-lesions 100); no unsure boxes ignored (that share held "
-                                         "the cleft boxes)"),
-    "flywheel_dark_margin_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                                   refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
-                                   self_training_rounds=1, ignore_band=(0.2, 0.5), inside_vertebra=1.5,
-                                   ignore_faint=100.0, dark_lesions=100.0, ignore_dark_margin=2,
-                                   strong_trainer="nnUNetTrainerPresentDice",
-                                   note="flywheel_dark_present_r1 with the 2 voxels around each dark lesion's mask "
-                                        "'ignore' (--ignore-dark-margin 2): its edges and its course through the "
-                                        "cortex are no longer taught as background"),
+    "flywheel_solid_inside_r1": replace(_SOLID_ROUND, ignore_unsure=0.4,
+                                        note="flywheel_solid_unsure_r1 with its round labels kept inside the boxed "
+                                             "vertebra, 1.5 mm under its surface"),
+    "flywheel_solid_faint_r1": replace(_SOLID_ROUND, ignore_unsure=0.4, ignore_faint=100.0,
+                                       note="flywheel_solid_inside_r1 with the boxes whose mask differs from the rest "
+                                            "of the box by less than 100 HU ignored whole"),
+    "flywheel_solid_faint_present_r1": replace(_PRESENT_ROUND, ignore_unsure=0.4,
+                                               note="flywheel_solid_faint_r1 with the round trained by "
+                                                    "nnUNetTrainerPresentDice: no Dice reward for predicting nothing "
+                                                    "on a patch without foreground"),
+    "flywheel_solid_faint_present": replace(_PRESENT_ROUND, ignore_unsure=0.4, self_training_rounds=2,
+                                            note="a second round of flywheel_solid_faint_present_r1 (continues its "
+                                                 "run), its labels from the round-1 model's predictions"),
+    "flywheel_dark_present_r1": replace(_PRESENT_ROUND, dark_lesions=100.0,
+                                        note="flywheel_solid_faint_present_r1 with the clefts in its labels: a box "
+                                             "whose weak P prefers the darker half of its bone gets the bone 100 HU "
+                                             "below its median (--dark-lesions 100); no unsure boxes ignored (that "
+                                             "share held the cleft boxes)"),
+    "flywheel_dark_margin_r1": replace(_PRESENT_ROUND, dark_lesions=100.0, ignore_dark_margin=2,
+                                       note="flywheel_dark_present_r1 with the 2 voxels around each dark lesion's mask "
+                                            "'ignore' (--ignore-dark-margin 2): its edges and its course through the "
+                                            "cortex are no longer taught as background"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),

@@ -67,8 +67,8 @@ from tqdm import tqdm
 from nnunet_fracture.inference.dataset_export import DatasetExport
 from nnunet_fracture.inference.lesion_polarity import box_polarity, check_below_hu, dark_lesion_mask
 from nnunet_fracture.inference.refinement import Refinement, refine_box
-from nnunet_fracture.inference.round_labels import (check_round_label_options, faint_boxes, ignored_labels,
-                                                    mask_contrast_hu, unsure_boxes)
+from nnunet_fracture.inference.round_labels import (check_round_label_options, dark_boxes, faint_boxes,
+                                                    ignored_labels, mask_contrast_hu, unsure_boxes)
 from nnunet_fracture.inference.selection_rules import Rule, select_in_box
 from nnunet_fracture.inference.vertebra_interior import (CaseVertebrae, check_shell_mm, check_vertebra_maps,
                                                          read_vertebra_map)
@@ -307,10 +307,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
         (kind,) = kinds
         unsure = unsure_boxes(rows, ignore_unsure)  # ranked over every box: known only now
         faint = faint_boxes(rows, ignore_faint)
-        dark: dict[str, set[int]] = {}
-        for r in rows:
-            if r["polarity"] == "dark":
-                dark.setdefault(r["case"], set()).add(int(r["box_id"]))
+        dark = dark_boxes(rows)
         if export is not None:
             for case in cases:  # the labels from the masks and probabilities just written
                 mask_image = sitk.ReadImage(str(tmp / "masks" / f"{case}{OUTPUT_FILE_ENDING}"))

@@ -158,6 +158,15 @@ def faint_boxes(rows: Iterable[Mapping], min_hu: float) -> dict[str, set[int]]:
     return chosen
 
 
+def dark_boxes(rows: Iterable[Mapping]) -> dict[str, set[int]]:
+    """The boxes whose mask holds their dark voxels (``polarity`` ``"dark"``), as ``{case: {box_id, ...}}``."""
+    chosen: dict[str, set[int]] = {}
+    for r in rows:
+        if r["polarity"] == "dark":
+            chosen.setdefault(r["case"], set()).add(int(r["box_id"]))
+    return chosen
+
+
 def ignored_labels(mask: np.ndarray, probability: np.ndarray, boxes: Sequence[BoxEntry],
                    band: Optional[tuple[float, float]] = None, ring: int = 0,
                    unsure: Iterable[int] = (), dark: Iterable[int] = (), dark_margin: int = 0) -> np.ndarray:

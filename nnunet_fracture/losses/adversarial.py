@@ -146,7 +146,7 @@ class AdversarialSegmentationLoss(nn.Module):
         finally:
             for p in frozen:
                 p.requires_grad_(True)
-        self.pending = (image.detach(), (real * known).detach(), (probabilities * known).detach())
+        self.pending = (image.detach(), real, (probabilities * known).detach())  # real: masked, no graph
         return task + self.weight * fooled
 
     def discriminator_loss(self) -> Optional[torch.Tensor]:

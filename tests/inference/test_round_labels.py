@@ -9,7 +9,8 @@ from nnunet_fracture.dataset_conversion.case import VoxelBox
 from nnunet_fracture.dataset_conversion.source_dataset import BoxEntry
 from nnunet_fracture.inference.dataset_export import IGNORE_LABEL
 from nnunet_fracture.inference.round_labels import (check_dark_margin, check_faint_hu, check_round_label_options,
-                                                    faint_boxes, ignored_labels, mask_contrast_hu, unsure_boxes)
+                                                    dark_boxes, faint_boxes, ignored_labels, mask_contrast_hu,
+                                                    unsure_boxes)
 
 
 def entry(lo, hi, box_id=1):
@@ -60,6 +61,12 @@ def test_the_margin_of_a_dark_lesion_is_ignored_inside_its_box_only():
                                     dark={1}, dark_margin=2)
     assert margin_at_edge.ravel().tolist() == [2, 2, 1, 2] + [0] * 5 + [1, 0, 0]  # the margin stops at the box
     assert np.array_equal(ignored_labels(mask, np.zeros(mask.shape, np.float32), boxes, dark={1}), mask)
+
+
+def test_dark_boxes_are_those_whose_polarity_is_dark():
+    rows = [{"case": "a", "box_id": 1, "polarity": "dark"}, {"case": "a", "box_id": 2, "polarity": "bright"},
+            {"case": "b", "box_id": 3, "polarity": ""}, {"case": "b", "box_id": 4, "polarity": "dark"}]
+    assert dark_boxes(rows) == {"a": {1}, "b": {4}}
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
