@@ -202,6 +202,10 @@ ARMS: dict[str, Arm] = {
                                              "whose weak P prefers the darker half of its bone gets the bone 100 HU "
                                              "below its median (--dark-lesions 100); no unsure boxes ignored (that "
                                              "share held the cleft boxes)"),
+    "flywheel_dark_present": replace(_PRESENT_ROUND, dark_lesions=100.0, self_training_rounds=2,
+                                     note="a second round of flywheel_dark_present_r1 (continues its run where its "
+                                          "round-1 model is still there), its labels from the round-1 model's "
+                                          "predictions, dark lesions again"),
     "flywheel_dark_margin_r1": replace(_PRESENT_ROUND, dark_lesions=100.0, ignore_dark_margin=2,
                                        note="flywheel_dark_present_r1 with the 2 voxels around each dark lesion's mask "
                                             "'ignore' (--ignore-dark-margin 2): its edges and its course through the "
@@ -236,7 +240,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "solid_bags_refined", "flywheel_solid_unsure_r1", "solid_bags_inside", "solid_bags_dark",
                     "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
                     "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present", "flywheel_dark_present_r1",
-                    "flywheel_dark_margin_r1"),
+                    "flywheel_dark_present", "flywheel_dark_margin_r1"),
     "all": tuple(ARMS),
 }
 
