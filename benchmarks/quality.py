@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py --arms core --seeds 0 1 2          # train what is not cached yet, then report
     python benchmarks/quality.py --table                            # the Markdown table from quality.json
-    python benchmarks/quality.py --table --update-readme            # ... written between the README's markers
+    python benchmarks/quality.py --table --update-readme            # ... and the ablation, into the README
     python benchmarks/quality.py --gpu --arms full_mask --seeds 0   # nnU-Net's default plans (a lent GPU)
 
 Arms are declared in ``benchmarks/quality_arms.py`` (trainer + labels + settings). For seed s, every arm trains
@@ -32,12 +32,13 @@ import numpy as np
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_arms import (ARM_SETS, ARMS, REGIMES, ROUND_ONLY_FIELDS, Arm, Regime, check_arms,  # noqa: E402
-                          run_key)
+from quality_arms import (ABLATION, ARM_SETS, ARMS, REGIMES, ROUND_ONLY_FIELDS, Arm, Regime,  # noqa: E402
+                          check_arms, run_key, shares_model)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 README_BEGIN, README_END = "<!-- quality-table:begin -->", "<!-- quality-table:end -->"
+ABLATION_BEGIN, ABLATION_END = "<!-- ablation-table:begin -->", "<!-- ablation-table:end -->"
 LABEL_IDS = {"mask": 0, "box": 1, "slice": 2, "vae_error": 3}
 TEST_ID = 799
 SELF_TRAINING_IDS = 750  # round k of seed s: 750 + 10 s + k
@@ -56,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--work", type=Path, default=HERE / "work" / "quality", help="working folder (kept for reuse)")
     p.add_argument("--results", type=Path, default=RESULTS, help="where quality.json and the run cache go")
     p.add_argument("--table", action="store_true", help="only print the table from quality.json (train nothing)")
-    p.add_argument("--update-readme", action="store_true", help="write the table between the README's markers")
+    p.add_argument("--update-readme", action="store_true", help="write the table and the ablation between the README's markers (cpu regime)")
     p.add_argument("--list", action="store_true", help="print every arm with what it tests, and the sets; run nothing")
     return p
 
@@ -331,7 +332,7 @@ def write_quality_json(results: Path, regime_name: str, regime: Regime, work: Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    from quality_table import markdown_table, update_readme
+    from quality_table import ablation_table, markdown_table, update_readme
 
     args = _parser().parse_args(argv)
     if args.list:
@@ -343,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     regime_name = "gpu" if args.gpu else args.regime
     regime = REGIMES[regime_name]
+    if args.update_readme and regime_name != "cpu":
+        raise SystemExit(f"--update-readme writes the cpu regime's tables; the {regime_name} regime's table is printed "
+                         f"and kept in {args.results / f'quality_{regime_name}.json'}, not written to the README")
     if not args.table:
         check_arms()
         ws, version = Workspace(args.work.resolve(), regime_name, regime, args.results), _phantom_version()
@@ -362,11 +366,12 @@ def main(argv: list[str] | None = None) -> int:
                 write_quality_json(args.results, regime_name, regime, args.work)
     path = write_quality_json(args.results, regime_name, regime, args.work)
     data = json.loads(path.read_text(encoding="utf-8"))
-    table = markdown_table(data)
-    print(table)
+    table, ablation = markdown_table(data), ablation_table(data, ABLATION, shares_model)
+    print(table, ablation, sep="\n\n")
     if args.update_readme:
         update_readme(HERE.parent / "README.md", table, README_BEGIN, README_END)
-        print(f"updated the table in {HERE.parent / 'README.md'}")
+        update_readme(HERE.parent / "README.md", ablation, ABLATION_BEGIN, ABLATION_END)
+        print(f"updated the tables in {HERE.parent / 'README.md'}")
     return 0
 
 

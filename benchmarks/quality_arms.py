@@ -184,6 +184,13 @@ ARMS: dict[str, Arm] = {
                            inside_vertebra=1.5, dark_lesions=100.0,
                            note="solid_bags_inside + dark lesions: a box whose P prefers the darker half of its bone "
                                 "gets the bone 100 HU below its median as its mask"),
+    "weak_bbox_inside": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                            settings=DEFAULT_RECIPE, predictions_of="weak_bbox", inside_vertebra=1.5,
+                            note="weak_bbox_refined's masks kept 1.5 mm inside the boxed vertebra: solid_bags_inside "
+                                 "on the default recipe's voxel bags"),
+    "weak_bbox_dark": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                          settings=DEFAULT_RECIPE, predictions_of="weak_bbox", inside_vertebra=1.5, dark_lesions=100.0,
+                          note="weak_bbox_inside + dark lesions: solid_bags_dark on the default recipe's voxel bags"),
     "flywheel_solid_inside_r1": replace(_SOLID_ROUND, ignore_unsure=0.4,
                                         note="flywheel_solid_unsure_r1 with its round labels kept inside the boxed "
                                              "vertebra, 1.5 mm under its surface"),
@@ -238,12 +245,38 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "flywheel_size_r1", "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1",
                     "flywheel_unsure_r1", "flywheel_unsure", "plus_smoothness", "plus_solid_bags", "solid_bags_otsu",
                     "solid_bags_refined", "flywheel_solid_unsure_r1", "solid_bags_inside", "solid_bags_dark",
+                    "weak_bbox_inside", "weak_bbox_dark",
                     "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
                     "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present", "flywheel_dark_present_r1",
                     "flywheel_dark_present", "flywheel_dark_margin_r1"),
     "all": tuple(ARMS),
 }
 
+
+#: The weak-box pipeline's ablation (README), one ingredient per row: (arm, the arm it adds to or None, what it adds).
+#: The table pairs each arm with its base seed by seed; every arm here is declared above.
+ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
+    ("box_fill", None, "floor: every box filled"),
+    ("hu_threshold", None, "floor: HU above the training cases' best threshold, in each box"),
+    ("hu_threshold_inside", "hu_threshold", "floor, kept 1.5 mm inside the boxed vertebra"),
+    ("mean_bags", None, "weak model: BCE of each box's mean P (the first recipe)"),
+    ("plane_bags", "mean_bags", "plane bags through each box's core (MIL tightness)"),
+    ("weak_bbox", "plane_bags", "+ size bounds: the trainer's default"),
+    ("plus_affinity", "weak_bbox", "+ HU affinity in the boxes (off by default)"),
+    ("weak_bbox_refined", "weak_bbox", "+ random-walker refinement of the pseudo-masks"),
+    ("flywheel_size_r1", "weak_bbox_refined", "+ self-training round 1 (stock trainer on the pseudo-masks)"),
+    ("flywheel_unsure_r1", "flywheel_size_r1", "+ the 40 % least confident boxes ignored"),
+    ("flywheel_unsure", "flywheel_unsure_r1", "+ self-training round 2"),
+    ("weak_bbox_inside", "weak_bbox_refined", "+ masks kept 1.5 mm inside the boxed vertebra"),
+    ("weak_bbox_dark", "weak_bbox_inside", "+ dark lesions (clefts: the bone 100 HU below its median)"),
+    ("plus_solid_bags", "weak_bbox", "solid plane bags (2 x 2 x 2 cubes) instead of voxels"),
+    ("solid_bags_refined", "plus_solid_bags", "+ random-walker refinement"),
+    ("solid_bags_inside", "solid_bags_refined", "+ masks kept 1.5 mm inside the boxed vertebra"),
+    ("solid_bags_dark", "solid_bags_inside", "+ dark lesions (clefts: the bone 100 HU below its median)"),
+    ("flywheel_dark_present_r1", "solid_bags_dark", "+ self-training round 1 (faint boxes ignored, PresentDice)"),
+    ("flywheel_dark_present", "flywheel_dark_present_r1", "+ self-training round 2"),
+    ("full_mask", None, "ceiling: the true masks"),
+)
 
 @dataclass(frozen=True)
 class Regime:
@@ -306,6 +339,12 @@ def check_arms() -> None:
             if getattr(arm, field_name) != getattr(source, field_name):
                 raise ValueError(f"arm {name}: reuses the predictions of {arm.predictions_of} but its {field_name} "
                                  "differs")
+
+
+def shares_model(arm: str, base: str) -> bool:
+    """Whether ``arm`` scores the model of ``base`` (post-processes its predictions, or reuses the same source)."""
+    source = ARMS[arm].predictions_of
+    return source is not None and source in (base, ARMS[base].predictions_of)
 
 
 def run_key(arm: Arm, regime: Regime, seed: int, phantom_version: str) -> str:

@@ -63,7 +63,16 @@ def score_predictions(predictions: Path, test_raw: Path, test_phantom: Path, pse
         mask = _read(predictions / f"{case}.nii.gz") > 0
         pseudo = None if pseudo_rule is None else _read(pseudo_out / "masks" / f"{case}.nii.gz") > 0
         score.add(gt, mask, probability, boxes, in_box_mask=pseudo)
-    return score.as_dict()
+    return {**score.as_dict(), "predictions_id": predictions_id(predictions)}
+
+
+def predictions_id(predictions: Path) -> str:
+    """A short fingerprint of a predictions folder (its files' names and sizes): two results that score the same
+    model's predictions carry the same id, and a model trained again (same recipe, another run) gets another."""
+    import hashlib
+
+    files = sorted((f.name, f.stat().st_size) for f in predictions.iterdir() if f.is_file())
+    return hashlib.sha1(json.dumps(files).encode()).hexdigest()[:10]
 
 
 def vertebra_region(raw: Path, case: str, boxes: list[KindBox], shell_mm: float) -> np.ndarray:

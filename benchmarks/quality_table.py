@@ -49,6 +49,55 @@ def markdown_table(data: dict) -> str:
     return caption + "\n\n" + "\n".join(rows)
 
 
+def paired_change(arm_seeds: dict, base_seeds: dict, key: str, same_model: bool = False) -> str:
+    """``+0.093 ± 0.061, 3 of 3 up``: the mean and sample std of ``arm - base`` over the seeds both have a number
+    for, and on how many of them the arm is higher; ``n/a`` without a common seed.
+
+    With ``same_model`` (the arm post-processes its base's model) a seed pairs only if both results scored the same
+    predictions (``predictions_id``), or neither records which: another run of the model is another sample."""
+    def one_model(a: dict, b: dict) -> bool:
+        return not same_model or a.get("predictions_id") == b.get("predictions_id")
+
+    pairs = [(arm_seeds[s].get(key), base_seeds[s].get(key)) for s in sorted(set(arm_seeds) & set(base_seeds))
+             if one_model(arm_seeds[s], base_seeds[s])]
+    deltas = np.array([a - b for a, b in pairs if a is not None and b is not None], dtype=float)
+    if deltas.size == 0:
+        return "n/a"
+    if not deltas.any():  # e.g. the same model's whole volumes under another pseudo-mask rule
+        return "same"
+    spread = f" ± {deltas.std(ddof=1):.3f}" if deltas.size > 1 else ""
+    return f"{deltas.mean():+.3f}{spread}, {int((deltas > 0).sum())} of {deltas.size} up"
+
+
+def ablation_table(data: dict, steps: tuple, shares_model=lambda arm, base: False) -> str:
+    """One row per ``(arm, base arm or None, what it adds)`` of ``steps``: the arm's Dice in the boxes and over whole
+    volumes, each with its change against the base arm paired seed by seed, and its false positives.
+    ``shares_model(arm, base)``: whether the arm scores its base's model (see :func:`paired_change`)."""
+    rows = ["| step | arm | Dice in boxes | vs base | Dice (whole volume) | vs base | FP voxels / normal case |",
+            "|---|---|---|---|---|---|---|"]
+    arms = data["arms"]
+    for arm, base, what in steps:
+        seeds = arms.get(arm, {}).get("seeds", {})
+        if not seeds:
+            rows.append(f"| {what} | `{arm}` | no run yet | | | | |")
+            continue
+        base_seeds = arms.get(base, {}).get("seeds", {}) if base else {}
+        same = bool(base) and shares_model(arm, base)
+        cells = [mean_std([s.get("in_box_dice") for s in seeds.values()]),
+                 paired_change(seeds, base_seeds, "in_box_dice", same) if base else "",
+                 mean_std([s.get("whole_volume_dice") for s in seeds.values()]),
+                 paired_change(seeds, base_seeds, "whole_volume_dice", same) if base else "",
+                 mean_std([s.get("fp_voxels_per_normal_case") for s in seeds.values()])]
+        label = f"{what} (on `{base}`)" if base else what
+        rows.append(f"| {label} | `{arm}` | " + " | ".join(cells) + " |")
+    caption = ("Each row adds one ingredient to its base arm; `vs base` is the change paired seed by seed (mean ± std "
+               "over the seeds both ran, and on how many the arm is higher; a row that post-processes its base's model "
+               "pairs only seeds scored on the same run of it). A change within its spread, or not of "
+               "one sign on every seed, is no claim. A weak model's Dice in boxes is that of its pseudo-masks, its "
+               "whole-volume Dice that of P >= 0.5; a self-training round's both are its own masks.")
+    return caption + "\n\n" + "\n".join(rows)
+
+
 def update_readme(readme: Path, table: str, begin: str, end: str) -> None:
     """Replace the text between the ``begin`` and ``end`` marker lines of ``readme`` by ``table``."""
     text = readme.read_text(encoding="utf-8")

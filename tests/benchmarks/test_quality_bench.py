@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import quality_arms  # noqa: E402
 from quality_arms import ARM_SETS, ARMS, REGIMES, Arm, check_arms, run_key  # noqa: E402
-from quality_table import markdown_table, mean_std, update_readme  # noqa: E402
+from quality_table import ablation_table, markdown_table, mean_std, paired_change, update_readme  # noqa: E402
 
 
 def test_every_arm_set_names_declared_arms_and_references_need_no_trainer():
@@ -70,6 +70,49 @@ def test_table_from_json_and_readme_markers(tmp_path):
     assert "old table" not in text and text.startswith("intro\n<!-- b -->\nRegime `cpu`") and text.endswith("<!-- e -->\nafter\n")
     with pytest.raises(ValueError, match="lacks the markers"):
         update_readme(readme, table, "<!-- x -->", "<!-- e -->")
+
+
+def test_paired_change_by_hand():
+    arm = {"0": {"d": 0.6}, "1": {"d": 0.5}, "2": {"d": 0.9}}
+    base = {"0": {"d": 0.5}, "1": {"d": 0.6}}  # seed 2 has no base: left out
+    # deltas +0.1 and -0.1: mean 0, sample std sqrt(0.02) = 0.1414, one of two higher
+    assert paired_change(arm, base, "d") == "+0.000 ± 0.141, 1 of 2 up"
+    assert paired_change({"0": {"d": 0.7}}, base, "d") == "+0.200, 1 of 1 up"
+    assert paired_change(base, base, "d") == "same" and paired_change(arm, {"5": {"d": 1.0}}, "d") == "n/a"
+    # the same model's post-processing pairs only results scored on one run of it
+    ran = {"0": {"d": 0.6, "predictions_id": "a"}, "1": {"d": 0.8, "predictions_id": "b"}}
+    source = {"0": {"d": 0.5, "predictions_id": "a"}, "1": {"d": 0.5, "predictions_id": "old"}}
+    assert paired_change(ran, source, "d", same_model=True) == "+0.100, 1 of 1 up"
+    assert paired_change(ran, source, "d") == "+0.200 ± 0.141, 2 of 2 up"
+
+
+def test_ablation_rows_and_declared_steps():
+    seeds = {"0": {"in_box_dice": 0.5, "whole_volume_dice": 0.2, "fp_voxels_per_normal_case": 100.0},
+             "1": {"in_box_dice": 0.7, "whole_volume_dice": 0.4, "fp_voxels_per_normal_case": 300.0}}
+    better = {s: {**e, "in_box_dice": e["in_box_dice"] + 0.1} for s, e in seeds.items()}
+    data = {"arms": {"base": {"seeds": seeds}, "step": {"seeds": better}}}
+    table = ablation_table(data, (("base", None, "the base"), ("step", "base", "+ a step"), ("later", "step", "+ x")),
+                           lambda arm, base: arm == "step")
+    lines = table.splitlines()
+    assert "| the base | `base` | 0.600 ± 0.141 (2) |  | 0.300 ± 0.141 (2) |  | 200 ± 141 (2) |" in lines
+    assert ("| + a step (on `base`) | `step` | 0.700 ± 0.141 (2) | +0.100 ± 0.000, 2 of 2 up | 0.300 ± 0.141 (2) | "
+            "same | 200 ± 141 (2) |") in lines
+    assert "| + x | `later` | no run yet | | | | |" in lines
+    for arm, base, what in quality_arms.ABLATION:  # every step names declared arms and says what it adds
+        assert arm in ARMS and (base is None or base in ARMS) and what, arm
+    assert quality_arms.shares_model("solid_bags_dark", "solid_bags_inside")  # both post-process plus_solid_bags
+    assert quality_arms.shares_model("weak_bbox_refined", "weak_bbox")
+    assert not quality_arms.shares_model("flywheel_dark_present_r1", "solid_bags_dark")  # a round trains its own
+
+
+def test_predictions_id_follows_the_files(tmp_path):
+    from quality_scoring import predictions_id
+
+    (tmp_path / "a.npz").write_bytes(b"12345")
+    first = predictions_id(tmp_path)
+    assert predictions_id(tmp_path) == first and len(first) == 10
+    (tmp_path / "a.npz").write_bytes(b"123456")  # another run's file of another size
+    assert predictions_id(tmp_path) != first
 
 
 def test_hu_floor_picks_the_threshold_of_best_dice(tmp_path):
