@@ -20,8 +20,8 @@ dataset's ``vertebraeTr`` map); the ``outside_vertebra`` column counts the voxel
 
 **Dark lesions** (``dark_lesions=HU``, with ``inside_vertebra``; :mod:`~nnunet_fracture.inference.lesion_polarity`):
 a box whose weak model prefers the darker half of its bone (a cleft, not a sclerotic band) gets as its mask the
-bone more than ``HU`` below the median HU of the box's bone, instead of the rule's mask; the ``polarity`` column
-says which boxes.
+bone more than ``HU`` below the median HU of the box's bone, instead of the rule's (unrefined) mask; the ``polarity``
+column says which boxes, and their ``refinement`` is ``dark_lesion``.
 
 **Boxes and overlaps.** Each box's rule sees exactly that box's own voxels, so a threshold is never distorted by
 a neighbouring box. The case mask is the union of the per-box selections: a voxel inside several boxes is
@@ -118,14 +118,16 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
         region = entry.region
         p = probability[region]
         selection = select_in_box(p, rule)
-        refined = refine_box(ct_hu, probability, region, selection.keep, refinement, spacing)
         allowed = np.ones(p.shape, dtype=bool) if vertebrae is None else vertebrae.interior(entry.label)[region]
-        keep = refined.keep & allowed
-        outside = int(np.count_nonzero(refined.keep & ~allowed))
         polarity = "" if not dark_lesions else (
             "dark" if box_polarity(ct_hu[region], p, allowed).dark else "bright")
-        if polarity == "dark":
-            keep = dark_lesion_mask(ct_hu[region], allowed, dark_lesions)
+        if polarity == "dark":  # the lesion's mask replaces the rule's: nothing to refine
+            keep, outside = dark_lesion_mask(ct_hu[region], allowed, dark_lesions), 0
+            outcome = "none" if refinement.method == "none" else "dark_lesion"
+        else:
+            refined = refine_box(ct_hu, probability, region, selection.keep, refinement, spacing)
+            keep, outside, outcome = (refined.keep & allowed, int(np.count_nonzero(refined.keep & ~allowed)),
+                                      refined.outcome)
         mask[region] |= keep.astype(np.uint8)
         kept = int(np.count_nonzero(keep))
         confidence = float(p[keep].mean(dtype=np.float64)) if kept else math.nan
@@ -134,7 +136,7 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
                      "voxels_in_box": int(p.size), "voxels_kept": kept, "max_probability": float(p.max()),
                      "mean_probability": float(p.mean(dtype=np.float64)), "mask_confidence": confidence,
                      "mean_uncertainty": float(uncertainty[region].mean(dtype=np.float64)), "empty": kept == 0,
-                     "refinement": refined.outcome,
+                     "refinement": outcome,
                      "outside_vertebra": outside,
                      "mask_contrast_hu": math.nan if ct_hu is None else mask_contrast_hu(ct_hu[region], keep, allowed),
                      "polarity": polarity})

@@ -53,6 +53,15 @@ def test_the_cleft_box_gets_its_dark_voxels_and_the_band_box_its_rule_mask(spine
     assert prov["dark_lesions"] == {"below_hu": 100.0, "dark_boxes": [{"case": "c", "box_id": 1}]}
 
 
+def test_a_dark_box_is_not_refined_its_lesion_is_its_mask(spine, weak, tmp_path):
+    # with the random walker on, the band box is refined (its P >= 0.9 seeds the walker); the cleft box keeps its
+    # dark voxels whatever the walker would have drawn
+    write_pseudo_masks([weak], spine, tmp_path / "out", inside_vertebra=0.0, dark_lesions=100, refine="random_walker")
+    table = rows(tmp_path / "out")
+    assert table[("c", 1)]["refinement"] == "dark_lesion" and table[("c", 2)]["refinement"] != "dark_lesion"
+    assert np.array_equal(read(tmp_path / "out" / "masks" / "c.nii.gz")[..., :3], along_i(0)[..., :3])
+
+
 def test_the_exported_labels_leave_the_margin_of_the_dark_lesion_unlabelled(spine, weak, nnunet_env, tmp_path):
     prov = write_pseudo_masks([weak], spine, tmp_path / "out", inside_vertebra=0.0, dark_lesions=100,
                               ignore_dark_margin=1, export_dataset=507, export_name="CleftPseudo")
