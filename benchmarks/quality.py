@@ -223,6 +223,7 @@ class Workspace:
         Arms that differ only in their number of rounds share one self-training folder (named by the run key of the
         recipe's first round), so a 2-round arm continues a 1-round arm's run instead of training round 1 again."""
         from nnunet_fracture.environment import scoped_environ
+        from nnunet_fracture.inference.label_options import LabelOptions
         from nnunet_fracture.self_training import self_train
 
         r = self.regime
@@ -241,10 +242,12 @@ class Workspace:
         run = partial(self_train, [weak], weak_id, out, first_id=first, name=f"QualityS{seed}Fw{key}",
                       rounds=arm.self_training_rounds, plans=r.plans, trainer=arm.strong_trainer or STRONG_TRAINER,
                       device=r.device,
-                      rule=arm.pseudo_masks or "fixed", refine=arm.refine or "none", ignore_band=arm.ignore_band,
-                      ignore_ring=arm.ignore_ring or 0, ignore_unsure=arm.ignore_unsure or 0.0,
-                      inside_vertebra=arm.inside_vertebra, ignore_faint=arm.ignore_faint or 0.0,
-                      dark_lesions=arm.dark_lesions or 0.0, ignore_dark_margin=arm.ignore_dark_margin or 0,
+                      rule=arm.pseudo_masks or "fixed", refine=arm.refine or "none",
+                      options=LabelOptions(ignore_band=arm.ignore_band, ignore_ring=arm.ignore_ring or 0,
+                                           ignore_unsure=arm.ignore_unsure or 0.0,
+                                           inside_vertebra=arm.inside_vertebra, ignore_faint=arm.ignore_faint or 0.0,
+                                           dark_lesions=arm.dark_lesions or 0.0,
+                                           ignore_dark_margin=arm.ignore_dark_margin or 0),
                       disable_tta=not r.tta)
         with scoped_environ({**self.env, "NNUNET_FRACTURE_SETTINGS": r.schedule()}):
             # the round IDs belong to the seed, not the recipe: another recipe's datasets there are replaced

@@ -26,6 +26,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from nnunet_fracture.stock_commands import predict_command, run_stock
@@ -118,9 +119,10 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
     from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
     from nnunet_fracture.environment import scoped_environ
     from nnunet_fracture.evaluation.report import evaluate_folder
+    from nnunet_fracture.inference.label_options import LabelOptions
     from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
     from nnunet_fracture.planning.tiny_plans import write_tiny_plans
-    from nnunet_fracture.self_training import self_train
+    from nnunet_fracture.self_training import DEFAULT_OPTIONS, self_train
 
     if rounds < 0:
         raise ValueError(f"rounds must be >= 0, got {rounds}")
@@ -161,7 +163,7 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
                                        f", {inside_vertebra:g} mm inside each boxed vertebra")
     steps.run(f"nnunet-fracture pseudo-masks (rule {rule}, random walker) inside {where}",
               write_pseudo_masks, [predictions], test_raw, pseudo, rule=rule, refine="random_walker",
-              inside_vertebra=inside_vertebra)
+              options=LabelOptions(inside_vertebra=inside_vertebra))
     reports, record = {}, None
     if rounds:
         train_predictions = out / "predictions_train"
@@ -173,7 +175,7 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
             with scoped_environ(strong_env):  # self-train's stock commands read nnU-Net's folders from it
                 return self_train([train_predictions], TRAIN_ID, out / "self_training", FLYWHEEL_ID, "DemoFlywheel",
                                   rounds=rounds, plans=PLANS, trainer=STRONG_TRAINER, device="cpu", rule=rule,
-                                  inside_vertebra=inside_vertebra, disable_tta=True)
+                                  options=replace(DEFAULT_OPTIONS, inside_vertebra=inside_vertebra), disable_tta=True)
 
         record = steps.run(f"nnunet-fracture self-train: {rounds} round(s), {STRONG_TRAINER} on the training "
                            f"cases' pseudo-masks, {strong_epochs} epochs x {iterations} iterations", flywheel)

@@ -42,11 +42,15 @@ from tqdm import tqdm
 
 from nnunet_fracture.dataset_conversion.dataset_folders import stale_derived_folders
 from nnunet_fracture.environment import nnunet_folder
+from nnunet_fracture.inference.label_options import LabelOptions
 from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
 from nnunet_fracture.dataset_conversion.source_dataset import SourceDataset
 from nnunet_fracture.io.output_folders import check_output_folder
 from nnunet_fracture.stock_commands import predict_command, run_stock
 from nnunet_fracture.training.training_log import collapse_summary
+
+#: the rounds' default label options: box voxels left out of a mask with 0.2 <= P < 0.5 are 'ignore'
+DEFAULT_OPTIONS = LabelOptions(ignore_band=(0.2, 0.5))
 
 RECORD = "self_training.json"
 
@@ -142,10 +146,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                name: str, rounds: int = 2, plans: str = "nnUNetPlans", configuration: str = "3d_fullres",
                fold: str = "all", trainer: str = "nnUNetTrainerPresentDice", device: str = "cuda", rule: str = "fixed",
                threshold: float = 0.5, refine: str = "random_walker",
-               ignore_band: Optional[tuple[float, float]] = (0.2, 0.5), ignore_ring: int = 0,
-               ignore_unsure: float = 0.0, inside_vertebra: Optional[float] = None, ignore_faint: float = 0.0,
-               dark_lesions: float = 0.0, ignore_dark_margin: int = 0,
-               overwrite: bool = False,
+               options: LabelOptions = DEFAULT_OPTIONS, overwrite: bool = False,
                disable_tta: bool = False, resume: bool = False) -> dict:
     """Run ``rounds`` self-training rounds (module docstring).
 
@@ -158,10 +159,9 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         name: dataset name stem; round ``r``'s dataset is ``<name>R<r>``.
         rounds: number of rounds (>= 1).
         plans, configuration, fold, trainer, device: what ``nnUNetv2_train`` / ``nnUNetv2_predict`` get.
-        rule, threshold, refine, ignore_band, ignore_ring, ignore_unsure, inside_vertebra, ignore_faint,
-            dark_lesions, ignore_dark_margin: the
-            pseudo-mask settings of every round
-            (:func:`~nnunet_fracture.inference.pseudo_masks.write_pseudo_masks`).
+        rule, threshold, refine, options: the pseudo-mask settings of every round
+            (:func:`~nnunet_fracture.inference.pseudo_masks.write_pseudo_masks`; default options: the ignore band
+            0.2-0.5, nothing else).
         overwrite: replace an existing ``out`` and existing datasets with the rounds' IDs, with what nnU-Net
             made from them under another name (their ``nnUNet_preprocessed`` and ``nnUNet_results`` folders). With
             ``resume``, the finished rounds are kept and only what stands at the IDs of the rounds still to run is
@@ -196,15 +196,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
     record = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "box_dataset": str(source.folder), "weak_predictions": [str(Path(p).absolute()) for p in predictions],
               "settings": {"plans": plans, "configuration": configuration, "fold": fold, "trainer": trainer,
-                           "rule": rule, "threshold": threshold, "refine": refine,
-                           "ignore_band": list(ignore_band) if ignore_band else None,
-                           # recorded only when used, so records made before the ring existed still resume
-                           **({"ignore_ring": ignore_ring} if ignore_ring else {}),
-                           **({"ignore_unsure": ignore_unsure} if ignore_unsure else {}),
-                           **({"inside_vertebra": inside_vertebra} if inside_vertebra is not None else {}),
-                           **({"ignore_faint": ignore_faint} if ignore_faint else {}),
-                           **({"dark_lesions": dark_lesions} if dark_lesions else {}),
-                           **({"ignore_dark_margin": ignore_dark_margin} if ignore_dark_margin else {})},
+                           "rule": rule, "threshold": threshold, "refine": refine, **options.recorded()},
               "first_id": first_id, "name": name, "rounds": []}
     if resuming:
         record = _resumed_record(out, record)
@@ -241,10 +233,7 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                                   f"pass --overwrite to replace them, or choose another --first-id.")
         try:
             provenance = write_pseudo_masks(current, source.folder, folder / "pseudo_masks", rule=rule,
-                                            threshold=threshold, refine=refine, ignore_band=ignore_band,
-                                            ignore_ring=ignore_ring, ignore_unsure=ignore_unsure,
-                                            inside_vertebra=inside_vertebra, ignore_faint=ignore_faint,
-                                            dark_lesions=dark_lesions, ignore_dark_margin=ignore_dark_margin,
+                                            threshold=threshold, refine=refine, options=options,
                                             export_dataset=dataset_id,
                                             export_name=f"{name}R{r}", overwrite=replaceable)
         except BaseException:  # arguments or inputs refused: leave no trace of this round (or of a fresh run)
@@ -273,8 +262,8 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
                  "boxes": provenance["num_boxes"], "empty_boxes": provenance["num_empty_boxes"],
                  "refinement_outcomes": provenance["refinement_outcomes"],
                  "unsure_boxes": len(provenance["unsure_boxes"]),
-                 **({"faint_boxes": len(provenance["faint_boxes"])} if ignore_faint else {}),
-                 **({"dark_boxes": len(provenance["dark_lesions"]["dark_boxes"])} if dark_lesions else {}),
+                 **({"faint_boxes": len(provenance["faint_boxes"])} if options.ignore_faint else {}),
+                 **({"dark_boxes": len(provenance["dark_lesions"]["dark_boxes"])} if options.dark_lesions else {}),
                  **({"in_box_dice_of_confident_boxes": in_box_dice(folder / "pseudo_masks" / "masks", source,
                                                                    ignored)} if ignored else {}),
                  "in_box_dice_vs_ground_truth": in_box_dice(folder / "pseudo_masks" / "masks", source),

@@ -120,5 +120,6 @@ def test_the_round_label_options_reach_the_package(verb, call, monkeypatch, tmp_
             "--ignore-dark-margin", "2"]
     with pytest.raises(SystemExit):
         main(argv)
-    assert seen["ignore_ring"] == 2 and seen["inside_vertebra"] == 1.5 and seen["ignore_faint"] == 100.0
-    assert seen["dark_lesions"] == 100.0 and seen["ignore_dark_margin"] == 2
+    options = seen["options"]
+    assert options.ignore_ring == 2 and options.inside_vertebra == 1.5 and options.ignore_faint == 100.0
+    assert options.dark_lesions == 100.0 and options.ignore_dark_margin == 2

@@ -1,6 +1,7 @@
 """``nnunet-fracture self-train`` end to end through the stock commands on the tiny weak-box dataset (CPU)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -9,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_fracture.cli import main
-from nnunet_fracture.self_training import self_train
+from nnunet_fracture.self_training import DEFAULT_OPTIONS, self_train
 from nnunet_fracture.training.settings import ENV_VAR
 from nnunet_fracture.training.training_log import collapse_summary
 from nnunet_tiny_dataset import quiet_env
@@ -179,15 +180,18 @@ def test_a_fresh_run_refused_at_its_first_pseudo_masks_leaves_nothing(nnunet_env
 def test_a_round_label_option_reaches_every_rounds_pseudo_masks_and_the_record_and_resume_sees_it(
         nnunet_env, tmp_path, monkeypatch, option, value, off):
     weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)  # recorded without the option
+    needs = {"dark_lesions": {"inside_vertebra": 0.0}, "ignore_dark_margin": {"inside_vertebra": 0.0,
+                                                                              "dark_lesions": 100.0}}
+    with_option = dataclasses.replace(DEFAULT_OPTIONS, **needs.get(option, {}), **{option: value})
     calls = _stop_at_pseudo_masks(monkeypatch)
     with pytest.raises(ValueError, match="was made with settings"):  # the option is another recipe
-        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True, **{option: value})
+        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True, options=with_option)
     with pytest.raises(PseudoMasksCalled):  # the same recipe resumes: a record without the option stays valid
         self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True)
-    assert calls[-1][1][option] == off
+    assert getattr(calls[-1][1]["options"], option) == off
     with pytest.raises(PseudoMasksCalled):
-        self_train([weak], 501, tmp_path / "with_option", first_id=990, name="S", rounds=1, **{option: value})
-    assert calls[-1][1][option] == value
+        self_train([weak], 501, tmp_path / "with_option", first_id=990, name="S", rounds=1, options=with_option)
+    assert getattr(calls[-1][1]["options"], option) == value
 
 
 @pytest.mark.parametrize("change, message", [

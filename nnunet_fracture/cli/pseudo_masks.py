@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnunet_fracture.cli.round_label_arguments import add_round_label_arguments
+from nnunet_fracture.cli.round_label_arguments import add_round_label_arguments, label_options
 
 
 PSEUDO_MASKS_DESCRIPTION = """\
@@ -107,10 +107,7 @@ def run(args: argparse.Namespace) -> None:
                               fraction=args.fraction, min_threshold=args.min_threshold,
                               export_dataset=args.export_dataset, export_name=args.name, overwrite=args.overwrite,
                               refine=args.refine,
-                              ignore_band=tuple(args.ignore_band) if args.ignore_band else None,
-                              ignore_ring=args.ignore_ring, ignore_unsure=args.ignore_unsure_boxes,
-                              inside_vertebra=args.inside_vertebra, ignore_faint=args.ignore_faint_boxes,
-                              dark_lesions=args.dark_lesions, ignore_dark_margin=args.ignore_dark_margin)
+                              options=label_options(args, tuple(args.ignore_band) if args.ignore_band else None))
     print(f"wrote pseudo-masks of {prov['num_cases']} cases ({prov['num_boxes']} boxes, {prov['num_empty_boxes']} "
           f"empty) to {args.out}; uncertainty: {prov['uncertainty']['kind']}"
           + (f"; {len(prov['dark_lesions']['dark_boxes'])} dark lesion(s)" if prov["dark_lesions"] else ""))

@@ -3,6 +3,10 @@ and which become nnU-Net's 'ignore'. Declared once, so both verbs spell and expl
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:  # the CLI imports the inference modules only when a verb runs (a fast --help)
+    from nnunet_fracture.inference.label_options import LabelOptions
 
 
 def add_round_label_arguments(p: argparse.ArgumentParser, ignore_when: str = "") -> None:
@@ -35,3 +39,13 @@ def add_round_label_arguments(p: argparse.ArgumentParser, ignore_when: str = "")
                    help=f"{ignore_when}with --dark-lesions: the VOXELS voxels around each dark lesion's mask, in its "
                         "box, are 'ignore' - a cleft's edges and its course through the cortex are neither dark "
                         "enough to keep nor sure to be bone (default 0: none), e.g. 2")
+
+
+def label_options(args: argparse.Namespace, ignore_band: Optional[tuple[float, float]]) -> "LabelOptions":
+    """The checked :class:`LabelOptions` of the arguments :func:`add_round_label_arguments` added, with the verb's
+    own ``ignore_band``."""
+    from nnunet_fracture.inference.label_options import LabelOptions
+
+    return LabelOptions(ignore_band=ignore_band, ignore_ring=args.ignore_ring, ignore_unsure=args.ignore_unsure_boxes,
+                        ignore_faint=args.ignore_faint_boxes, inside_vertebra=args.inside_vertebra,
+                        dark_lesions=args.dark_lesions, ignore_dark_margin=args.ignore_dark_margin)

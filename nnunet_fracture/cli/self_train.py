@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnunet_fracture.cli.round_label_arguments import add_round_label_arguments
+from nnunet_fracture.cli.round_label_arguments import add_round_label_arguments, label_options
 
 SELF_TRAIN_DESCRIPTION = """\
 Self-training rounds, the flywheel from boxes to a fully supervised model, all through the stock nnU-Net commands.
@@ -85,10 +85,8 @@ def run(args: argparse.Namespace) -> None:
     record = self_train(args.pred, args.dataset, args.out, first_id=args.first_id, name=args.name,
                         rounds=args.rounds, plans=args.plans, configuration=args.configuration, fold=args.fold,
                         trainer=args.trainer, device=args.device, rule=args.rule, threshold=args.threshold,
-                        refine=args.refine, ignore_band=None if args.no_ignore else tuple(args.ignore_band),
-                        ignore_ring=args.ignore_ring, ignore_unsure=args.ignore_unsure_boxes,
-                        inside_vertebra=args.inside_vertebra, ignore_faint=args.ignore_faint_boxes,
-                        dark_lesions=args.dark_lesions, ignore_dark_margin=args.ignore_dark_margin,
+                        refine=args.refine,
+                        options=label_options(args, None if args.no_ignore else tuple(args.ignore_band)),
                         overwrite=args.overwrite,
                         disable_tta=args.disable_tta, resume=args.resume)
     for entry in record["rounds"]:

@@ -65,13 +65,13 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from nnunet_fracture.inference.dataset_export import DatasetExport
+from nnunet_fracture.inference.label_options import LabelOptions
 from nnunet_fracture.inference.lesion_polarity import box_polarity, check_below_hu, dark_lesion_mask
 from nnunet_fracture.inference.refinement import Refinement, refine_box
-from nnunet_fracture.inference.round_labels import (check_round_label_options, dark_boxes, faint_boxes,
-                                                    ignored_labels, mask_contrast_hu, unsure_boxes)
+from nnunet_fracture.inference.round_labels import (dark_boxes, faint_boxes, ignored_labels, mask_contrast_hu,
+                                                    unsure_boxes)
 from nnunet_fracture.inference.selection_rules import Rule, select_in_box
-from nnunet_fracture.inference.vertebra_interior import (CaseVertebrae, check_shell_mm, check_vertebra_maps,
-                                                         read_vertebra_map)
+from nnunet_fracture.inference.vertebra_interior import CaseVertebrae, check_vertebra_maps, read_vertebra_map
 from nnunet_fracture.inference.prediction_folders import (UNCERTAINTY_KINDS, PredictionFolder, select_cases,
                                                           fused_probability, model_info, open_prediction_folders,
                                                           read_grid)
@@ -153,10 +153,8 @@ def _threshold_summary(rows: list[dict]) -> dict:
 
 def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule: Rule, kind: str,
                 rows: list[dict], cases: list[str], export: Optional[DatasetExport],
-                refinement: Refinement, ignore_band: Optional[tuple[float, float]], ignore_ring: int,
-                ignore_unsure: float, unsure: dict[str, set[int]], inside_vertebra: Optional[float],
-                ignore_faint: float, faint: dict[str, set[int]], dark_lesions: float,
-                ignore_dark_margin: int) -> dict:
+                refinement: Refinement, options: LabelOptions, unsure: dict[str, set[int]],
+                faint: dict[str, set[int]]) -> dict:
     from nnunet_fracture import __version__
 
     empty = [{"case": r["case"], "box_id": r["box_id"]} for r in rows if r["empty"]]
@@ -172,18 +170,18 @@ def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule
         "rule": rule.name,
         "parameters": rule.parameters(),
         "refinement": refinement.parameters(),
-        "inside_vertebra": None if inside_vertebra is None else {
-            "shell_mm": inside_vertebra, "voxels_removed": sum(r["outside_vertebra"] for r in rows)},
-        "dark_lesions": None if not dark_lesions else {
-            "below_hu": dark_lesions,
+        "inside_vertebra": None if options.inside_vertebra is None else {
+            "shell_mm": options.inside_vertebra, "voxels_removed": sum(r["outside_vertebra"] for r in rows)},
+        "dark_lesions": None if not options.dark_lesions else {
+            "below_hu": options.dark_lesions,
             "dark_boxes": [{"case": r["case"], "box_id": r["box_id"]} for r in rows if r["polarity"] == "dark"]},
-        "ignore_band": list(ignore_band) if ignore_band is not None else None,
-        "ignore_ring": ignore_ring,
-        "ignore_unsure": ignore_unsure,
+        "ignore_band": list(options.ignore_band) if options.ignore_band is not None else None,
+        "ignore_ring": options.ignore_ring,
+        "ignore_unsure": options.ignore_unsure,
         "unsure_boxes": [{"case": r["case"], "box_id": r["box_id"], "mask_confidence": r["mask_confidence"]}
                          for r in rows if r["box_id"] in unsure.get(r["case"], ())],
-        "ignore_faint": ignore_faint,
-        "ignore_dark_margin": ignore_dark_margin,
+        "ignore_faint": options.ignore_faint,
+        "ignore_dark_margin": options.ignore_dark_margin,
         "faint_boxes": [{"case": r["case"], "box_id": r["box_id"], "mask_contrast_hu": r["mask_contrast_hu"]}
                         for r in rows if r["box_id"] in faint.get(r["case"], ())],
         "refinement_outcomes": {o: sum(r["refinement"] == o for r in rows)
@@ -209,10 +207,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
                        rule: str = "fixed", threshold: float = 0.5, fraction: float = 0.3,
                        min_threshold: float = 0.05, export_dataset: Optional[int] = None,
                        export_name: Optional[str] = None, overwrite: bool = False,
-                       refine: str = "none", ignore_band: Optional[tuple[float, float]] = None,
-                       ignore_ring: int = 0, ignore_unsure: float = 0.0,
-                       inside_vertebra: Optional[float] = None, ignore_faint: float = 0.0,
-                       dark_lesions: float = 0.0, ignore_dark_margin: int = 0) -> dict:
+                       refine: str = "none", options: LabelOptions = LabelOptions()) -> dict:
     """Write pseudo-masks, probabilities, uncertainty maps, the box table and provenance to ``out``.
 
     Args:
@@ -227,22 +222,9 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
         export_name: name of the exported dataset (required with ``export_dataset``).
         overwrite: replace an existing ``out`` and an existing dataset with the export ID.
         refine: ``"none"`` or ``"random_walker"`` (module docstring).
-        ignore_band: ``(low, high)``, with ``export_dataset``: box voxels outside the mask with ``low <= P < high``
-            become nnU-Net's ignore label in the exported labels.
-        ignore_ring: with ``export_dataset``: the masks' voxels within this many voxels of their border become the
-            ignore label too (:mod:`~nnunet_fracture.inference.round_labels`).
-        ignore_unsure: with ``export_dataset``: this share of all boxes, those with the lowest mask confidence (an
-            empty mask counts as 0), is the ignore label whole.
-        inside_vertebra: clip each box's mask to the vertebra its label names, leaving out this many mm at the
-            vertebra's surface (0: the whole vertebra; ``None``: no clipping). Needs the dataset's ``vertebraeTr``.
-        ignore_faint: with ``export_dataset``: the boxes whose mask's median HU differs from the rest of the box by
-            less than this many HU (``mask_contrast_hu``; an empty mask counts as faint) are the ignore label whole.
-        dark_lesions: with ``inside_vertebra``: a box whose P prefers the dark part of its bone gets the bone more
-            than this many HU below its median as its mask (:mod:`~nnunet_fracture.inference.lesion_polarity`);
-            0: off.
-        ignore_dark_margin: with ``export_dataset`` and ``dark_lesions``: the voxels within this many voxels
-            outside a dark lesion's mask, in its box, become the ignore label (a cleft's edges and its course
-            through the cortical shell; :mod:`~nnunet_fracture.inference.round_labels`).
+        options: where masks may lie, dark lesions, and (with ``export_dataset`` only) which voxels of the exported
+            labels are nnU-Net's ignore label (:class:`~nnunet_fracture.inference.label_options.LabelOptions`;
+            ``inside_vertebra`` needs the dataset's ``vertebraeTr``).
 
     Returns:
         The provenance dictionary written to ``pseudo_masks.json``.
@@ -253,17 +235,8 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
     """
     selection_rule = Rule(rule, threshold, fraction, min_threshold)
     refinement = Refinement(refine)
-    ignore_unsure, ignore_faint = check_round_label_options(ignore_band, ignore_ring, ignore_unsure, ignore_faint,
-                                                            export_dataset is not None, ignore_dark_margin)
-    shell_mm = None if inside_vertebra is None else check_shell_mm(inside_vertebra)
-    dark_lesions = check_below_hu(dark_lesions)
-    if dark_lesions and shell_mm is None:
-        raise ValueError("--dark-lesions compares each box's bone only, which the vertebra maps delimit (outside "
-                         "them a box holds disc and soft tissue, darker than bone). Fix: add --inside-vertebra "
-                         "SHELL_MM (e.g. 1.5), or leave --dark-lesions out.")
-    if ignore_dark_margin and not dark_lesions:
-        raise ValueError("--ignore-dark-margin widens the masks of dark lesions, which --dark-lesions finds. Fix: add "
-                         "--dark-lesions HU (e.g. 100), or leave --ignore-dark-margin out.")
+    options.check_export(export_dataset is not None)
+    shell_mm = options.inside_vertebra
     if (export_dataset is None) != (export_name is None):
         raise ValueError("--export-dataset and --name go together. Fix: pass both (e.g. --export-dataset 502 "
                          "--name PhantomPseudo) or neither.")
@@ -275,9 +248,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
     check_output_not_an_input(out, [f.path for f in folders] + [source.folder])
     if shell_mm is not None:
         check_vertebra_maps(source, cases)
-    with_ignore = (ignore_band is not None or ignore_ring > 0 or ignore_unsure > 0 or ignore_faint > 0
-                   or ignore_dark_margin > 0)
-    export = (DatasetExport(export_dataset, export_name, source, overwrite, with_ignore=with_ignore)
+    export = (DatasetExport(export_dataset, export_name, source, overwrite, with_ignore=options.ignores)
               if export_dataset is not None else None)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -299,7 +270,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             vertebrae = None if shell_mm is None else CaseVertebrae(
                 read_vertebra_map(source, case, grid), spacing, shell_mm)
             mask, case_rows = case_pseudo_mask(case, probability, uncertainty, boxes, selection_rule, refinement,
-                                               ct_hu, spacing, vertebrae, dark_lesions)
+                                               ct_hu, spacing, vertebrae, options.dark_lesions)
             rows.extend(case_rows)
             mask_image = array_to_image(mask, grid)
             _write(mask_image, tmp / "masks" / f"{case}{OUTPUT_FILE_ENDING}")
@@ -307,25 +278,25 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             _write(array_to_image(uncertainty, grid), tmp / "uncertainty" / f"{case}{OUTPUT_FILE_ENDING}")
             del probability, uncertainty, mask, mask_image
         (kind,) = kinds
-        unsure = unsure_boxes(rows, ignore_unsure)  # ranked over every box: known only now
-        faint = faint_boxes(rows, ignore_faint)
+        unsure = unsure_boxes(rows, options.ignore_unsure)  # ranked over every box: known only now
+        faint = faint_boxes(rows, options.ignore_faint)
         dark = dark_boxes(rows)
         if export is not None:
             for case in cases:  # the labels from the masks and probabilities just written
                 mask_image = sitk.ReadImage(str(tmp / "masks" / f"{case}{OUTPUT_FILE_ENDING}"))
-                if with_ignore:
+                if options.ignores:
                     mask = sitk.GetArrayFromImage(mask_image)
                     probability = sitk.GetArrayFromImage(
                         sitk.ReadImage(str(tmp / "probabilities" / f"{case}{OUTPUT_FILE_ENDING}")))
                     boxes = source.case_boxes(case, tuple(mask_image.GetSize()))
-                    mask_image = array_to_image(ignored_labels(mask, probability, boxes, ignore_band, ignore_ring,
+                    mask_image = array_to_image(ignored_labels(mask, probability, boxes, options.ignore_band,
+                                                               options.ignore_ring,
                                                                unsure.get(case, set()) | faint.get(case, set()),
-                                                               dark.get(case, set()), ignore_dark_margin),
+                                                               dark.get(case, set()), options.ignore_dark_margin),
                                                 mask_image)
                 export.add_case(case, mask_image)
-        provenance = _provenance(folders, source, selection_rule, kind, rows, cases, export, refinement, ignore_band,
-                                 ignore_ring, ignore_unsure, unsure, shell_mm, ignore_faint, faint, dark_lesions,
-                                 ignore_dark_margin)
+        provenance = _provenance(folders, source, selection_rule, kind, rows, cases, export, refinement, options,
+                                 unsure, faint)
         pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(tmp / "pseudo_masks.csv", index=False)
         (tmp / "pseudo_masks.json").write_text(json.dumps(provenance, indent=2))
         if export is not None:

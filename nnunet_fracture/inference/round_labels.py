@@ -59,31 +59,6 @@ def check_unsure_share(share: object) -> float:
     return float(share)
 
 
-def check_round_label_options(band: Optional[tuple[float, float]], ring: object, unsure: object, faint: object,
-                              exporting: bool, dark_margin: object = 0) -> tuple[float, float]:
-    """Check the ignore options of ``pseudo-masks`` (each only shapes exported labels); ``(unsure, faint)`` as
-    floats.
-
-    Raises:
-        ValueError: an option out of range, or set without an exported dataset (``exporting``).
-    """
-    if band is not None:
-        low, high = band
-        if not 0 <= low < high <= 1:
-            raise ValueError(f"--ignore-band must be two probabilities LOW < HIGH in [0, 1], got {low} {high}")
-    if isinstance(ring, bool) or not isinstance(ring, int) or ring < 0:
-        raise ValueError(f"--ignore-ring must be a whole number of voxels >= 0, got {ring!r}")
-    unsure, faint = check_unsure_share(unsure), check_faint_hu(faint)
-    check_dark_margin(dark_margin)
-    for option, used in (("--ignore-band", band is not None), ("--ignore-ring", ring),
-                         ("--ignore-unsure-boxes", unsure), ("--ignore-faint-boxes", faint),
-                         ("--ignore-dark-margin", dark_margin)):
-        if used and not exporting:
-            raise ValueError(f"{option} only shapes the exported labels. Fix: add --export-dataset ID --name NAME or "
-                             f"leave {option} out.")
-    return unsure, faint
-
-
 def unsure_boxes(rows: Iterable[Mapping], share: float) -> dict[str, set[int]]:
     """The ``floor(share x N)`` least confident of ``N`` boxes, as ``{case: {box_id, ...}}``.
 

@@ -221,7 +221,7 @@ def test_a_self_training_arm_trains_its_weak_model_only_without_cached_predictio
     arm = ARMS["flywheel_unsure_r1"]
     assert ws.self_training(arm, 0, 701) == ws.self_training(dataclasses.replace(arm, ignore_unsure=0.2), 0, 701)
     assert trained == [arm.settings] and predicted == [arm.trainer]
-    assert [r["ignore_unsure"] for r in rounds] == [0.4, 0.2]
+    assert [r["options"].ignore_unsure for r in rounds] == [0.4, 0.2]
 
 
 def test_weak_bbox_arm_is_the_trainers_default_recipe_and_mean_bags_the_first_one():

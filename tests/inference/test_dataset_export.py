@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from nnunet_fracture.inference.label_options import LabelOptions
 from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
 
 from pseudo_mask_cases import B1_HIGH, DIRECTION, ORIGIN, SPACING, fold0, fold1, mask_from, prediction_folder, read
@@ -55,7 +56,7 @@ def test_export_with_an_ignore_band(src, nnunet_env, tmp_path):
 
     fold = prediction_folder(tmp_path / "pred_f0", fold0())
     prov = write_pseudo_masks([fold], 501, tmp_path / "out", rule="fixed", export_dataset=502, export_name="Pseudo",
-                              ignore_band=(0.25, 0.5))
+                              options=LabelOptions(ignore_band=(0.25, 0.5)))
     ds = nnunet_env["nnUNet_raw"] / "Dataset502_Pseudo"
     # frac: the four B1 voxels >= 0.5 are fracture; B3's 0.3 and 0.35 lie in [0.25, 0.5) -> ignore; B1's 0.1 and
     # B2's 0.02 stay background, and so does the 0.6 outside every box. two: A keeps its 0.6s, B its 0.9 and the
@@ -76,9 +77,10 @@ def test_export_with_an_ignore_band(src, nnunet_env, tmp_path):
 def test_an_ignore_band_needs_an_export_and_an_order(src, tmp_path):
     fold = prediction_folder(tmp_path / "pred_f0", fold0())
     with pytest.raises(ValueError, match="--ignore-band only shapes the exported labels"):
-        write_pseudo_masks([fold], 501, tmp_path / "out", ignore_band=(0.2, 0.5))
+        write_pseudo_masks([fold], 501, tmp_path / "out", options=LabelOptions(ignore_band=(0.2, 0.5)))
     with pytest.raises(ValueError, match="LOW < HIGH"):
-        write_pseudo_masks([fold], 501, tmp_path / "out", export_dataset=502, export_name="P", ignore_band=(0.5, 0.2))
+        write_pseudo_masks([fold], 501, tmp_path / "out", export_dataset=502, export_name="P",
+                           options=LabelOptions(ignore_band=(0.5, 0.2)))
     assert not (tmp_path / "out").exists()
 
 
@@ -103,7 +105,7 @@ def test_failing_export_install_restores_the_old_output(src, nnunet_env, tmp_pat
 def test_export_with_an_ignore_ring_keeps_masks_too_thin_for_it(src, nnunet_env, tmp_path):
     fold = prediction_folder(tmp_path / "pred_f0", fold0())
     prov = write_pseudo_masks([fold], 501, tmp_path / "out", rule="fixed", export_dataset=502, export_name="Ring",
-                              ignore_ring=1)
+                              options=LabelOptions(ignore_ring=1))
     ds = nnunet_env["nnUNet_raw"] / "Dataset502_Ring"
     # B1's four voxels >= 0.5 form an L one voxel thick: eroding it leaves nothing, so the box keeps its mask
     assert np.array_equal(read(ds / "labelsTr" / "frac.nii.gz"), mask_from(B1_HIGH))
@@ -115,9 +117,10 @@ def test_export_with_an_ignore_ring_keeps_masks_too_thin_for_it(src, nnunet_env,
 def test_an_ignore_ring_needs_an_export_and_a_whole_number(src, tmp_path):
     fold = prediction_folder(tmp_path / "pred_f0", fold0())
     with pytest.raises(ValueError, match="--ignore-ring only shapes the exported labels"):
-        write_pseudo_masks([fold], 501, tmp_path / "out", ignore_ring=1)
+        write_pseudo_masks([fold], 501, tmp_path / "out", options=LabelOptions(ignore_ring=1))
     with pytest.raises(ValueError, match="--ignore-ring must be a whole number of voxels >= 0, got -1"):
-        write_pseudo_masks([fold], 501, tmp_path / "out", export_dataset=502, export_name="P", ignore_ring=-1)
+        write_pseudo_masks([fold], 501, tmp_path / "out", export_dataset=502, export_name="P",
+                           options=LabelOptions(ignore_ring=-1))
     assert not (tmp_path / "out").exists()
 
 
@@ -126,7 +129,7 @@ def test_export_ignores_the_least_confident_boxes_whole(src, nnunet_env, tmp_pat
 
     fold = prediction_folder(tmp_path / "pred_f0", fold0())
     prov = write_pseudo_masks([fold], 501, tmp_path / "out", rule="fixed", refine="none", export_dataset=502,
-                              export_name="Unsure", ignore_unsure=0.6)
+                              export_name="Unsure", options=LabelOptions(ignore_unsure=0.6))
     ds = nnunet_env["nnUNet_raw"] / "Dataset502_Unsure"
     # mask confidence (mean P over each box's mask at P >= 0.5): frac B1 (0.8 x 3 + 0.7) / 4 = 0.775, B2 and B3
     # empty (0), two A 0.6 (four 0.6), B (0.6 + 0.6 + 0.9) / 3 = 0.7. floor(0.6 x 5) = 3 unsure: B2, B3 and A
@@ -148,7 +151,8 @@ def test_export_ignores_the_least_confident_boxes_whole(src, nnunet_env, tmp_pat
 def test_unsure_boxes_need_an_export(src, tmp_path):
     fold = prediction_folder(tmp_path / "pred_f0", fold0())
     with pytest.raises(ValueError, match="--ignore-unsure-boxes only shapes the exported labels"):
-        write_pseudo_masks([fold], 501, tmp_path / "out", ignore_unsure=0.4)
+        write_pseudo_masks([fold], 501, tmp_path / "out", options=LabelOptions(ignore_unsure=0.4))
     with pytest.raises(ValueError, match=r"--ignore-unsure-boxes must be a share of the boxes in \[0, 1\), got 1"):
-        write_pseudo_masks([fold], 501, tmp_path / "out", export_dataset=502, export_name="P", ignore_unsure=1)
+        write_pseudo_masks([fold], 501, tmp_path / "out", export_dataset=502, export_name="P",
+                           options=LabelOptions(ignore_unsure=1))
     assert not (tmp_path / "out").exists()

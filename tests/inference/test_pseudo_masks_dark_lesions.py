@@ -10,6 +10,7 @@ from nnunet_fracture.cli import main
 from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
 from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
 from nnunet_fracture.inference.dataset_export import IGNORE_LABEL
+from nnunet_fracture.inference.label_options import LabelOptions
 from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
 
 from pseudo_mask_cases import SHAPE, on_grid, prediction_folder, read, rows
@@ -44,7 +45,8 @@ def along_i(*kept: int) -> np.ndarray:
 def test_the_cleft_box_gets_its_dark_voxels_and_the_band_box_its_rule_mask(spine, weak, tmp_path):
     # cleft box: P on the dark part (i = 0) 0.6 > 0.5 on the bright part (i 1-2); median HU 300, so < 200 HU is
     # dark. Band box: P 0.1 on the 300 HU part < 0.9 on the 700 HU part: the fixed rule's mask stays.
-    prov = write_pseudo_masks([weak], spine, tmp_path / "out", inside_vertebra=0.0, dark_lesions=100)
+    prov = write_pseudo_masks([weak], spine, tmp_path / "out",
+                              options=LabelOptions(inside_vertebra=0.0, dark_lesions=100))
     assert np.array_equal(read(tmp_path / "out" / "masks" / "c.nii.gz"), along_i(0, 5))
     table = rows(tmp_path / "out")
     assert [table[("c", b)]["polarity"] for b in (1, 2)] == ["dark", "bright"]
@@ -56,15 +58,16 @@ def test_the_cleft_box_gets_its_dark_voxels_and_the_band_box_its_rule_mask(spine
 def test_a_dark_box_is_not_refined_its_lesion_is_its_mask(spine, weak, tmp_path):
     # with the random walker on, the band box is refined (its P >= 0.9 seeds the walker); the cleft box keeps its
     # dark voxels whatever the walker would have drawn
-    write_pseudo_masks([weak], spine, tmp_path / "out", inside_vertebra=0.0, dark_lesions=100, refine="random_walker")
+    write_pseudo_masks([weak], spine, tmp_path / "out", refine="random_walker",
+                       options=LabelOptions(inside_vertebra=0.0, dark_lesions=100))
     table = rows(tmp_path / "out")
     assert table[("c", 1)]["refinement"] == "dark_lesion" and table[("c", 2)]["refinement"] != "dark_lesion"
     assert np.array_equal(read(tmp_path / "out" / "masks" / "c.nii.gz")[..., :3], along_i(0)[..., :3])
 
 
 def test_the_exported_labels_leave_the_margin_of_the_dark_lesion_unlabelled(spine, weak, nnunet_env, tmp_path):
-    prov = write_pseudo_masks([weak], spine, tmp_path / "out", inside_vertebra=0.0, dark_lesions=100,
-                              ignore_dark_margin=1, export_dataset=507, export_name="CleftPseudo")
+    prov = write_pseudo_masks([weak], spine, tmp_path / "out", export_dataset=507, export_name="CleftPseudo",
+                              options=LabelOptions(inside_vertebra=0.0, dark_lesions=100, ignore_dark_margin=1))
     labels = read(nnunet_env["nnUNet_raw"] / "Dataset507_CleftPseudo" / "labelsTr" / "c.nii.gz")
     # the cleft (i = 0) keeps its label; one step beyond it, i = 1, is ignored; the band box has no margin
     expected = along_i(0, 5)
@@ -73,7 +76,7 @@ def test_the_exported_labels_leave_the_margin_of_the_dark_lesion_unlabelled(spin
 
 
 def test_off_by_default(spine, weak, tmp_path):
-    prov = write_pseudo_masks([weak], spine, tmp_path / "out", inside_vertebra=0.0)
+    prov = write_pseudo_masks([weak], spine, tmp_path / "out", options=LabelOptions(inside_vertebra=0.0))
     assert np.array_equal(read(tmp_path / "out" / "masks" / "c.nii.gz"), along_i(0, 1, 5))
     assert prov["dark_lesions"] is None and {r["polarity"] for r in rows(tmp_path / "out").values()} == {""}
 
@@ -83,10 +86,12 @@ def test_cli_and_its_errors(spine, weak, tmp_path):
           "--inside-vertebra", "0", "--dark-lesions", "100"])
     assert np.array_equal(read(tmp_path / "out" / "masks" / "c.nii.gz"), along_i(0, 5))
     with pytest.raises(ValueError, match="--dark-lesions compares each box's bone only.*Fix: add --inside-vertebra"):
-        write_pseudo_masks([weak], spine, tmp_path / "other", dark_lesions=100)
+        write_pseudo_masks([weak], spine, tmp_path / "other", options=LabelOptions(dark_lesions=100))
     with pytest.raises(ValueError, match="--ignore-dark-margin widens the masks of dark lesions.*Fix: add"):
-        write_pseudo_masks([weak], spine, tmp_path / "other", inside_vertebra=0.0, ignore_dark_margin=1,
-                           export_dataset=508, export_name="Other")
+        write_pseudo_masks([weak], spine, tmp_path / "other",
+                           export_dataset=508, export_name="Other",
+                           options=LabelOptions(inside_vertebra=0.0, ignore_dark_margin=1))
     with pytest.raises(ValueError, match="--dark-lesions must be a HU difference"):
-        write_pseudo_masks([weak], spine, tmp_path / "other", inside_vertebra=0.0, dark_lesions=-5)
+        write_pseudo_masks([weak], spine, tmp_path / "other",
+                           options=LabelOptions(inside_vertebra=0.0, dark_lesions=-5))
     assert not (tmp_path / "other").exists()

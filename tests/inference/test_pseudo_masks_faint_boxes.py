@@ -11,6 +11,7 @@ import SimpleITK as sitk
 from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
 from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
 from nnunet_fracture.inference.dataset_export import IGNORE_LABEL
+from nnunet_fracture.inference.label_options import LabelOptions
 from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
 
 from pseudo_mask_cases import SHAPE, image, prediction_folder, read, rows
@@ -36,7 +37,7 @@ def test_a_faint_box_is_ignored_whole_and_a_distinct_one_kept(boxes, nnunet_env,
     p[..., 0] = p[..., 5] = 0.9
     pred = prediction_folder(tmp_path / "pred", {"c": p})
     prov = write_pseudo_masks([pred], boxes, tmp_path / "out", export_dataset=505, export_name="FaintPseudo",
-                              ignore_faint=100)
+                              options=LabelOptions(ignore_faint=100))
     table = rows(tmp_path / "out")
     assert [float(table[("c", b)]["mask_contrast_hu"]) for b in (1, 2)] == [500.0, 0.0]
     assert prov["ignore_faint"] == 100 and prov["faint_boxes"] == [{"case": "c", "box_id": 2, "mask_contrast_hu": 0.0}]

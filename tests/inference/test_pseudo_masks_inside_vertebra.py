@@ -10,6 +10,7 @@ import pytest
 from nnunet_fracture.cli import main
 from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
 from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
+from nnunet_fracture.inference.label_options import LabelOptions
 from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
 
 from pseudo_mask_cases import SHAPE, fold0, image, on_grid, prediction_folder, read, rows
@@ -42,7 +43,7 @@ def along_i(*kept: int) -> np.ndarray:
 ])
 def test_masks_keep_the_boxed_vertebras_interior(spine, tmp_path, shell, kept, removed):
     pred = prediction_folder(tmp_path / "pred", {"spine": np.full(SHAPE, 0.9, np.float32)})
-    prov = write_pseudo_masks([pred], spine, tmp_path / "out", inside_vertebra=shell)
+    prov = write_pseudo_masks([pred], spine, tmp_path / "out", options=LabelOptions(inside_vertebra=shell))
     assert np.array_equal(read(tmp_path / "out" / "masks" / "spine.nii.gz"), along_i(*kept))
     table = rows(tmp_path / "out")
     assert [int(table[("spine", b)]["outside_vertebra"]) for b in (1, 2)] == list(removed)
@@ -74,7 +75,7 @@ def test_input_errors_leave_nothing(src, tmp_path):
             (frac, ValueError, r"boxes\.json, case frac, box 3: label '' is not a vertebra.*Fix"),
     ):
         with pytest.raises(error, match=match):
-            write_pseudo_masks([pred], src, tmp_path / "out", inside_vertebra=1.0)
+            write_pseudo_masks([pred], src, tmp_path / "out", options=LabelOptions(inside_vertebra=1.0))
         assert not [p for p in tmp_path.iterdir() if p.name == "out" or p.name.startswith(".")]
     with pytest.raises(ValueError, match="--inside-vertebra must be a shell thickness"):
-        write_pseudo_masks([frac], src, tmp_path / "out", inside_vertebra=-1.0)
+        write_pseudo_masks([frac], src, tmp_path / "out", options=LabelOptions(inside_vertebra=-1.0))

@@ -8,7 +8,7 @@ import pytest
 from nnunet_fracture.dataset_conversion.case import VoxelBox
 from nnunet_fracture.dataset_conversion.source_dataset import BoxEntry
 from nnunet_fracture.inference.dataset_export import IGNORE_LABEL
-from nnunet_fracture.inference.round_labels import (check_dark_margin, check_faint_hu, check_round_label_options,
+from nnunet_fracture.inference.round_labels import (check_dark_margin, check_faint_hu,
                                                     dark_boxes, faint_boxes, ignored_labels, mask_contrast_hu,
                                                     unsure_boxes)
 
@@ -161,14 +161,3 @@ def test_faint_boxes_differ_by_less_than_the_threshold_either_way():
 def test_a_bad_faint_threshold_is_refused(bad):
     with pytest.raises(ValueError, match="--ignore-faint-boxes must be a HU difference >= 0"):
         check_faint_hu(bad)
-
-
-def test_the_ignore_options_need_an_export():
-    assert check_round_label_options((0.2, 0.5), 1, 0.4, 100, exporting=True) == (0.4, 100.0)
-    assert check_round_label_options(None, 0, 0.0, 0.0, exporting=False) == (0.0, 0.0)
-    with pytest.raises(ValueError, match="--ignore-faint-boxes only shapes the exported labels. Fix: add --export"):
-        check_round_label_options(None, 0, 0.0, 100.0, exporting=False)
-    with pytest.raises(ValueError, match="--ignore-band must be two probabilities"):
-        check_round_label_options((0.5, 0.2), 0, 0.0, 0.0, exporting=True)
-    with pytest.raises(ValueError, match="--ignore-dark-margin only shapes the exported labels"):
-        check_round_label_options(None, 0, 0.0, 0.0, exporting=False, dark_margin=2)

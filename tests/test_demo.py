@@ -1,0 +1,25 @@
+"""The README's demo (``bash scripts/demo.sh``), end to end on a minute's schedule: phantom -> convert -> stock
+plan / train / predict -> pseudo-masks inside the vertebrae -> one self-training round -> the three reports.
+Its numbers mean nothing at this length; the test checks that every step runs and reports."""
+import json
+
+import pytest
+
+from nnunet_fracture.demo import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_demo_runs_every_step_and_writes_its_summary(nnunet_env, tmp_path):
+    out = tmp_path / "demo"
+    assert main(["--out", str(out), "--train-cases", "2", "--test-cases", "1", "--epochs", "1", "--iterations", "2",
+                 "--rounds", "1", "--strong-epochs", "1"]) == 0
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert set(summary["reports"]) == {"weak_model", "pseudo_masks", "strong_model"}
+    assert summary["settings"]["inside_vertebra"] == 1.5 and summary["settings"]["rounds"] == 1
+    [round_1] = summary["self_training"]["rounds"]
+    assert round_1["round"] == 1 and summary["self_training"]["settings"]["inside_vertebra"] == 1.5
+    assert summary["self_training"]["settings"]["ignore_band"] == [0.2, 0.5]
+    for report in ("weak_model", "pseudo_masks", "strong_model"):
+        assert (out / "report" / report / "summary.json").is_file(), report
+    assert len(list((out / "pseudo_masks" / "masks").glob("*.nii.gz"))) == 1
