@@ -41,6 +41,12 @@ def markdown_table(data: dict) -> str:
                f"{regime['epochs']} x {regime['iterations']} iterations, foreground share {regime['foreground']} "
                f"(per sample), fold `all`, {'with' if regime['tta'] else 'no'} test-time mirroring; mean ± std over "
                f"seeds (count in brackets); phantom version {data['phantom_version']}.")
+    seconds = [s["seconds"] for entry in data["arms"].values() for s in entry["seeds"].values()]
+    trained = sorted(t for t in seconds if t > 600)  # a run that trained a model; the others reuse one
+    if seconds:
+        caption += (f" The {len(seconds)} arm x seed runs below took {sum(seconds) / 3600:.1f} hours of this machine "
+                    f"in all" + (f"; those that trained a model (the runs over 10 minutes) {np.median(trained):.0f} s "
+                                 f"in the median" if trained else "") + ".")
     facts = data.get("test_set")
     if facts and facts.get("mean_fracture_voxels_per_fractured_case"):
         caption += (f" The test set has {facts['cases']} cases, {facts['fracture_free_cases']} of them fracture-free; "

@@ -63,6 +63,7 @@ def test_table_from_json_and_readme_markers(tmp_path):
     row = next(line for line in table.splitlines() if line.startswith("| `full_mask`"))
     assert "| 0.600 ± 0.141 (2) |" in row and "| 0.700 ± 0.141 (2) |" in row  # whole volume; in boxes
     assert "wedge 0.750 ± 0.354 (2)" in row and row.endswith("| 20 |")
+    assert "The 2 arm x seed runs below took 0.0 hours of this machine in all." in table  # 40 s; none trained
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- b -->\nold table\n<!-- e -->\nafter\n", encoding="utf-8")
     update_readme(readme, table, "<!-- b -->", "<!-- e -->")
