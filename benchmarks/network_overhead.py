@@ -5,9 +5,10 @@ parameter counts and peak memory; and the attention U-Net side by side with MONA
                                           [--no-memory] [--no-monai] [--out benchmarks/results]
 
 Arms (same dataset, same plans, same run): nnUNetTrainer (stock), nnUNetTrainerAttentionUNet,
-nnUNetTrainerSliceLSTM, nnUNetTrainerClsHead; an arm whose trainer cannot be imported is skipped with a note.
-Goals (ratio of seconds per iteration against stock): attention <= 1.25, slice LSTM <= 1.6, classification head
-<= 1.05.
+nnUNetTrainerSliceLSTM, nnUNetTrainerClsHead, nnUNetTrainerAdversarial (its step includes the discriminator's
+update; the discriminator's parameters are counted apart, as they train but do not predict); an arm whose trainer
+cannot be imported is skipped with a note. Goals (ratio of seconds per iteration against stock): attention <= 1.25,
+slice LSTM <= 1.6, classification head <= 1.05; none for the adversarial trainer.
 
 - Data: a 6-case phantom dataset, planned and preprocessed by the stock command; the default ``nnUNetPlans``
   3d_fullres configuration (the realistic network: 32..320 features, the planner's patch and batch size) or, with
@@ -43,7 +44,8 @@ from overhead_harness import (DATASET_NAME, fresh_workspace, interleaved_rounds,
                               prepare_phantom_dataset, time_steps)
 
 STOCK = "nnUNetTrainer"
-ARMS = (STOCK, "nnUNetTrainerAttentionUNet", "nnUNetTrainerSliceLSTM", "nnUNetTrainerClsHead")
+ARMS = (STOCK, "nnUNetTrainerAttentionUNet", "nnUNetTrainerSliceLSTM", "nnUNetTrainerClsHead",
+        "nnUNetTrainerAdversarial")
 GOALS = {"nnUNetTrainerAttentionUNet": 1.25, "nnUNetTrainerSliceLSTM": 1.6, "nnUNetTrainerClsHead": 1.05}
 PREFETCHED = 2
 MIB = 2 ** 20
@@ -67,9 +69,15 @@ def trainer_class(name: str) -> Optional[type]:
 
 
 def parameter_count(network) -> int:
-    from nnunet_fracture.networks.classification_head import unwrap_network
+    from nnunet_fracture.networks.unwrap import unwrap_network
 
     return sum(p.numel() for p in unwrap_network(network).parameters())
+
+
+def training_only_parameters(trainer) -> int:
+    """Parameters that train beside the network but do not predict (the adversarial trainer's discriminator)."""
+    updates = getattr(trainer, "discriminator_updates", None)
+    return 0 if updates is None else sum(p.numel() for p in updates.loss.discriminator.parameters())
 
 
 def prefetch(trainer) -> list:
@@ -239,7 +247,8 @@ def main() -> None:
                      "seconds_per_round": [round(v, 4) for v in seconds[name]],
                      "ratio_vs_stock": None if ratio is None else round(ratio, 3), "goal": goal,
                      "meets_goal": None if goal is None or ratio is None else ratio <= goal,
-                     "parameters": parameter_count(trainers[name].network), **memory.get(name, {})})
+                     "parameters": parameter_count(trainers[name].network),
+                     "training_only_parameters": training_only_parameters(trainers[name]), **memory.get(name, {})})
     skipped = [name for name in ARMS if name not in trainers]
 
     monai = {"skipped": "--no-monai"} if args.no_monai else monai_comparison(
