@@ -12,13 +12,17 @@ import pytest
 SCRIPTS = sorted((Path(__file__).resolve().parents[2] / "benchmarks").glob("*.py"))
 
 
+def _submodule(module, name: str) -> bool:
+    return hasattr(module, "__path__") and importlib.util.find_spec(f"{module.__name__}.{name}") is not None
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_the_package_names_a_benchmark_imports_exist(script):
     for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nnunet_fracture"):
             module = importlib.import_module(node.module)
             for alias in node.names:
-                assert hasattr(module, alias.name) or importlib.util.find_spec(f"{node.module}.{alias.name}"), \
+                assert hasattr(module, alias.name) or _submodule(module, alias.name), \
                     f"{script.name}:{node.lineno}: {node.module} has no {alias.name}"
         elif isinstance(node, ast.Import):
             for alias in node.names:
