@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--work", type=Path, default=HERE / "work" / "quality", help="working folder (kept for reuse)")
     p.add_argument("--results", type=Path, default=RESULTS, help="where quality.json and the run cache go")
     p.add_argument("--table", action="store_true", help="only print the table from quality.json (train nothing)")
-    p.add_argument("--update-readme", action="store_true", help="write the table and the ablation between the README's markers (cpu regime)")
+    p.add_argument("--update-readme", action="store_true",
+                   help="write the table and the ablation between the README's markers (cpu regime)")
     p.add_argument("--list", action="store_true", help="print every arm with what it tests, and the sets; run nothing")
     return p
 

@@ -278,6 +278,7 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
     ("full_mask", None, "ceiling: the true masks"),
 )
 
+
 @dataclass(frozen=True)
 class Regime:
     """Data, plans and schedule shared by every arm of one table."""

@@ -45,8 +45,8 @@ def markdown_table(data: dict) -> str:
     trained = sorted(t for t in seconds if t > 600)  # a run that trained a model; the others reuse one
     if seconds:
         caption += (f" The {len(seconds)} arm x seed runs below took {sum(seconds) / 3600:.1f} hours of this machine "
-                    f"in all" + (f"; those that trained a model (the runs over 10 minutes) {np.median(trained):.0f} s "
-                                 f"in the median" if trained else "") + ".")
+                    f"in all" + (f"; those over 10 minutes (they trained one model or more) "
+                                 f"{np.median(trained):.0f} s in the median" if trained else "") + ".")
     facts = data.get("test_set")
     if facts and facts.get("mean_fracture_voxels_per_fractured_case"):
         caption += (f" The test set has {facts['cases']} cases, {facts['fracture_free_cases']} of them fracture-free; "
@@ -98,7 +98,7 @@ def ablation_table(data: dict, steps: tuple, shares_model=lambda arm, base: Fals
         rows.append(f"| {label} | `{arm}` | " + " | ".join(cells) + " |")
     caption = ("Each row adds one ingredient to its base arm; `vs base` is the change paired seed by seed (mean ± std "
                "over the seeds both ran, and on how many the arm is higher; a row that post-processes its base's model "
-               "pairs only seeds scored on the same run of it). A change within its spread, or not of "
+               "pairs only seeds scored on the same run of it, where both results record which). A change within its spread, or not of "
                "one sign on every seed, is no claim. A weak model's Dice in boxes is that of its pseudo-masks, its "
                "whole-volume Dice that of P >= 0.5; a self-training round's both are its own masks.")
     return caption + "\n\n" + "\n".join(rows)

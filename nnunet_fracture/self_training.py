@@ -160,8 +160,9 @@ def self_train(predictions: Sequence[Path | str], dataset: str | int | Path, out
         rounds: number of rounds (>= 1).
         plans, configuration, fold, trainer, device: what ``nnUNetv2_train`` / ``nnUNetv2_predict`` get.
         rule, threshold, refine, options: the pseudo-mask settings of every round
-            (:func:`~nnunet_fracture.inference.pseudo_masks.write_pseudo_masks`; default options: the ignore band
-            0.2-0.5, nothing else).
+            (:func:`~nnunet_fracture.inference.pseudo_masks.write_pseudo_masks`). The default options are
+            :data:`DEFAULT_OPTIONS`, the ignore band 0.2-0.5 alone; to add an option and keep the band, pass
+            ``dataclasses.replace(DEFAULT_OPTIONS, inside_vertebra=1.5)``, not ``LabelOptions(inside_vertebra=1.5)``.
         overwrite: replace an existing ``out`` and existing datasets with the rounds' IDs, with what nnU-Net
             made from them under another name (their ``nnUNet_preprocessed`` and ``nnUNet_results`` folders). With
             ``resume``, the finished rounds are kept and only what stands at the IDs of the rounds still to run is

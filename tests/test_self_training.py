@@ -55,10 +55,11 @@ def test_in_box_dice_by_hand(nnunet_env, tmp_path):
     assert in_box_dice(masks, SourceDataset.open(source), [{"case": "frac", "box_id": 1}]) is None  # nothing scored
 
 
-def _recorded_run(nnunet_env, tmp_path, finished_rounds: int, legacy: bool = False):
+def _recorded_run(nnunet_env, tmp_path, finished_rounds: int, legacy: bool = False, options=None):
     """A one-case box dataset (ID 501), weak predictions and an ``out`` whose record lists ``finished_rounds``
     rounds (Dataset990_SR1, ... with their dataset folders and predictions) made with self_train's defaults,
-    ``first_id=990`` and ``name="S"`` (``legacy``: a record from before those two were recorded); (weak, out)."""
+    ``first_id=990`` and ``name="S"`` (``legacy``: a record from before those two were recorded; ``options``:
+    made with these label options instead of the default ones); (weak, out)."""
     from nnunet_fracture.dataset_conversion.case import CaseRecord, VoxelBox
     from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
 
@@ -69,7 +70,8 @@ def _recorded_run(nnunet_env, tmp_path, finished_rounds: int, legacy: bool = Fal
     weak.mkdir()
     settings = {"plans": "nnUNetPlans", "configuration": "3d_fullres", "fold": "all",
                 "trainer": "nnUNetTrainerPresentDice",
-                "rule": "fixed", "threshold": 0.5, "refine": "random_walker", "ignore_band": [0.2, 0.5]}
+                "rule": "fixed", "threshold": 0.5, "refine": "random_walker",
+                **(options.recorded() if options else {"ignore_band": [0.2, 0.5]})}
     rounds = []
     for r in range(1, finished_rounds + 1):
         (out / f"round{r}" / "predictions").mkdir(parents=True)
@@ -179,15 +181,18 @@ def test_a_fresh_run_refused_at_its_first_pseudo_masks_leaves_nothing(nnunet_env
                                                ("dark_lesions", 100.0, 0.0), ("ignore_dark_margin", 2, 0)])
 def test_a_round_label_option_reaches_every_rounds_pseudo_masks_and_the_record_and_resume_sees_it(
         nnunet_env, tmp_path, monkeypatch, option, value, off):
-    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1)  # recorded without the option
+    # the base run has what the option needs (dark lesions need the vertebra, their margin dark lesions), so that
+    # the option is all that differs
     needs = {"dark_lesions": {"inside_vertebra": 0.0}, "ignore_dark_margin": {"inside_vertebra": 0.0,
                                                                               "dark_lesions": 100.0}}
-    with_option = dataclasses.replace(DEFAULT_OPTIONS, **needs.get(option, {}), **{option: value})
+    base = dataclasses.replace(DEFAULT_OPTIONS, **needs.get(option, {}))
+    with_option = dataclasses.replace(base, **{option: value})
+    weak, out = _recorded_run(nnunet_env, tmp_path, finished_rounds=1, options=base)  # recorded without the option
     calls = _stop_at_pseudo_masks(monkeypatch)
     with pytest.raises(ValueError, match="was made with settings"):  # the option is another recipe
         self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True, options=with_option)
     with pytest.raises(PseudoMasksCalled):  # the same recipe resumes: a record without the option stays valid
-        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True)
+        self_train([weak], 501, out, first_id=990, name="S", rounds=2, resume=True, options=base)
     assert getattr(calls[-1][1]["options"], option) == off
     with pytest.raises(PseudoMasksCalled):
         self_train([weak], 501, tmp_path / "with_option", first_id=990, name="S", rounds=1, options=with_option)

@@ -40,11 +40,12 @@ Rules (applied to each box on its own):
 Where boxes overlap, each box is thresholded on its own voxels and the mask is the union.
 
 Refinement (--refine random_walker, the default; --refine none turns it off): each box's mask is re-drawn on the
-CT by a random walker (scikit-image) seeded with the background around the box and the voxels with P >= 0.8 inside it; a refined mask filling less
-than 2 % or more than 30 % of its box is reset to the rule's mask. The csv's refinement column says, per box:
-refined, reset, no_seed (no confident voxel to grow from), dark_lesion (not refined: --dark-lesions drew
-the mask) or none. On the quality bench it raised the in-box Dice
-of the same model on each of 3 seeds (+0.022, +0.012, +0.015; 0.427 -> 0.444 on average): small, but every time.
+CT by a random walker (scikit-image) seeded with the background around the box and the voxels with P >= 0.8
+inside it; a refined mask filling less than 2 % or more than 30 % of its box is reset to the rule's mask. The
+csv's refinement column says, per box: refined, reset, no_seed (no confident voxel to grow from), no_contrast (a
+uniform CT crop), dark_lesion (not refined: --dark-lesions drew the mask) or none. On the quality bench it raised
+the in-box Dice of the same model on each of 3 seeds (+0.022, +0.012, +0.015; 0.427 -> 0.444 on average):
+small, but every time.
 
 Inside the vertebra (--inside-vertebra SHELL_MM): a box's mask keeps only voxels of the vertebra its label names
 (the dataset's vertebraeTr maps, from VerSe, the RSNA segmentations or the phantom), more than SHELL_MM inside its

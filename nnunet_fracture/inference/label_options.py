@@ -56,7 +56,7 @@ class LabelOptions:
         if self.inside_vertebra is not None:
             object.__setattr__(self, "inside_vertebra", check_shell_mm(self.inside_vertebra))
         object.__setattr__(self, "dark_lesions", check_below_hu(self.dark_lesions))
-        check_dark_margin(self.ignore_dark_margin)
+        object.__setattr__(self, "ignore_dark_margin", check_dark_margin(self.ignore_dark_margin))
         if self.dark_lesions and self.inside_vertebra is None:
             raise ValueError("--dark-lesions compares each box's bone only, which the vertebra maps delimit (outside "
                              "them a box holds disc and soft tissue, darker than bone). Fix: add --inside-vertebra "

@@ -14,14 +14,16 @@ then re-drawn on the CT by a random walker seeded with the background around the
 inside it; a refined mask whose share of the box breaks the size bounds is reset to the rule's mask. The
 ``refinement`` column of ``pseudo_masks.csv`` says what happened to each box.
 
-**Inside the vertebra** (``inside_vertebra=SHELL_MM``, :mod:`~nnunet_fracture.inference.vertebra_interior`): each
-box's mask keeps only voxels of the vertebra the box names, more than ``SHELL_MM`` inside its surface (the
-dataset's ``vertebraeTr`` map); the ``outside_vertebra`` column counts the voxels this removed.
+**Inside the vertebra** (``options=LabelOptions(inside_vertebra=SHELL_MM)``,
+:mod:`~nnunet_fracture.inference.vertebra_interior`): each box's mask keeps only voxels of the vertebra the box
+names, more than ``SHELL_MM`` inside its surface (the dataset's ``vertebraeTr`` map); the ``outside_vertebra``
+column counts the voxels this removed.
 
-**Dark lesions** (``dark_lesions=HU``, with ``inside_vertebra``; :mod:`~nnunet_fracture.inference.lesion_polarity`):
-a box whose weak model prefers the darker half of its bone (a cleft, not a sclerotic band) gets as its mask the
-bone more than ``HU`` below the median HU of the box's bone, instead of the rule's (unrefined) mask; the ``polarity``
-column says which boxes, and their ``refinement`` is ``dark_lesion``.
+**Dark lesions** (``LabelOptions(dark_lesions=HU)``, with ``inside_vertebra``;
+:mod:`~nnunet_fracture.inference.lesion_polarity`): a box whose weak model prefers the darker half of its bone (a
+cleft, not a sclerotic band) gets as its mask the bone more than ``HU`` below the median HU of the box's bone,
+instead of the rule's (unrefined) mask; the ``polarity`` column says which boxes, and their ``refinement`` is
+``dark_lesion``.
 
 **Boxes and overlaps.** Each box's rule sees exactly that box's own voxels, so a threshold is never distorted by
 a neighbouring box. The case mask is the union of the per-box selections: a voxel inside several boxes is

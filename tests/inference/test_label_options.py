@@ -41,8 +41,13 @@ def test_the_ignore_options_need_an_export(option):
     options.check_export(exporting=True)
     with pytest.raises(ValueError, match="only shapes the exported labels. Fix: add --export-dataset"):
         options.check_export(exporting=False)
+
+
+def test_the_dark_margin_needs_an_export_too():
+    options = LabelOptions(inside_vertebra=0.0, dark_lesions=100.0, ignore_dark_margin=2)
+    options.check_export(exporting=True)
     with pytest.raises(ValueError, match="--ignore-dark-margin only shapes the exported labels"):
-        LabelOptions(inside_vertebra=0.0, dark_lesions=100.0, ignore_dark_margin=2).check_export(exporting=False)
+        options.check_export(exporting=False)
 
 
 @pytest.mark.parametrize("options, message", [

@@ -55,13 +55,25 @@ def test_the_cleft_box_gets_its_dark_voxels_and_the_band_box_its_rule_mask(spine
     assert prov["dark_lesions"] == {"below_hu": 100.0, "dark_boxes": [{"case": "c", "box_id": 1}]}
 
 
-def test_a_dark_box_is_not_refined_its_lesion_is_its_mask(spine, weak, tmp_path):
-    # with the random walker on, the band box is refined (its P >= 0.9 seeds the walker); the cleft box keeps its
-    # dark voxels whatever the walker would have drawn
+def test_a_dark_box_is_not_refined_its_lesion_is_its_mask(spine, weak, tmp_path, monkeypatch):
+    # with the random walker on, only the band box is walked (its P >= 0.9 seeds the walker); the cleft box keeps
+    # its dark voxels, and its walk is not run at all
+    import nnunet_fracture.inference.pseudo_masks as pseudo_masks
+
+    walked = []
+
+    def counted(ct_hu, probability, region, *args, **kwargs):
+        walked.append(region)
+        return refine_box(ct_hu, probability, region, *args, **kwargs)
+
+    refine_box = pseudo_masks.refine_box
+    monkeypatch.setattr(pseudo_masks, "refine_box", counted)
     write_pseudo_masks([weak], spine, tmp_path / "out", refine="random_walker",
                        options=LabelOptions(inside_vertebra=0.0, dark_lesions=100))
     table = rows(tmp_path / "out")
-    assert table[("c", 1)]["refinement"] == "dark_lesion" and table[("c", 2)]["refinement"] != "dark_lesion"
+    # the band box was walked: its walk keeps i = 5, a third of the box, above the 30 % size bound, so it is reset
+    assert table[("c", 1)]["refinement"] == "dark_lesion" and table[("c", 2)]["refinement"] == "reset"
+    assert len(walked) == 1 and walked[0][2] == slice(3, 6)  # the band box's region (i 3-5) alone
     assert np.array_equal(read(tmp_path / "out" / "masks" / "c.nii.gz")[..., :3], along_i(0)[..., :3])
 
 
