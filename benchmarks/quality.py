@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_arms import (ABLATION, ARM_SETS, ARMS, REGIMES, ROUND_ONLY_FIELDS, Arm, Regime,  # noqa: E402
-                          check_arms, run_key, shares_model)
+                          check_arms, relation, run_key)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -43,6 +43,10 @@ LABEL_IDS = {"mask": 0, "box": 1, "slice": 2, "vae_error": 3}
 TEST_ID = 799
 SELF_TRAINING_IDS = 750  # round k of seed s: 750 + 10 s + k
 STRONG_TRAINER = "nnUNetTrainerFracture"  # the stock-equivalent trainer of the self-training rounds
+PREVIOUS_ROUND = "_previous_round"  # suffix of the predictions of a multi-round arm's next-to-last round
+#: what a multi-round arm's result keeps of its next-to-last round (``previous_round``)
+PREVIOUS_ROUND_KEYS = ("whole_volume_dice", "whole_volume_precision", "whole_volume_recall", "in_box_dice", "pr_auc",
+                       "best_f1", "detection_auc", "fp_voxels_per_normal_case", "recall_by_kind", "predictions_id")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -197,6 +201,8 @@ class Workspace:
         trainer = arm.trainer
         if arm.self_training_rounds:  # trains the weak model only if its predictions are not cached
             dataset_id, trainer = self.self_training(arm, seed, dataset_id), arm.strong_trainer or STRONG_TRAINER
+            if arm.self_training_rounds > 1:  # the round before, of the same run: what the last round adds
+                self.predict(images, self.predictions(arm_name, seed, PREVIOUS_ROUND), dataset_id - 1, trainer)
         else:
             self.train(dataset_id, arm.trainer, arm.settings)
         return self.predict(images, self.predictions(arm_name, seed), dataset_id, trainer)
@@ -290,6 +296,10 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
                 pseudo_out.name + "_unrefined"), inside_vertebra=arm.inside_vertebra,
                 dark_lesions=arm.dark_lesions or 0.0)
             scores["before_refinement"] = {k: plain[k] for k in ("in_box_dice", "in_box_precision", "in_box_recall")}
+        previous = ws.predictions(arm_name, seed, PREVIOUS_ROUND)
+        if arm.self_training_rounds > 1 and previous.is_dir():  # predicted by this run (train_and_predict)
+            before = score_predictions(previous, test, test_phantom, None, pseudo_out)
+            scores["previous_round"] = {k: before.get(k) for k in PREVIOUS_ROUND_KEYS}
     return {**scores, "seconds": round(time.perf_counter() - start, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
 
@@ -370,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_quality_json(args.results, regime_name, regime, args.work)
     path = write_quality_json(args.results, regime_name, regime, args.work)
     data = json.loads(path.read_text(encoding="utf-8"))
-    table, ablation = markdown_table(data), ablation_table(data, ABLATION, shares_model)
+    table, ablation = markdown_table(data), ablation_table(data, ABLATION, relation)
     print(table, ablation, sep="\n\n")
     if args.update_readme:
         update_readme(HERE.parent / "README.md", table, README_BEGIN, README_END)

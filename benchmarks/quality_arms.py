@@ -342,10 +342,15 @@ def check_arms() -> None:
                                  "differs")
 
 
-def shares_model(arm: str, base: str) -> bool:
-    """Whether ``arm`` scores the model of ``base`` (post-processes its predictions, or reuses the same source)."""
-    source = ARMS[arm].predictions_of
-    return source is not None and source in (base, ARMS[base].predictions_of)
+def relation(arm: str, base: str) -> Optional[str]:
+    """How ``arm``'s runs relate to ``base``'s: ``"same_model"`` (it post-processes base's model's predictions, or
+    the same source's), ``"continues"`` (one self-training round more of the same recipe), or ``None``."""
+    a, b = ARMS[arm], ARMS[base]
+    if a.predictions_of is not None and a.predictions_of in (base, b.predictions_of):
+        return "same_model"
+    if b.self_training_rounds and a == replace(b, self_training_rounds=b.self_training_rounds + 1, note=a.note):
+        return "continues"
+    return None
 
 
 def run_key(arm: Arm, regime: Regime, seed: int, phantom_version: str) -> str:

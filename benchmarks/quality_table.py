@@ -75,10 +75,12 @@ def paired_change(arm_seeds: dict, base_seeds: dict, key: str, same_model: bool 
     return f"{deltas.mean():+.3f}{spread}, {int((deltas > 0).sum())} of {deltas.size} up"
 
 
-def ablation_table(data: dict, steps: tuple, shares_model=lambda arm, base: False) -> str:
+def ablation_table(data: dict, steps: tuple, relation=lambda arm, base: None) -> str:
     """One row per ``(arm, base arm or None, what it adds)`` of ``steps``: the arm's Dice in the boxes and over whole
     volumes, each with its change against the base arm paired seed by seed, and its false positives.
-    ``shares_model(arm, base)``: whether the arm scores its base's model (see :func:`paired_change`)."""
+    ``relation(arm, base)``: ``"same_model"`` when the arm scores its base's model (see :func:`paired_change`),
+    ``"continues"`` when it is one self-training round more: a seed whose result kept its own next-to-last round
+    (``previous_round``) pairs with that, the same run, instead of the base arm's cached result."""
     rows = ["| step | arm | Dice in boxes | vs base | Dice (whole volume) | vs base | FP voxels / normal case |",
             "|---|---|---|---|---|---|---|"]
     arms = data["arms"]
@@ -87,8 +89,11 @@ def ablation_table(data: dict, steps: tuple, shares_model=lambda arm, base: Fals
         if not seeds:
             rows.append(f"| {what} | `{arm}` | no run yet | | | | |")
             continue
-        base_seeds = arms.get(base, {}).get("seeds", {}) if base else {}
-        same = bool(base) and shares_model(arm, base)
+        base_seeds = dict(arms.get(base, {}).get("seeds", {})) if base else {}
+        how = relation(arm, base) if base else None
+        if how == "continues":
+            base_seeds.update({s: e["previous_round"] for s, e in seeds.items() if e.get("previous_round")})
+        same = how == "same_model"
         cells = [mean_std([s.get("in_box_dice") for s in seeds.values()]),
                  paired_change(seeds, base_seeds, "in_box_dice", same) if base else "",
                  mean_std([s.get("whole_volume_dice") for s in seeds.values()]),
@@ -98,7 +103,8 @@ def ablation_table(data: dict, steps: tuple, shares_model=lambda arm, base: Fals
         rows.append(f"| {label} | `{arm}` | " + " | ".join(cells) + " |")
     caption = ("Each row adds one ingredient to its base arm; `vs base` is the change paired seed by seed (mean ± std "
                "over the seeds both ran, and on how many the arm is higher; a row that post-processes its base's model "
-               "pairs only seeds scored on the same run of it, where both results record which). A change within its spread, or not of "
+               "pairs only seeds scored on the same run of it, where both results record which, and a further self-training "
+               "round pairs with its own run's previous round where it kept it). A change within its spread, or not of "
                "one sign on every seed, is no claim. A weak model's Dice in boxes is that of its pseudo-masks, its "
                "whole-volume Dice that of P >= 0.5; a self-training round's both are its own masks.")
     return caption + "\n\n" + "\n".join(rows)

@@ -93,7 +93,7 @@ def test_ablation_rows_and_declared_steps():
     better = {s: {**e, "in_box_dice": e["in_box_dice"] + 0.1} for s, e in seeds.items()}
     data = {"arms": {"base": {"seeds": seeds}, "step": {"seeds": better}}}
     table = ablation_table(data, (("base", None, "the base"), ("step", "base", "+ a step"), ("later", "step", "+ x")),
-                           lambda arm, base: arm == "step")
+                           lambda arm, base: "same_model" if arm == "step" else None)
     lines = table.splitlines()
     assert "| the base | `base` | 0.600 ± 0.141 (2) |  | 0.300 ± 0.141 (2) |  | 200 ± 141 (2) |" in lines
     assert ("| + a step (on `base`) | `step` | 0.700 ± 0.141 (2) | +0.100 ± 0.000, 2 of 2 up | 0.300 ± 0.141 (2) | "
@@ -101,9 +101,28 @@ def test_ablation_rows_and_declared_steps():
     assert "| + x | `later` | no run yet | | | | |" in lines
     for arm, base, what in quality_arms.ABLATION:  # every step names declared arms and says what it adds
         assert arm in ARMS and (base is None or base in ARMS) and what, arm
-    assert quality_arms.shares_model("solid_bags_dark", "solid_bags_inside")  # both post-process plus_solid_bags
-    assert quality_arms.shares_model("weak_bbox_refined", "weak_bbox")
-    assert not quality_arms.shares_model("flywheel_dark_present_r1", "solid_bags_dark")  # a round trains its own
+    relation = quality_arms.relation
+    assert relation("solid_bags_dark", "solid_bags_inside") == "same_model"  # both post-process plus_solid_bags
+    assert relation("weak_bbox_refined", "weak_bbox") == "same_model"
+    assert relation("flywheel_dark_present_r1", "solid_bags_dark") is None  # a round trains its own model
+    assert relation("flywheel_dark_present", "flywheel_dark_present_r1") == "continues"
+    assert relation("flywheel_unsure", "flywheel_unsure_r1") == "continues"
+    assert relation("flywheel_dark_present", "flywheel_solid_faint_present") is None  # another recipe
+
+
+def test_a_further_round_pairs_with_its_own_runs_previous_round():
+    # seed 0 kept its previous round (another run than the cached one-round result): it pairs with that; seed 1
+    # did not (a run from before results kept it) and pairs with the cached result
+    base = {"0": {"in_box_dice": 0.5, "whole_volume_dice": 0.5}, "1": {"in_box_dice": 0.6, "whole_volume_dice": 0.6}}
+    later = {"0": {"in_box_dice": 0.7, "whole_volume_dice": 0.7,
+                   "previous_round": {"in_box_dice": 0.65, "whole_volume_dice": 0.4}},
+             "1": {"in_box_dice": 0.5, "whole_volume_dice": 0.7}}
+    table = ablation_table({"arms": {"r1": {"seeds": base}, "r2": {"seeds": later}}},
+                           (("r1", None, "round 1"), ("r2", "r1", "+ round 2")), lambda arm, base: "continues")
+    row = next(line for line in table.splitlines() if "`r2`" in line)
+    # in boxes: seed 0 0.7 - 0.65 = +0.05, seed 1 0.5 - 0.6 = -0.1: mean -0.025, std sqrt(0.01125) = 0.106
+    # whole volume: seed 0 0.7 - 0.4 = +0.3, seed 1 0.7 - 0.6 = +0.1: mean +0.2, std 0.141
+    assert "| -0.025 ± 0.106, 1 of 2 up |" in row and "| +0.200 ± 0.141, 2 of 2 up |" in row
 
 
 def test_predictions_id_follows_the_files(tmp_path):
