@@ -297,7 +297,7 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
                 dark_lesions=arm.dark_lesions or 0.0)
             scores["before_refinement"] = {k: plain[k] for k in ("in_box_dice", "in_box_precision", "in_box_recall")}
         previous = ws.predictions(arm_name, seed, PREVIOUS_ROUND)
-        if arm.self_training_rounds > 1 and previous.is_dir():  # predicted by this run (train_and_predict)
+        if (arm.self_training_rounds or 0) > 1 and previous.is_dir():  # predicted by this run (train_and_predict)
             before = score_predictions(previous, test, test_phantom, None, pseudo_out)
             scores["previous_round"] = {k: before.get(k) for k in PREVIOUS_ROUND_KEYS}
     return {**scores, "seconds": round(time.perf_counter() - start, 1),
