@@ -57,6 +57,12 @@ _SOLID_ROUND = Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", 
                    inside_vertebra=1.5)
 # ... with faint boxes ignored and the round trained by nnUNetTrainerPresentDice
 _PRESENT_ROUND = replace(_SOLID_ROUND, ignore_faint=100.0, strong_trainer="nnUNetTrainerPresentDice")
+# a weak model's refined pseudo-masks kept 1.5 mm inside the boxed vertebra: on the solid-bag model (plus_solid_bags)
+# and on the default recipe's voxel bags (weak_bbox); the *_inside and *_dark arms (dark lesions added) build on them
+_SOLID_INSIDE = Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                    settings=f"{DEFAULT_RECIPE} tightness_window=2", predictions_of="plus_solid_bags",
+                    inside_vertebra=1.5)
+_VOXEL_INSIDE = replace(_SOLID_INSIDE, settings=DEFAULT_RECIPE, predictions_of="weak_bbox")
 #: the fields that only shape a self-training round's labels and training: the weak model under an arm is the same
 #: without them (its predictions are shared)
 ROUND_ONLY_FIELDS = ("ignore_ring", "ignore_unsure", "inside_vertebra", "ignore_faint", "strong_trainer",
@@ -174,23 +180,16 @@ ARMS: dict[str, Arm] = {
                                     refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
                                     self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
                                     note="flywheel_unsure_r1 on plus_solid_bags' weak model"),
-    "solid_bags_inside": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                             settings=f"{DEFAULT_RECIPE} tightness_window=2", predictions_of="plus_solid_bags",
-                             inside_vertebra=1.5,
-                             note="solid_bags_refined's masks kept inside the boxed vertebra, its outer 1.5 mm (the "
-                                  "cortical shell at 1.5 mm voxels) left out"),
-    "solid_bags_dark": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                           settings=f"{DEFAULT_RECIPE} tightness_window=2", predictions_of="plus_solid_bags",
-                           inside_vertebra=1.5, dark_lesions=100.0,
-                           note="solid_bags_inside + dark lesions: a box whose P prefers the darker half of its bone "
-                                "gets the bone 100 HU below its median as its mask"),
-    "weak_bbox_inside": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                            settings=DEFAULT_RECIPE, predictions_of="weak_bbox", inside_vertebra=1.5,
-                            note="weak_bbox_refined's masks kept 1.5 mm inside the boxed vertebra: solid_bags_inside "
-                                 "on the default recipe's voxel bags"),
-    "weak_bbox_dark": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                          settings=DEFAULT_RECIPE, predictions_of="weak_bbox", inside_vertebra=1.5, dark_lesions=100.0,
-                          note="weak_bbox_inside + dark lesions: solid_bags_dark on the default recipe's voxel bags"),
+    "solid_bags_inside": replace(_SOLID_INSIDE, note="solid_bags_refined's masks kept inside the boxed vertebra, its "
+                                                     "outer 1.5 mm (the cortical shell at 1.5 mm voxels) left out"),
+    "solid_bags_dark": replace(_SOLID_INSIDE, dark_lesions=100.0,
+                               note="solid_bags_inside + dark lesions: a box whose P prefers the darker half of its "
+                                    "bone gets the bone 100 HU below its median as its mask"),
+    "weak_bbox_inside": replace(_VOXEL_INSIDE, note="weak_bbox_refined's masks kept 1.5 mm inside the boxed vertebra: "
+                                                    "solid_bags_inside on the default recipe's voxel bags"),
+    "weak_bbox_dark": replace(_VOXEL_INSIDE, dark_lesions=100.0,
+                              note="weak_bbox_inside + dark lesions: solid_bags_dark on the default recipe's voxel "
+                                   "bags"),
     "flywheel_solid_inside_r1": replace(_SOLID_ROUND, ignore_unsure=0.4,
                                         note="flywheel_solid_unsure_r1 with its round labels kept inside the boxed "
                                              "vertebra, 1.5 mm under its surface"),
