@@ -288,13 +288,14 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
             predictions = ws.predictions(arm.predictions_of, seed)
             if not predictions.is_dir():
                 predictions = ws.train_and_predict(arm.predictions_of, ARMS[arm.predictions_of], seed)
+        from nnunet_fracture.inference.label_options import LabelOptions
+
         pseudo_out = ws.root / "pseudo_masks" / f"{arm_name}_seed{seed}"
-        scores = score_predictions(predictions, test, test_phantom, rule, pseudo_out, arm.refine, arm.inside_vertebra,
-                                   arm.dark_lesions or 0.0)
+        options = LabelOptions(inside_vertebra=arm.inside_vertebra, dark_lesions=arm.dark_lesions or 0.0)
+        scores = score_predictions(predictions, test, test_phantom, rule, pseudo_out, arm.refine, options)
         if rule is not None and arm.refine not in (None, "none"):  # the same model's masks before refinement
             plain = score_predictions(predictions, test, test_phantom, rule, pseudo_out.with_name(
-                pseudo_out.name + "_unrefined"), inside_vertebra=arm.inside_vertebra,
-                dark_lesions=arm.dark_lesions or 0.0)
+                pseudo_out.name + "_unrefined"), options=options)
             scores["before_refinement"] = {k: plain[k] for k in ("in_box_dice", "in_box_precision", "in_box_recall")}
         previous = ws.predictions(arm_name, seed, PREVIOUS_ROUND)
         if (arm.self_training_rounds or 0) > 1 and previous.is_dir():  # predicted by this run (train_and_predict)

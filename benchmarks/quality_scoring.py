@@ -48,9 +48,9 @@ def cases(raw: Path, phantom: Path) -> Iterator[tuple[str, np.ndarray, list[Kind
 
 
 def score_predictions(predictions: Path, test_raw: Path, test_phantom: Path, pseudo_rule: Optional[str],
-                      pseudo_out: Path, refine: Optional[str] = None,
-                      inside_vertebra: Optional[float] = None, dark_lesions: float = 0.0) -> dict:
-    """An arm's numbers from its test predictions (and its pseudo-masks inside the boxes, for weak arms)."""
+                      pseudo_out: Path, refine: Optional[str] = None, options=None) -> dict:
+    """An arm's numbers from its test predictions (and its pseudo-masks inside the boxes, for weak arms, drawn with
+    the :class:`~nnunet_fracture.inference.label_options.LabelOptions` ``options``; ``None``: the defaults)."""
     from nnunet_fracture.inference.label_options import LabelOptions
     from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
     from nnunet_fracture.io.probability_files import load_fracture_probability
@@ -58,7 +58,7 @@ def score_predictions(predictions: Path, test_raw: Path, test_phantom: Path, pse
     if pseudo_rule is not None:
         write_pseudo_masks([predictions], test_raw, pseudo_out, rule=pseudo_rule, overwrite=True,
                            refine=refine or "none",
-                           options=LabelOptions(inside_vertebra=inside_vertebra, dark_lesions=dark_lesions))
+                           options=options or LabelOptions())
     score = BenchScore()
     for case, gt, boxes in cases(test_raw, test_phantom):
         probability = load_fracture_probability(predictions / f"{case}.npz", case, gt.shape)
