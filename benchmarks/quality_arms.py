@@ -220,8 +220,12 @@ ARMS: dict[str, Arm] = {
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
     "focal_tversky": Arm("nnUNetTrainerFocalTversky", note="Focal Tversky + focal loss"),
-    "adversarial": Arm("nnUNetTrainerAdversarial", note="nnU-Net's Dice + CE + 0.1 x a conditional PatchGAN's loss "
-                                                         "(pix2pix)"),
+    # spelled out, not left to the trainer's defaults, so that a change of default cannot reuse a cached run
+    "adversarial": Arm("nnUNetTrainerAdversarial", settings="lambda_adversarial=0.01 adversarial_start=0.5",
+                       note="nnU-Net's Dice + CE, + 0.01 x a conditional PatchGAN's loss (pix2pix) from half-way"),
+    # the trainer's first defaults (until 2026-12-07): collapsed on seed 0
+    "adversarial_undelayed": Arm("nnUNetTrainerAdversarial", settings="lambda_adversarial=0.1 adversarial_start=0",
+                                 note="nnU-Net's Dice + CE + 0.1 x the PatchGAN's loss from the first step"),
     "attention": Arm("nnUNetTrainerAttentionUNet", note="attention gates on every skip"),
     "slice_lstm": Arm("nnUNetTrainerSliceLSTM", note="2.5D: 2D encoder per slice + ConvLSTM"),
     "cls_head": Arm("nnUNetTrainerClsHead", note="classification head, P_class x P_seg"),
@@ -234,7 +238,8 @@ ARMS: dict[str, Arm] = {
 ARM_SETS: dict[str, tuple[str, ...]] = {
     "core": ("full_mask", "box_fill", "hu_threshold", "weak_bbox"),
     "weak_vs_full": ("full_mask", "weak_bbox", "box_fill"),
-    "loss_quality": ("full_mask", "polydice_mcd", "focal_tversky", "full_mask_present", "adversarial"),
+    "loss_quality": ("full_mask", "polydice_mcd", "focal_tversky", "full_mask_present", "adversarial",
+                     "adversarial_undelayed"),
     "networks": ("full_mask", "attention", "slice_lstm", "cls_head"),
     "vae_prior": ("mean_bags", "vae_channel"),
     # the ablation of the weak-box recipe, one ingredient per row (README)

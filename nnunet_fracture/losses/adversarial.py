@@ -94,13 +94,32 @@ def one_hot_with_ignore(target: torch.Tensor, num_classes: int,
     return one_hot, known.unsqueeze(1).float()
 
 
+def delayed_weight(weight: float, epoch: int, num_epochs: int, start: float) -> float:
+    """The adversarial weight of ``epoch``: 0 before epoch ``ceil(start x num_epochs)``, ``weight`` from it on.
+
+    An untrained segmenter's softmax is told from the one-hot truth at once; a discriminator that wins from the
+    first step pushes the segmenter towards confident background everywhere, which on mostly empty patches looks
+    like the truth (the quality bench's undelayed run predicted nothing in any of its 120 epochs). Luc et al. (2016)
+    start their PASCAL VOC runs from a trained segmentation network; ``start`` is that pre-training, as a share of
+    the schedule.
+
+    Raises:
+        ValueError: for ``weight < 0``, ``epoch < 0``, ``num_epochs < 1`` or ``start`` outside [0, 1].
+    """
+    if weight < 0 or epoch < 0 or num_epochs < 1 or not 0 <= start <= 1:
+        raise ValueError(f"need weight >= 0, epoch >= 0, num_epochs >= 1 and 0 <= start <= 1; got weight={weight!r}, "
+                         f"epoch={epoch!r}, num_epochs={num_epochs!r}, start={start!r}")
+    return float(weight) if epoch >= math.ceil(start * num_epochs) else 0.0
+
+
 class AdversarialSegmentationLoss(nn.Module):
     """``task_loss(output, target) + weight x GANLoss(D(image, softmax(output)), real)`` (module docstring).
 
     Args:
         task_loss: nnU-Net's loss (or any ``loss(output, target)``), deep-supervised or not.
         discriminator: D, taking ``image channels + classes`` channels.
-        weight: lambda of the adversarial term, >= 0 (0: the task loss alone).
+        weight: lambda of the adversarial term, >= 0 (0: the task loss alone); a trainer may change ``.weight``
+            between epochs (:func:`delayed_weight`).
         ignore_label: nnU-Net's ignore label, or ``None``.
         mode: :data:`GAN_MODES`.
 

@@ -5,11 +5,13 @@
 A PatchGAN discriminator D (:func:`~nnunet_fracture.training.discriminator.build_discriminator`) sees the CT patch
 stacked with a segmentation - the one-hot truth (real) or the network's softmax (fake) - and the network learns
 to fool it, weighted ``lambda_adversarial``, on top of nnU-Net's own deep-supervised loss
-(:mod:`nnunet_fracture.losses.adversarial`). Each of nnU-Net's training steps is followed by one update of D
+(:mod:`nnunet_fracture.losses.adversarial`), from epoch ``adversarial_start`` x ``num_epochs`` on: before it the
+segmentation learns alone and D is not trained (:func:`~nnunet_fracture.losses.adversarial.delayed_weight`). Each of nnU-Net's training steps is followed by one update of D
 with Adam at ``discriminator_lr``; D's weights and optimiser travel in nnU-Net's checkpoints, so ``--c``
 continues both. Validation and prediction are nnU-Net's: D is not part of the network.
 
-Settings (``NNUNET_FRACTURE_SETTINGS``): ``lambda_adversarial`` (0.1; 0 trains the stock loss),
+Settings (``NNUNET_FRACTURE_SETTINGS``): ``lambda_adversarial`` (0.01, pix2pix's 1 : 100 against its L1 term; 0
+trains the stock loss), ``adversarial_start`` (0.5: the share of the epochs trained without the term),
 ``gan_mode`` (``vanilla`` as pix2pix, or ``lsgan``), ``discriminator_lr`` (2e-4), ``discriminator_features`` (32:
 channels of D's first stage, doubled per stage) and ``discriminator_stages`` (3). Label training only (not
 regions); one process (D is not synchronised across DDP ranks).
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnunet_fracture.losses.adversarial import GAN_MODES, AdversarialSegmentationLoss
+from nnunet_fracture.losses.adversarial import GAN_MODES, AdversarialSegmentationLoss, delayed_weight
 from nnunet_fracture.trainers.base import nnUNetTrainerFracture
 from nnunet_fracture.training.discriminator import DiscriminatorUpdates, build_discriminator
 from nnunet_fracture.training.loss_inputs import loss_called_with
@@ -27,14 +29,15 @@ from nnunet_fracture.training.loss_inputs import loss_called_with
 class nnUNetTrainerAdversarial(nnUNetTrainerFracture):
     """nnU-Net's loss + ``lambda_adversarial`` x a conditional PatchGAN's (see the module docstring)."""
 
-    settings = ("lambda_adversarial", "gan_mode", "discriminator_lr", "discriminator_features",
+    settings = ("lambda_adversarial", "adversarial_start", "gan_mode", "discriminator_lr", "discriminator_features",
                 "discriminator_stages")
-    lambda_adversarial = 0.1
+    lambda_adversarial = 0.01
+    adversarial_start = 0.5
     gan_mode = "vanilla"
     discriminator_lr = 2e-4
     discriminator_features = 32
     discriminator_stages = 3
-    setting_ranges = {"lambda_adversarial": (0.0, None), "discriminator_lr": (1e-12, None),
+    setting_ranges = {"lambda_adversarial": (0.0, None), "adversarial_start": (0.0, 1.0), "discriminator_lr": (1e-12, None),
                       "discriminator_features": (1, None), "discriminator_stages": (1, None)}
     setting_choices = {"gan_mode": GAN_MODES}
 
@@ -48,10 +51,20 @@ class nnUNetTrainerAdversarial(nnUNetTrainerFracture):
         discriminator = build_discriminator(self.num_input_channels, self.label_manager.num_segmentation_heads,
                                             len(self.configuration_manager.patch_size), self.discriminator_features,
                                             self.discriminator_stages).to(self.device)
-        loss = AdversarialSegmentationLoss(super()._build_loss(), discriminator, self.lambda_adversarial,
+        loss = AdversarialSegmentationLoss(super()._build_loss(), discriminator, self._adversarial_weight(),
                                            self.label_manager.ignore_label, self.gan_mode)
         self.discriminator_updates = DiscriminatorUpdates(loss, self.discriminator_lr, self.device)
         return loss
+
+    def _adversarial_weight(self) -> float:
+        return delayed_weight(self.lambda_adversarial, self.current_epoch, self.num_epochs, self.adversarial_start)
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        weight = self._adversarial_weight()
+        if weight != self.loss.weight or self.current_epoch == 0:
+            self.print_to_log_file(f"adversarial weight from this epoch on: {weight:g}")
+        self.loss.weight = weight
 
     def train_step(self, batch: dict) -> dict:
         with loss_called_with(self, {"image": batch["data"]}):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from nnunet_fracture.losses.adversarial import (AdversarialSegmentationLoss, GANLoss, one_hot_with_ignore,
-                                                segmentation_pair)
+from nnunet_fracture.losses.adversarial import (AdversarialSegmentationLoss, GANLoss, delayed_weight,
+                                                one_hot_with_ignore, segmentation_pair)
 
 
 def test_gan_loss_by_hand():
@@ -93,3 +93,13 @@ def test_validation_and_weight_0_give_the_task_loss_alone():
     for bad in (-1.0, math.nan, True):
         with pytest.raises(ValueError, match="weight must be a finite number >= 0"):
             AdversarialSegmentationLoss(constant_task, SumOfChannels(), weight=bad)
+
+
+def test_the_delayed_weight_switches_on_at_the_start_share_of_the_epochs():
+    assert [delayed_weight(0.01, e, 120, 0.5) for e in (0, 59, 60, 119)] == [0.0, 0.0, 0.01, 0.01]
+    assert [delayed_weight(0.2, e, 5, 0.5) for e in (2, 3)] == [0.0, 0.2]  # epoch ceil(2.5) = 3
+    assert delayed_weight(0.2, 0, 5, 0.0) == 0.2  # no delay
+    assert max(delayed_weight(0.2, e, 5, 1.0) for e in range(5)) == 0.0  # never on
+    for bad in ((-0.1, 0, 5, 0.5), (0.1, -1, 5, 0.5), (0.1, 0, 0, 0.5), (0.1, 0, 5, 1.5)):
+        with pytest.raises(ValueError, match="need weight >= 0"):
+            delayed_weight(*bad)
