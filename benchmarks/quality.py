@@ -254,7 +254,8 @@ class Workspace:
                                            ignore_unsure=arm.ignore_unsure or 0.0,
                                            inside_vertebra=arm.inside_vertebra, ignore_faint=arm.ignore_faint or 0.0,
                                            dark_lesions=arm.dark_lesions or 0.0,
-                                           ignore_dark_margin=arm.ignore_dark_margin or 0),
+                                           ignore_dark_margin=arm.ignore_dark_margin or 0,
+                                           dark_grow=arm.dark_grow or 0.0),
                       disable_tta=not r.tta)
         with scoped_environ({**self.env, "NNUNET_FRACTURE_SETTINGS": r.schedule()}):
             # the round IDs belong to the seed, not the recipe: another recipe's datasets there are replaced
@@ -291,7 +292,8 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
         from nnunet_fracture.inference.label_options import LabelOptions
 
         pseudo_out = ws.root / "pseudo_masks" / f"{arm_name}_seed{seed}"
-        options = LabelOptions(inside_vertebra=arm.inside_vertebra, dark_lesions=arm.dark_lesions or 0.0)
+        options = LabelOptions(inside_vertebra=arm.inside_vertebra, dark_lesions=arm.dark_lesions or 0.0,
+                               dark_grow=arm.dark_grow or 0.0)
         scores = score_predictions(predictions, test, test_phantom, rule, pseudo_out, arm.refine, options)
         if rule is not None and arm.refine not in (None, "none"):  # the same model's masks before refinement
             plain = score_predictions(predictions, test, test_phantom, rule, pseudo_out.with_name(

@@ -15,7 +15,7 @@ from typing import Optional
 
 
 _ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "ignore_ring", "ignore_unsure", "predictions_of",
-                "inside_vertebra", "ignore_faint", "strong_trainer", "dark_lesions", "ignore_dark_margin")
+                "inside_vertebra", "ignore_faint", "strong_trainer", "dark_lesions", "ignore_dark_margin", "dark_grow")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Arm:
     strong_trainer: Optional[str] = None  # the self-training rounds' trainer (None: quality.STRONG_TRAINER)
     dark_lesions: Optional[float] = None  # pseudo-masks --dark-lesions HU (weak and self-training arms)
     ignore_dark_margin: Optional[int] = None  # the self-training rounds' --ignore-dark-margin VOXELS
+    dark_grow: Optional[float] = None  # pseudo-masks --dark-grow HU (with dark_lesions)
 
 
 _PRIORS_OFF = "lambda_outside=0 lambda_mil=0 lambda_contrast=0"  # the box priors replace L1-L3
@@ -66,7 +67,7 @@ _VOXEL_INSIDE = replace(_SOLID_INSIDE, settings=DEFAULT_RECIPE, predictions_of="
 #: the fields that only shape a self-training round's labels and training: the weak model under an arm is the same
 #: without them (its predictions are shared)
 ROUND_ONLY_FIELDS = ("ignore_ring", "ignore_unsure", "inside_vertebra", "ignore_faint", "strong_trainer",
-                     "dark_lesions", "ignore_dark_margin")
+                     "dark_lesions", "ignore_dark_margin", "dark_grow")
 
 ARMS: dict[str, Arm] = {
     "full_mask": Arm("nnUNetTrainerFracture", note="stock-equivalent Dice + CE on the true masks: the ceiling"),
@@ -185,6 +186,9 @@ ARMS: dict[str, Arm] = {
     "solid_bags_dark": replace(_SOLID_INSIDE, dark_lesions=100.0,
                                note="solid_bags_inside + dark lesions: a box whose P prefers the darker half of its "
                                     "bone gets the bone 100 HU below its median as its mask"),
+    "solid_bags_dark_grown": replace(_SOLID_INSIDE, dark_lesions=100.0, dark_grow=75.0,
+                                     note="solid_bags_dark with each dark mask grown through its bone 75 HU below "
+                                          "the median (hysteresis)"),
     "weak_bbox_inside": replace(_VOXEL_INSIDE, note="weak_bbox_refined's masks kept 1.5 mm inside the boxed vertebra: "
                                                     "solid_bags_inside on the default recipe's voxel bags"),
     "weak_bbox_dark": replace(_VOXEL_INSIDE, dark_lesions=100.0,
@@ -249,6 +253,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "flywheel_size_r1", "plus_border_affinity", "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1",
                     "flywheel_unsure_r1", "flywheel_unsure", "plus_smoothness", "plus_solid_bags", "solid_bags_otsu",
                     "solid_bags_refined", "flywheel_solid_unsure_r1", "solid_bags_inside", "solid_bags_dark",
+                    "solid_bags_dark_grown",
                     "weak_bbox_inside", "weak_bbox_dark",
                     "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
                     "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present", "flywheel_dark_present_r1",
@@ -277,6 +282,7 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
     ("solid_bags_refined", "plus_solid_bags", "+ random-walker refinement"),
     ("solid_bags_inside", "solid_bags_refined", "+ masks kept 1.5 mm inside the boxed vertebra"),
     ("solid_bags_dark", "solid_bags_inside", "+ dark lesions (clefts: the bone 100 HU below its median)"),
+    ("solid_bags_dark_grown", "solid_bags_dark", "+ dark masks grown to the bone 75 HU below the median"),
     ("flywheel_dark_present_r1", "solid_bags_dark", "+ self-training round 1 (faint boxes ignored, PresentDice)"),
     ("flywheel_dark_present", "flywheel_dark_present_r1", "+ self-training round 2"),
     ("full_mask", None, "ceiling: the true masks"),

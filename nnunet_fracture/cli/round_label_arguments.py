@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # the CLI imports the inference modules only when a verb runs
 
 def add_round_label_arguments(p: argparse.ArgumentParser, ignore_when: str = "") -> None:
     """Add ``--ignore-ring``, ``--ignore-unsure-boxes``, ``--ignore-faint-boxes``, ``--inside-vertebra`` and
-    ``--dark-lesions`` and ``--ignore-dark-margin`` to ``p``.
+    ``--dark-lesions``, ``--dark-grow`` and ``--ignore-dark-margin`` to ``p``.
 
     Args:
         ignore_when: prefix of the ignore options' help, e.g. ``"with --export-dataset: "``.
@@ -35,6 +35,10 @@ def add_round_label_arguments(p: argparse.ArgumentParser, ignore_when: str = "")
                    help="with --inside-vertebra: a box whose P is higher on the darker half of its bone (a cleft, "
                         "not a sclerotic band) gets as mask the bone more than HU below the bone's median HU "
                         "(default 0: off), e.g. 100")
+    p.add_argument("--dark-grow", type=float, default=0.0, metavar="HU",
+                   help="with --dark-lesions: each dark mask also takes the bone more than HU below the median that "
+                        "touches it (hysteresis: a blurred cleft's flanks, not isolated noise; default 0: the core "
+                        "only), e.g. 75")
     p.add_argument("--ignore-dark-margin", type=int, default=0, metavar="VOXELS",
                    help=f"{ignore_when}with --dark-lesions: the VOXELS voxels around each dark lesion's mask, in its "
                         "box, are 'ignore' - a cleft's edges and its course through the cortex are neither dark "
@@ -48,4 +52,5 @@ def label_options(args: argparse.Namespace, ignore_band: Optional[tuple[float, f
 
     return LabelOptions(ignore_band=ignore_band, ignore_ring=args.ignore_ring, ignore_unsure=args.ignore_unsure_boxes,
                         ignore_faint=args.ignore_faint_boxes, inside_vertebra=args.inside_vertebra,
-                        dark_lesions=args.dark_lesions, ignore_dark_margin=args.ignore_dark_margin)
+                        dark_lesions=args.dark_lesions, ignore_dark_margin=args.ignore_dark_margin,
+                        dark_grow=args.dark_grow)

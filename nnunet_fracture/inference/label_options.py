@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from nnunet_fracture.inference.lesion_polarity import check_below_hu
+from nnunet_fracture.inference.lesion_polarity import check_below_hu, check_grow_hu
 from nnunet_fracture.inference.round_labels import check_dark_margin, check_faint_hu, check_unsure_share
 from nnunet_fracture.inference.vertebra_interior import check_shell_mm
 
@@ -27,6 +27,8 @@ class LabelOptions:
         inside_vertebra: masks keep only voxels this many mm inside the vertebra each box names (``None``: off).
         dark_lesions: with ``inside_vertebra``: a box whose P prefers the darker part of its bone gets the bone
             more than this many HU below its median as its mask (0: off).
+        dark_grow: with ``dark_lesions``: each dark mask grows through its bone more than this many HU below the
+            median (0: the core only).
         ignore_dark_margin: with ``dark_lesions``: the voxels within this many voxels around a dark lesion's mask,
             in its box, are 'ignore'.
 
@@ -41,6 +43,7 @@ class LabelOptions:
     inside_vertebra: Optional[float] = None
     dark_lesions: float = 0.0
     ignore_dark_margin: int = 0
+    dark_grow: float = 0.0
 
     def __post_init__(self) -> None:
         if self.ignore_band is not None:
@@ -57,6 +60,7 @@ class LabelOptions:
             object.__setattr__(self, "inside_vertebra", check_shell_mm(self.inside_vertebra))
         object.__setattr__(self, "dark_lesions", check_below_hu(self.dark_lesions))
         object.__setattr__(self, "ignore_dark_margin", check_dark_margin(self.ignore_dark_margin))
+        object.__setattr__(self, "dark_grow", check_grow_hu(self.dark_grow, self.dark_lesions))
         if self.dark_lesions and self.inside_vertebra is None:
             raise ValueError("--dark-lesions compares each box's bone only, which the vertebra maps delimit (outside "
                              "them a box holds disc and soft tissue, darker than bone). Fix: add --inside-vertebra "
@@ -86,7 +90,8 @@ class LabelOptions:
         written before an option existed still match a resumed run that leaves it out)."""
         optional = {"ignore_ring": self.ignore_ring, "ignore_unsure": self.ignore_unsure,
                     "inside_vertebra": self.inside_vertebra, "ignore_faint": self.ignore_faint,
-                    "dark_lesions": self.dark_lesions, "ignore_dark_margin": self.ignore_dark_margin}
+                    "dark_lesions": self.dark_lesions, "ignore_dark_margin": self.ignore_dark_margin,
+                    "dark_grow": self.dark_grow}
         return {"ignore_band": list(self.ignore_band) if self.ignore_band else None,
                 **{k: v for k, v in optional.items() if v is not None and (v or k == "inside_vertebra")}}
 

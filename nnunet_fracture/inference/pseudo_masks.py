@@ -94,7 +94,7 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
                      rule: Rule, refinement: Refinement = Refinement("none"), ct_hu: Optional[np.ndarray] = None,
                      spacing: Optional[tuple[float, ...]] = None,
                      vertebrae: Optional[CaseVertebrae] = None,
-                     dark_lesions: float = 0.0) -> tuple[np.ndarray, list[dict]]:
+                     dark_lesions: float = 0.0, dark_grow: float = 0.0) -> tuple[np.ndarray, list[dict]]:
     """Pseudo-mask of one case (uint8 0/1, zero outside every box) and one table row per box.
 
     Args:
@@ -109,6 +109,7 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
         vertebrae: the case's vertebra map: each box's mask is clipped to its vertebra's interior (``None``: not).
         dark_lesions: HU; > 0: a box whose P prefers the dark part of its bone gets the bone this far below its
             median HU as its mask (module docstring; needs ``ct_hu`` and ``vertebrae``). 0: off.
+        dark_grow: HU; > 0: each dark mask grows through its bone more than this far below the median (0: not).
     """
     if refinement.method != "none" and ct_hu is None:
         raise ValueError(f"case {case}: refinement {refinement.method!r} needs the CT")
@@ -124,7 +125,7 @@ def case_pseudo_mask(case: str, probability: np.ndarray, uncertainty: np.ndarray
         polarity = "" if not dark_lesions else (
             "dark" if box_polarity(ct_hu[region], p, allowed).dark else "bright")
         if polarity == "dark":  # the lesion's mask replaces the rule's: nothing to refine
-            keep, outside = dark_lesion_mask(ct_hu[region], allowed, dark_lesions), 0
+            keep, outside = dark_lesion_mask(ct_hu[region], allowed, dark_lesions, dark_grow), 0
             outcome = "none" if refinement.method == "none" else "dark_lesion"
         else:
             refined = refine_box(ct_hu, probability, region, selection.keep, refinement, spacing)
@@ -175,7 +176,7 @@ def _provenance(folders: Sequence[PredictionFolder], source: SourceDataset, rule
         "inside_vertebra": None if options.inside_vertebra is None else {
             "shell_mm": options.inside_vertebra, "voxels_removed": sum(r["outside_vertebra"] for r in rows)},
         "dark_lesions": None if not options.dark_lesions else {
-            "below_hu": options.dark_lesions,
+            "below_hu": options.dark_lesions, "grow_hu": options.dark_grow,
             "dark_boxes": [{"case": r["case"], "box_id": r["box_id"]} for r in rows if r["polarity"] == "dark"]},
         "ignore_band": list(options.ignore_band) if options.ignore_band is not None else None,
         "ignore_ring": options.ignore_ring,
@@ -272,7 +273,7 @@ def write_pseudo_masks(predictions: Sequence[Path | str], dataset: str | int | P
             vertebrae = None if shell_mm is None else CaseVertebrae(
                 read_vertebra_map(source, case, grid), spacing, shell_mm)
             mask, case_rows = case_pseudo_mask(case, probability, uncertainty, boxes, selection_rule, refinement,
-                                               ct_hu, spacing, vertebrae, options.dark_lesions)
+                                               ct_hu, spacing, vertebrae, options.dark_lesions, options.dark_grow)
             rows.extend(case_rows)
             mask_image = array_to_image(mask, grid)
             _write(mask_image, tmp / "masks" / f"{case}{OUTPUT_FILE_ENDING}")

@@ -29,9 +29,9 @@ def test_the_record_keeps_the_band_and_only_the_options_set():
     assert LabelOptions(ignore_band=(0.2, 0.5), inside_vertebra=0.0).recorded() == {
         "ignore_band": [0.2, 0.5], "inside_vertebra": 0.0}  # 0 mm clips to the vertebra: set, so recorded
     assert LabelOptions(ignore_ring=2, ignore_unsure=0.4, inside_vertebra=1.5, ignore_faint=100.0, dark_lesions=100.0,
-                        ignore_dark_margin=1).recorded() == {
+                        ignore_dark_margin=1, dark_grow=75).recorded() == {
         "ignore_band": None, "ignore_ring": 2, "ignore_unsure": 0.4, "inside_vertebra": 1.5, "ignore_faint": 100.0,
-        "dark_lesions": 100.0, "ignore_dark_margin": 1}
+        "dark_lesions": 100.0, "ignore_dark_margin": 1, "dark_grow": 75.0}
 
 
 @pytest.mark.parametrize("option", ["ignore_band", "ignore_ring", "ignore_unsure", "ignore_faint"])
@@ -62,6 +62,8 @@ def test_the_dark_margin_needs_an_export_too():
     ({"dark_lesions": 100.0}, "--dark-lesions compares each box's bone only.*Fix: add --inside-vertebra"),
     ({"inside_vertebra": 0.0, "ignore_dark_margin": 1}, "--ignore-dark-margin widens.*Fix: add --dark-lesions"),
     ({"inside_vertebra": 0.0, "dark_lesions": 100.0, "ignore_dark_margin": -1}, "--ignore-dark-margin"),
+    ({"inside_vertebra": 0.0, "dark_grow": 75.0}, "--dark-grow grows the dark lesions.*Fix: add --dark-lesions"),
+    ({"inside_vertebra": 0.0, "dark_lesions": 100.0, "dark_grow": 120.0}, "--dark-grow 120 must be less than"),
 ])
 def test_bad_options_are_refused_with_the_fix(options, message):
     with pytest.raises(ValueError, match=message):

@@ -52,7 +52,7 @@ def test_the_cleft_box_gets_its_dark_voxels_and_the_band_box_its_rule_mask(spine
     assert [table[("c", b)]["polarity"] for b in (1, 2)] == ["dark", "bright"]
     assert float(table[("c", 1)]["mask_contrast_hu"]) == -300.0 and int(table[("c", 1)]["voxels_kept"]) == 20
     assert float(table[("c", 1)]["mask_confidence"]) == pytest.approx(0.6)
-    assert prov["dark_lesions"] == {"below_hu": 100.0, "dark_boxes": [{"case": "c", "box_id": 1}]}
+    assert prov["dark_lesions"] == {"below_hu": 100.0, "grow_hu": 0.0, "dark_boxes": [{"case": "c", "box_id": 1}]}
 
 
 def test_a_dark_box_is_not_refined_its_lesion_is_its_mask(spine, weak, tmp_path, monkeypatch):
@@ -87,13 +87,30 @@ def test_the_exported_labels_leave_the_margin_of_the_dark_lesion_unlabelled(spin
     assert np.array_equal(labels, expected) and prov["ignore_dark_margin"] == 1
 
 
+def test_dark_grow_adds_the_less_dark_bone_touching_the_lesion(nnunet_env, weak, tmp_path):
+    # as `spine`, but a quarter of the column next to the cleft (i = 1, k = 0) is 210 HU: the cleft box's bone is
+    # 20 voxels of 0, 5 of 210 and 35 of 300 HU, median 300; the core (< 200) is i = 0, and --dark-grow 75 (< 225)
+    # adds the 210 HU voxels, which touch it
+    ct = np.full(SHAPE, 300, np.int16)
+    ct[..., 0], ct[..., 5], ct[0, :, 1] = 0, 700, 210
+    case = CaseRecord("c", on_grid(ct), [CLEFT, BAND], None, on_grid(np.full(SHAPE, 20, np.uint8)), "c.nii.gz")
+    write_raw_dataset([case], 509, "CleftFlank", raw_root=nnunet_env["nnUNet_raw"])
+    for grow, out in ((0, "core"), (75, "grown")):
+        main(["pseudo-masks", str(weak), "--dataset", "509", "--out", str(tmp_path / out), "--refine", "none",
+              "--inside-vertebra", "0", "--dark-lesions", "100", "--dark-grow", str(grow)])
+    assert np.array_equal(read(tmp_path / "core" / "masks" / "c.nii.gz"), along_i(0, 5))
+    expected = along_i(0, 5)
+    expected[0, :, 1] = 1
+    assert np.array_equal(read(tmp_path / "grown" / "masks" / "c.nii.gz"), expected)
+
+
 def test_off_by_default(spine, weak, tmp_path):
     prov = write_pseudo_masks([weak], spine, tmp_path / "out", options=LabelOptions(inside_vertebra=0.0))
     assert np.array_equal(read(tmp_path / "out" / "masks" / "c.nii.gz"), along_i(0, 1, 5))
     assert prov["dark_lesions"] is None and {r["polarity"] for r in rows(tmp_path / "out").values()} == {""}
 
 
-def test_cli_and_its_errors(spine, weak, tmp_path):
+def test_cli_and_its_errors(spine, weak, tmp_path, capsys):
     main(["pseudo-masks", str(weak), "--dataset", "506", "--out", str(tmp_path / "out"), "--refine", "none",
           "--inside-vertebra", "0", "--dark-lesions", "100"])
     assert np.array_equal(read(tmp_path / "out" / "masks" / "c.nii.gz"), along_i(0, 5))
@@ -103,6 +120,9 @@ def test_cli_and_its_errors(spine, weak, tmp_path):
         write_pseudo_masks([weak], spine, tmp_path / "other",
                            export_dataset=508, export_name="Other",
                            options=LabelOptions(inside_vertebra=0.0, ignore_dark_margin=1))
+    assert main(["pseudo-masks", str(weak), "--dataset", "506", "--out", str(tmp_path / "other"), "--inside-vertebra",
+                 "0", "--dark-lesions", "100", "--dark-grow", "150"]) == 1
+    assert "error: --dark-grow 150 must be less than --dark-lesions 100" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--dark-lesions must be a HU difference"):
         write_pseudo_masks([weak], spine, tmp_path / "other",
                            options=LabelOptions(inside_vertebra=0.0, dark_lesions=-5))
