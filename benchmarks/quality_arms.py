@@ -220,6 +220,10 @@ ARMS: dict[str, Arm] = {
                                        note="flywheel_dark_present_r1 with the 2 voxels around each dark lesion's mask "
                                             "'ignore' (--ignore-dark-margin 2): its edges and its course through the "
                                             "cortex are no longer taught as background"),
+    "flywheel_dark_grown_r1": replace(_PRESENT_ROUND, dark_lesions=100.0, dark_grow=75.0,
+                                      note="flywheel_dark_present_r1 with each dark lesion's mask grown through its "
+                                           "bone 75 HU below the median (--dark-grow 75, solid_bags_dark_grown's "
+                                           "masks)"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -257,7 +261,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "weak_bbox_inside", "weak_bbox_dark",
                     "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
                     "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present", "flywheel_dark_present_r1",
-                    "flywheel_dark_present", "flywheel_dark_margin_r1"),
+                    "flywheel_dark_present", "flywheel_dark_margin_r1", "flywheel_dark_grown_r1"),
     "all": tuple(ARMS),
 }
 
@@ -284,6 +288,7 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
     ("solid_bags_dark", "solid_bags_inside", "+ dark lesions (clefts: the bone 100 HU below its median)"),
     ("solid_bags_dark_grown", "solid_bags_dark", "+ dark masks grown to the bone 75 HU below the median"),
     ("flywheel_dark_present_r1", "solid_bags_dark", "+ self-training round 1 (faint boxes ignored, PresentDice)"),
+    ("flywheel_dark_grown_r1", "flywheel_dark_present_r1", "round 1 on the grown dark masks"),
     ("flywheel_dark_present", "flywheel_dark_present_r1", "+ self-training round 2"),
     ("full_mask", None, "ceiling: the true masks"),
 )
