@@ -2,8 +2,8 @@
 
 Input: one or more ``nnUNetv2_predict --save_probabilities`` output folders (one per fold, or one; fusion and
 uncertainty in :mod:`~nnunet_fracture.inference.prediction_folders`) and the raw dataset they were predicted from
-(:mod:`~nnunet_fracture.dataset_conversion.source_dataset`; its ``boxes.json`` and ``imagesTr``). The cases processed are
-those the folders hold - the whole dataset or a subset, e.g. held-out cases - and every folder must hold the same
+(:mod:`~nnunet_fracture.dataset_conversion.source_dataset`; its ``boxes.json`` and ``imagesTr``). The cases processed
+are those the folders hold - the whole dataset or a subset, e.g. held-out cases - and every folder must hold the same
 ones; a case that ``boxes.json`` does not list is an error.
 
 **Rules** (``fixed``, ``otsu``, ``fraction``; :mod:`~nnunet_fracture.inference.selection_rules`) turn the fused

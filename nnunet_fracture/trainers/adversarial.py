@@ -6,9 +6,10 @@ A PatchGAN discriminator D (:func:`~nnunet_fracture.training.discriminator.build
 stacked with a segmentation - the one-hot truth (real) or the network's softmax (fake) - and the network learns
 to fool it, weighted ``lambda_adversarial``, on top of nnU-Net's own deep-supervised loss
 (:mod:`nnunet_fracture.losses.adversarial`), from epoch ``adversarial_start`` x ``num_epochs`` on: before it the
-segmentation learns alone and D is not trained (:func:`~nnunet_fracture.losses.adversarial.delayed_weight`). Each of nnU-Net's training steps is followed by one update of D
-with Adam at ``discriminator_lr``; D's weights and optimiser travel in nnU-Net's checkpoints, so ``--c``
-continues both. Validation and prediction are nnU-Net's: D is not part of the network.
+segmentation learns alone and D is not trained (:func:`~nnunet_fracture.losses.adversarial.delayed_weight`). Each
+of nnU-Net's training steps is then followed by one update of D with Adam at ``discriminator_lr``; D's weights and
+optimiser travel in nnU-Net's checkpoints, so ``--c`` continues both. Validation and prediction are nnU-Net's: D
+is not part of the network.
 
 Settings (``NNUNET_FRACTURE_SETTINGS``): ``lambda_adversarial`` (0.01, pix2pix's 1 : 100 against its L1 term; 0
 trains the stock loss), ``adversarial_start`` (0.5: the share of the epochs trained without the term),
@@ -37,8 +38,9 @@ class nnUNetTrainerAdversarial(nnUNetTrainerFracture):
     discriminator_lr = 2e-4
     discriminator_features = 32
     discriminator_stages = 3
-    setting_ranges = {"lambda_adversarial": (0.0, None), "adversarial_start": (0.0, 1.0), "discriminator_lr": (1e-12, None),
-                      "discriminator_features": (1, None), "discriminator_stages": (1, None)}
+    setting_ranges = {"lambda_adversarial": (0.0, None), "adversarial_start": (0.0, 1.0),
+                      "discriminator_lr": (1e-12, None), "discriminator_features": (1, None),
+                      "discriminator_stages": (1, None)}
     setting_choices = {"gan_mode": GAN_MODES}
 
     def _build_loss(self):
