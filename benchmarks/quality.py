@@ -105,7 +105,20 @@ class Workspace:
         if not (out / "phantom.json").is_file():
             write_phantom(out, n_cases=cases, seed=seed, spacing=self.regime.spacing, contrast=self.regime.contrast,
                           overwrite=True)
+        self.check_phantom(out)
         return out
+
+    def check_phantom(self, folder: Path) -> None:
+        """Refuse a workspace whose phantom another phantom version, spacing or contrast wrote: its datasets and
+        models were built from it, while the results would be cached under today's version."""
+        found = json.loads((folder / "phantom.json").read_text(encoding="utf-8"))
+        want = {"version": _phantom_version(), "spacing": list(self.regime.spacing), "contrast": self.regime.contrast}
+        have = {"version": found.get("version"), "spacing": found.get("spacing"),
+                "contrast": found.get("settings", {}).get("contrast")}
+        if have != want:
+            raise SystemExit(f"{folder / 'phantom.json'}: written with {have}, this bench needs {want}; remove the "
+                             f"workspace {self.root} (its datasets and models come from that phantom) or pass "
+                             f"another --work")
 
     def raw(self, dataset_id: int) -> Path | None:
         found = sorted(Path(self.env["nnUNet_raw"]).glob(f"Dataset{dataset_id:03d}_*"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -257,3 +258,24 @@ def test_weak_bbox_arm_is_the_trainers_default_recipe_and_mean_bags_the_first_on
     assert {k: first[k] for k in parse_pairs(ARMS["mean_bags"].settings)} == {
         "lambda_outside": 1.0, "lambda_mil": 1.0, "lambda_contrast": 0.1, "bag_aggregation": "mean",
         "lambda_tightness": 0.0, "lambda_size": 0.0, "lambda_affinity": 0.0}
+
+
+def test_a_workspace_built_from_another_phantom_is_refused(tmp_path):
+    """A phantom folder written by another phantom version (or spacing, or contrast) is not reused: its datasets and
+    models were built from it, while the run would be cached under today's version."""
+    from quality import Workspace, _phantom_version
+
+    ws = Workspace(tmp_path, "smoke", REGIMES["smoke"], results=tmp_path / "results")
+    folder = ws.root / "phantom_seed0_5"
+    folder.mkdir(parents=True)
+    description = {"version": _phantom_version(), "spacing": [3.0, 3.0, 3.0], "settings": {"contrast": "standard"}}
+    (folder / "phantom.json").write_text(json.dumps(description), encoding="utf-8")
+    assert ws.phantom(0, 5) == folder  # today's version, the regime's spacing and contrast: reused as it is
+
+    (folder / "phantom.json").write_text(json.dumps({**description, "version": "1"}), encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"phantom_seed0_5/phantom\.json: written with .*'version': '1'.*"
+                                         r"remove the workspace .* or pass another --work"):
+        ws.phantom(0, 5)
+    (folder / "phantom.json").write_text(json.dumps({**description, "spacing": [1.5, 1.5, 1.5]}), encoding="utf-8")
+    with pytest.raises(SystemExit, match="spacing"):
+        ws.phantom(0, 5)
