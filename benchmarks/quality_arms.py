@@ -44,26 +44,31 @@ class Arm:
 
 
 _PRIORS_OFF = "lambda_outside=0 lambda_mil=0 lambda_contrast=0"  # the box priors replace L1-L3
-DEFAULT_RECIPE = f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1"
-# the default recipe until 2026-12-06 (plus HU affinity), spelled as it was: the arms measured on its weak model
-# keep it, so their cached runs keep their keys
-AFFINITY_RECIPE = f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1 lambda_affinity=1"
+_BAG_PRIORS = f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1"  # plane bags + size bounds
+#: nnUNetTrainerWeakBBox's default recipe since 2026-12-07, spelled out (a test checks it equals the trainer's
+#: defaults): solid plane bags + size bounds
+DEFAULT_RECIPE = f"{_BAG_PRIORS} tightness_window=2"
+# every recipe spells its plane-bag window, so that a change of the trainer's default cannot reuse a cached run:
+# the default recipe of 2026-12-06/07 (voxel plane bags + size bounds) ...
+VOXEL_RECIPE = f"{_BAG_PRIORS} tightness_window=1"
+# ... and the one before it (plus HU affinity); the arms measured on their weak models keep them
+AFFINITY_RECIPE = f"{VOXEL_RECIPE} lambda_affinity=1"
 MEAN_BAGS = ("lambda_outside=1 lambda_mil=1 lambda_contrast=0.1 bag_aggregation=mean lambda_tightness=0 lambda_size=0 "
              "lambda_affinity=0")
 
-# one self-training round on the solid-bag weak model (plus_solid_bags' recipe), its labels kept inside the boxed
+# one self-training round on the solid-bag weak model (weak_bbox's recipe), its labels kept inside the boxed
 # vertebra; the flywheel_solid_* and flywheel_dark_* arms add to it
 _SOLID_ROUND = Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                   settings=f"{DEFAULT_RECIPE} tightness_window=2", self_training_rounds=1, ignore_band=(0.2, 0.5),
+                   settings=DEFAULT_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
                    inside_vertebra=1.5)
 # ... with faint boxes ignored and the round trained by nnUNetTrainerPresentDice
 _PRESENT_ROUND = replace(_SOLID_ROUND, ignore_faint=100.0, strong_trainer="nnUNetTrainerPresentDice")
-# a weak model's refined pseudo-masks kept 1.5 mm inside the boxed vertebra: on the solid-bag model (plus_solid_bags)
-# and on the default recipe's voxel bags (weak_bbox); the *_inside and *_dark arms (dark lesions added) build on them
+# a weak model's refined pseudo-masks kept 1.5 mm inside the boxed vertebra: on the solid-bag model (weak_bbox)
+# and on the voxel-bag model (voxel_bags); the *_inside and *_dark arms (dark lesions added) build on them
 _SOLID_INSIDE = Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                    settings=f"{DEFAULT_RECIPE} tightness_window=2", predictions_of="plus_solid_bags",
+                    settings=DEFAULT_RECIPE, predictions_of="weak_bbox",
                     inside_vertebra=1.5)
-_VOXEL_INSIDE = replace(_SOLID_INSIDE, settings=DEFAULT_RECIPE, predictions_of="weak_bbox")
+_VOXEL_INSIDE = replace(_SOLID_INSIDE, settings=VOXEL_RECIPE, predictions_of="voxel_bags")
 #: the fields that only shape a self-training round's labels and training: the weak model under an arm is the same
 #: without them (its predictions are shared)
 ROUND_ONLY_FIELDS = ("ignore_ring", "ignore_unsure", "inside_vertebra", "ignore_faint", "strong_trainer",
@@ -87,45 +92,46 @@ ARMS: dict[str, Arm] = {
                      note="the first recipe (the trainer's default until 2026-12-05): each box one bag, its mean P "
                           "pushed to 1 (L2), outside voxels to 0 (L1), a contrast margin (L3); 30 % of each box kept"),
     "plane_bags": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                      settings=f"{_PRIORS_OFF} lambda_tightness=1",
+                      settings=f"{_PRIORS_OFF} lambda_tightness=1 tightness_window=1",
                       note="plane bags with a smooth maximum and focal unary (Wang & Xia in 3D), P >= 0.5 in boxes"),
-    # the trainer's default recipe, spelled out (tests/benchmarks/test_quality_bench.py checks it equals the
-    # defaults): plane bags + size bounds. The arm was called plus_size before it became the default (and before
-    # that weak_bbox named plus_affinity's recipe); cached results are keyed by the recipe, not the name
-    "weak_bbox": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", settings=DEFAULT_RECIPE,
-                     note="the default recipe: plane bags + size bounds (Kervadec log-barrier), P >= 0.5 in the boxes"),
+    # the trainer's default recipe of 2026-12-06/07 (called plus_size before it became the default, weak_bbox while
+    # it was); cached results are keyed by the recipe, not the name
+    "voxel_bags": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", settings=VOXEL_RECIPE,
+                      note="plane bags + size bounds (Kervadec log-barrier), P >= 0.5 in the boxes: the default "
+                           "recipe until 2026-12-07"),
     "plus_affinity": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", settings=AFFINITY_RECIPE,
-                         note="weak_bbox + HU affinity (BoxInst in 3D): the default recipe until 2026-12-06"),
+                         note="voxel_bags + HU affinity (BoxInst in 3D): the default recipe until 2026-12-06"),
     "plus_border_affinity": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                                settings=f"{DEFAULT_RECIPE} lambda_affinity=1 affinity_border_pairs=true",
-                                note="weak_bbox + HU affinity with pairs across the box border, the outside voxel "
+                                settings=f"{VOXEL_RECIPE} lambda_affinity=1 affinity_border_pairs=true",
+                                note="voxel_bags + HU affinity with pairs across the box border, the outside voxel "
                                      "as background: known background flows into the box along like density"),
     "plus_smoothness": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                           settings=f"{DEFAULT_RECIPE} lambda_smoothness=1",
-                           note="weak_bbox + Wang & Xia's pairwise smoothness inside the boxes, (p_i - p_j)^2 over "
+                           settings=f"{VOXEL_RECIPE} lambda_smoothness=1",
+                           note="voxel_bags + Wang & Xia's pairwise smoothness inside the boxes, (p_i - p_j)^2 over "
                                 "the 26-neighbourhood (weight 1: our unary terms are means, theirs sums over N+)"),
-    "plus_solid_bags": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                           settings=f"{DEFAULT_RECIPE} tightness_window=2",
-                           note="weak_bbox with each plane bag scoring the mean P of 2 x 2 x 2 cubes: the weak model "
-                                "answers in a lattice (every other voxel of a slice on), which single-voxel "
-                                "bags accept"),
+    # the trainer's default recipe, spelled out (tests/benchmarks/test_quality_bench.py checks it equals the
+    # defaults); called plus_solid_bags before it became the default
+    "weak_bbox": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", settings=DEFAULT_RECIPE,
+                     note="the default recipe: voxel_bags with each plane bag scoring the mean P of 2 x 2 x 2 cubes "
+                          "(solid bags; a voxel-bag model can answer in a lattice, every other voxel of a slice on, "
+                          "which single-voxel bags accept), P >= 0.5 in the boxes"),
     "solid_bags_otsu": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="otsu",
-                           settings=f"{DEFAULT_RECIPE} tightness_window=2", predictions_of="plus_solid_bags",
-                           note="plus_solid_bags' model, pseudo-masks by Otsu's threshold of P in each box"),
+                           settings=DEFAULT_RECIPE, predictions_of="weak_bbox",
+                           note="weak_bbox's model, pseudo-masks by Otsu's threshold of P in each box"),
     "solid_bags_refined": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                              settings=f"{DEFAULT_RECIPE} tightness_window=2", predictions_of="plus_solid_bags",
-                              note="plus_solid_bags' model, its pseudo-masks refined by the random walker on the CT"),
+                              settings=DEFAULT_RECIPE, predictions_of="weak_bbox",
+                              note="weak_bbox's model, its pseudo-masks refined by the random walker on the CT"),
     "plus_rim": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                    settings=f"{DEFAULT_RECIPE} box_rim_mm=1.5",
-                    note="weak_bbox with each box's outermost voxel layer trained as background (the phantom's boxes "
+                    settings=f"{VOXEL_RECIPE} box_rim_mm=1.5",
+                    note="voxel_bags with each box's outermost voxel layer trained as background (the phantom's boxes "
                          "clear the fracture by 1-4 voxels)"),
     "plus_hard_negatives": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                                settings=f"{AFFINITY_RECIPE} tightness_outside_top=0.01",
                                note="plus_affinity with the outside term averaged over the hardest 1 % of outside "
                                     "voxels (online hard example mining)"),
     "plus_hard_negatives_10": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                                  settings=f"{DEFAULT_RECIPE} tightness_outside_top=0.1",
-                                  note="weak_bbox with the outside term averaged over the hardest 10 % of outside "
+                                  settings=f"{VOXEL_RECIPE} tightness_outside_top=0.1",
+                                  note="voxel_bags with the outside term averaged over the hardest 10 % of outside "
                                        "voxels: healthy cancellous bone, which the flywheel's models mark in every "
                                        "vertebral body, among the voxels that count"),
     "rule_fraction": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction", settings=AFFINITY_RECIPE,
@@ -137,15 +143,15 @@ ARMS: dict[str, Arm] = {
     "plus_refinement": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
                            settings=AFFINITY_RECIPE, predictions_of="plus_affinity",
                            note="plus_affinity's model, its pseudo-masks refined by the random walker on the CT"),
-    "weak_bbox_fraction": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction", settings=DEFAULT_RECIPE,
-                              predictions_of="weak_bbox",
-                              note="weak_bbox's model, pseudo-masks by the fraction rule (top 30 % of each box by P)"),
-    "weak_bbox_otsu": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="otsu", settings=DEFAULT_RECIPE,
-                          predictions_of="weak_bbox",
-                          note="weak_bbox's model, pseudo-masks by Otsu's threshold of P in each box"),
-    "weak_bbox_refined": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                             settings=DEFAULT_RECIPE, predictions_of="weak_bbox",
-                             note="weak_bbox's model, its pseudo-masks refined by the random walker on the CT"),
+    "voxel_bags_fraction": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction", settings=VOXEL_RECIPE,
+                              predictions_of="voxel_bags",
+                              note="voxel_bags' model, pseudo-masks by the fraction rule (top 30 % of each box by P)"),
+    "voxel_bags_otsu": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="otsu", settings=VOXEL_RECIPE,
+                          predictions_of="voxel_bags",
+                          note="voxel_bags' model, pseudo-masks by Otsu's threshold of P in each box"),
+    "voxel_bags_refined": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                             settings=VOXEL_RECIPE, predictions_of="voxel_bags",
+                             note="voxel_bags' model, its pseudo-masks refined by the random walker on the CT"),
     "flywheel_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
                        settings=AFFINITY_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
                        note="plus_refinement's pseudo-masks on the training cases -> one stock training round"),
@@ -160,27 +166,27 @@ ARMS: dict[str, Arm] = {
                          note="flywheel_r1 with each pseudo-mask's outer voxel 'ignore' (Simple Does It's ring): "
                               "the round's masks are about one voxel too thick"),
     "flywheel_size_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                            settings=DEFAULT_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
-                            note="flywheel_r1 on the default recipe's weak model (weak_bbox: no HU affinity)"),
+                            settings=VOXEL_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
+                            note="flywheel_r1 on voxel_bags' weak model (the default recipe then: no HU affinity)"),
     "flywheel_hn10_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                            settings=f"{DEFAULT_RECIPE} tightness_outside_top=0.1", self_training_rounds=1,
+                            settings=f"{VOXEL_RECIPE} tightness_outside_top=0.1", self_training_rounds=1,
                             ignore_band=(0.2, 0.5),
                             note="flywheel_r1 on plus_hard_negatives_10's weak model: do fewer false positives of "
                                  "the weak model carry into the strong one?"),
     "flywheel_unsure_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                              settings=DEFAULT_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
+                              settings=VOXEL_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
                               ignore_unsure=0.4,
                               note="flywheel_size_r1 with the 40 % of boxes whose pseudo-mask has the lowest mean P "
                                    "labelled 'ignore' whole (BoxTeacher's mask confidence): the weak model's "
                                    "cleft-box blobs no longer teach the strong model"),
     "flywheel_unsure": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                           settings=DEFAULT_RECIPE, self_training_rounds=2, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
+                           settings=VOXEL_RECIPE, self_training_rounds=2, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
                            note="a second round of flywheel_unsure_r1 (continues its run), the unsure boxes ranked "
                                 "again on the round-1 model's predictions"),
     "flywheel_solid_unsure_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                                    refine="random_walker", settings=f"{DEFAULT_RECIPE} tightness_window=2",
+                                    refine="random_walker", settings=DEFAULT_RECIPE,
                                     self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_unsure=0.4,
-                                    note="flywheel_unsure_r1 on plus_solid_bags' weak model"),
+                                    note="flywheel_unsure_r1 on weak_bbox's weak model"),
     "solid_bags_inside": replace(_SOLID_INSIDE, note="solid_bags_refined's masks kept inside the boxed vertebra, its "
                                                      "outer 1.5 mm (the cortical shell at 1.5 mm voxels) left out"),
     "solid_bags_dark": replace(_SOLID_INSIDE, dark_lesions=100.0,
@@ -189,11 +195,10 @@ ARMS: dict[str, Arm] = {
     "solid_bags_dark_grown": replace(_SOLID_INSIDE, dark_lesions=100.0, dark_grow=75.0,
                                      note="solid_bags_dark with each dark mask grown through its bone 75 HU below "
                                           "the median (hysteresis)"),
-    "weak_bbox_inside": replace(_VOXEL_INSIDE, note="weak_bbox_refined's masks kept 1.5 mm inside the boxed vertebra: "
-                                                    "solid_bags_inside on the default recipe's voxel bags"),
-    "weak_bbox_dark": replace(_VOXEL_INSIDE, dark_lesions=100.0,
-                              note="weak_bbox_inside + dark lesions: solid_bags_dark on the default recipe's voxel "
-                                   "bags"),
+    "voxel_bags_inside": replace(_VOXEL_INSIDE, note="voxel_bags_refined's masks kept 1.5 mm inside the boxed "
+                                                     "vertebra: solid_bags_inside on voxel bags"),
+    "voxel_bags_dark": replace(_VOXEL_INSIDE, dark_lesions=100.0,
+                               note="voxel_bags_inside + dark lesions: solid_bags_dark on voxel bags"),
     "flywheel_solid_inside_r1": replace(_SOLID_ROUND, ignore_unsure=0.4,
                                         note="flywheel_solid_unsure_r1 with its round labels kept inside the boxed "
                                              "vertebra, 1.5 mm under its surface"),
@@ -252,13 +257,13 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "vae_prior": ("mean_bags", "vae_channel"),
     # the ablation of the weak-box recipe, one ingredient per row (README)
     "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "box_fill_inside", "hu_threshold_inside", "mean_bags",
-                    "plane_bags", "weak_bbox", "plus_affinity", "plus_hard_negatives", "rule_fraction", "rule_otsu",
-                    "plus_refinement", "weak_bbox_fraction", "weak_bbox_otsu", "weak_bbox_refined", "flywheel_r1",
+                    "plane_bags", "voxel_bags", "plus_affinity", "plus_hard_negatives", "rule_fraction", "rule_otsu",
+                    "plus_refinement", "voxel_bags_fraction", "voxel_bags_otsu", "voxel_bags_refined", "flywheel_r1",
                     "flywheel", "flywheel_r3", "flywheel_ring", "flywheel_size_r1", "plus_border_affinity", "plus_rim",
                     "plus_hard_negatives_10", "flywheel_hn10_r1", "flywheel_unsure_r1", "flywheel_unsure",
-                    "plus_smoothness", "plus_solid_bags", "solid_bags_otsu", "solid_bags_refined",
+                    "plus_smoothness", "weak_bbox", "solid_bags_otsu", "solid_bags_refined",
                     "flywheel_solid_unsure_r1", "solid_bags_inside", "solid_bags_dark", "solid_bags_dark_grown",
-                    "weak_bbox_inside", "weak_bbox_dark", "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
+                    "voxel_bags_inside", "voxel_bags_dark", "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
                     "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present", "flywheel_dark_present_r1",
                     "flywheel_dark_present", "flywheel_dark_margin_r1", "flywheel_dark_grown_r1"),
     "all": tuple(ARMS),
@@ -273,16 +278,16 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
     ("hu_threshold_inside", "hu_threshold", "floor, kept 1.5 mm inside the boxed vertebra"),
     ("mean_bags", None, "weak model: BCE of each box's mean P (the first recipe)"),
     ("plane_bags", "mean_bags", "plane bags through each box's core (MIL tightness)"),
-    ("weak_bbox", "plane_bags", "+ size bounds: the trainer's default"),
-    ("plus_affinity", "weak_bbox", "+ HU affinity in the boxes (off by default)"),
-    ("weak_bbox_refined", "weak_bbox", "+ random-walker refinement of the pseudo-masks"),
-    ("flywheel_size_r1", "weak_bbox_refined", "+ self-training round 1 (stock trainer on the pseudo-masks)"),
+    ("voxel_bags", "plane_bags", "+ size bounds (the trainer's default until 2026-12-07)"),
+    ("plus_affinity", "voxel_bags", "+ HU affinity in the boxes (off by default)"),
+    ("voxel_bags_refined", "voxel_bags", "+ random-walker refinement of the pseudo-masks"),
+    ("flywheel_size_r1", "voxel_bags_refined", "+ self-training round 1 (stock trainer on the pseudo-masks)"),
     ("flywheel_unsure_r1", "flywheel_size_r1", "+ the 40 % least confident boxes ignored"),
     ("flywheel_unsure", "flywheel_unsure_r1", "+ self-training round 2"),
-    ("weak_bbox_inside", "weak_bbox_refined", "+ masks kept 1.5 mm inside the boxed vertebra"),
-    ("weak_bbox_dark", "weak_bbox_inside", "+ dark lesions (clefts: the bone 100 HU below its median)"),
-    ("plus_solid_bags", "weak_bbox", "solid plane bags (2 x 2 x 2 cubes) instead of voxels"),
-    ("solid_bags_refined", "plus_solid_bags", "+ random-walker refinement"),
+    ("voxel_bags_inside", "voxel_bags_refined", "+ masks kept 1.5 mm inside the boxed vertebra"),
+    ("voxel_bags_dark", "voxel_bags_inside", "+ dark lesions (clefts: the bone 100 HU below its median)"),
+    ("weak_bbox", "voxel_bags", "solid plane bags (2 x 2 x 2 cubes) instead of voxels: the trainer's default"),
+    ("solid_bags_refined", "weak_bbox", "+ random-walker refinement"),
     ("solid_bags_inside", "solid_bags_refined", "+ masks kept 1.5 mm inside the boxed vertebra"),
     ("solid_bags_dark", "solid_bags_inside", "+ dark lesions (clefts: the bone 100 HU below its median)"),
     ("solid_bags_dark_grown", "solid_bags_dark", "+ dark masks grown to the bone 75 HU below the median"),

@@ -31,7 +31,8 @@ Out (--out DIR):
 
 Rules (applied to each box on its own):
   fixed     keep P >= --threshold. The default: with the default nnUNetTrainerWeakBBox it scored best on the
-            quality bench (3 seeds, in-box Dice 0.488 +- 0.055, arm weak_bbox; otsu 0.483, fraction 0.402).
+            quality bench (3 seeds, in-box Dice 0.376 +- 0.034, arm weak_bbox; otsu 0.358), as with the
+            previous default's voxel-bag models (0.488; otsu 0.483, fraction 0.402, arms voxel_bags*).
   otsu      keep P above the box's own Otsu threshold (never below --min-threshold). Adapts to boxes where
             the model is over- or under-confident.
   fraction  keep the top --fraction of each box's voxels by P (only P >= --min-threshold). For models whose P is
@@ -44,8 +45,8 @@ CT by a random walker (scikit-image) seeded with the background around the box a
 inside it; a refined mask filling less than 2 % or more than 30 % of its box is reset to the rule's mask. The
 csv's refinement column says, per box: refined, reset, no_seed (no confident voxel to grow from), no_contrast (a
 uniform CT crop), dark_lesion (not refined: --dark-lesions drew the mask) or none. On the quality bench it raised
-the in-box Dice of the default recipe's model on each of 3 seeds (+0.011, +0.003, +0.035; 0.488 -> 0.504 on
-average, arm weak_bbox_refined): small, but every time.
+the in-box Dice of the default recipe's model on each of 3 seeds (+0.088, +0.050, +0.026; 0.376 -> 0.431 on
+average, arm solid_bags_refined), and of the previous default's voxel-bag model by less (+0.011, +0.003, +0.035).
 
 Inside the vertebra (--inside-vertebra SHELL_MM): a box's mask keeps only voxels of the vertebra its label names
 (the dataset's vertebraeTr maps, from VerSe, the RSNA segmentations or the phantom), more than SHELL_MM inside its

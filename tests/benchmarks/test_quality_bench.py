@@ -103,8 +103,8 @@ def test_ablation_rows_and_declared_steps():
     for arm, base, what in quality_arms.ABLATION:  # every step names declared arms and says what it adds
         assert arm in ARMS and (base is None or base in ARMS) and what, arm
     relation = quality_arms.relation
-    assert relation("solid_bags_dark", "solid_bags_inside") == "same_model"  # both post-process plus_solid_bags
-    assert relation("weak_bbox_refined", "weak_bbox") == "same_model"
+    assert relation("solid_bags_dark", "solid_bags_inside") == "same_model"  # both post-process weak_bbox
+    assert relation("voxel_bags_refined", "voxel_bags") == "same_model"
     assert relation("flywheel_dark_present_r1", "solid_bags_dark") is None  # a round trains its own model
     assert relation("flywheel_dark_present", "flywheel_dark_present_r1") == "continues"
     assert relation("flywheel_unsure", "flywheel_unsure_r1") == "continues"
@@ -258,6 +258,18 @@ def test_weak_bbox_arm_is_the_trainers_default_recipe_and_mean_bags_the_first_on
     assert {k: first[k] for k in parse_pairs(ARMS["mean_bags"].settings)} == {
         "lambda_outside": 1.0, "lambda_mil": 1.0, "lambda_contrast": 0.1, "bag_aggregation": "mean",
         "lambda_tightness": 0.0, "lambda_size": 0.0, "lambda_affinity": 0.0}
+
+
+def test_every_plane_bag_arm_spells_its_window():
+    """The plane-bag window's default changed (voxels -> 2 x 2 x 2 cubes) while runs were cached under keys that hash
+    the settings text: an arm that left it to the trainer would reuse a run of the other recipe."""
+    from nnunet_fracture.trainers import nnUNetTrainerWeakBBox
+    from nnunet_fracture.training.settings import resolve_settings
+
+    bag_arms = [name for name, arm in ARMS.items() if arm.trainer == "nnUNetTrainerWeakBBox"
+                and resolve_settings(nnUNetTrainerWeakBBox, arm.settings)[0]["lambda_tightness"] > 0]
+    assert "weak_bbox" in bag_arms and "voxel_bags" in bag_arms
+    assert [name for name in bag_arms if "tightness_window=" not in ARMS[name].settings] == []
 
 
 def test_a_workspace_built_from_another_phantom_is_refused(tmp_path):

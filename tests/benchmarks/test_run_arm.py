@@ -72,7 +72,7 @@ def test_a_two_round_arm_also_scores_the_round_before_its_last(tmp_path, scored)
 
 def test_a_refined_weak_arm_is_also_scored_before_refinement(tmp_path, scored):
     ws = RecordingWorkspace(tmp_path)
-    result = quality.run_arm(ws, "weak_bbox_refined", 2)
-    rule = quality.ARMS["weak_bbox_refined"].pseudo_masks
+    result = quality.run_arm(ws, "solid_bags_refined", 2)
+    rule = quality.ARMS["solid_bags_refined"].pseudo_masks
     assert scored == [("weak_bbox_seed2", rule), ("weak_bbox_seed2", rule)]  # predictions_of: weak_bbox's model
     assert ws.trained == ["weak_bbox"] and result["before_refinement"]["in_box_dice"] == 0.5
