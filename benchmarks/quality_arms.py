@@ -74,6 +74,17 @@ _VOXEL_INSIDE = replace(_SOLID_INSIDE, settings=VOXEL_RECIPE, predictions_of="vo
 ROUND_ONLY_FIELDS = ("ignore_ring", "ignore_unsure", "inside_vertebra", "ignore_faint", "strong_trainer",
                      "dark_lesions", "ignore_dark_margin", "dark_grow")
 
+_RULES = {"fraction": "pseudo-masks by the fraction rule (top 30 % of each box by P)",
+          "otsu": "pseudo-masks by Otsu's threshold of P in each box",
+          "fixed": "its pseudo-masks refined by the random walker on the CT"}
+
+
+def _masks_of(model: str, settings: str, rule: str) -> Arm:
+    """Another pseudo-mask rule (or, for ``fixed``, the random walker) on the weak model of arm ``model``."""
+    return Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks=rule, settings=settings, predictions_of=model,
+               refine="random_walker" if rule == "fixed" else None, note=f"{model}'s model, {_RULES[rule]}")
+
+
 ARMS: dict[str, Arm] = {
     "full_mask": Arm("nnUNetTrainerFracture", note="stock-equivalent Dice + CE on the true masks: the ceiling"),
     "full_mask_present": Arm("nnUNetTrainerPresentDice",
@@ -115,12 +126,8 @@ ARMS: dict[str, Arm] = {
                      note="the default recipe: voxel_bags with each plane bag scoring the mean P of 2 x 2 x 2 cubes "
                           "(solid bags; a voxel-bag model can answer in a lattice, every other voxel of a slice on, "
                           "which single-voxel bags accept), P >= 0.5 in the boxes"),
-    "solid_bags_otsu": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="otsu",
-                           settings=DEFAULT_RECIPE, predictions_of="weak_bbox",
-                           note="weak_bbox's model, pseudo-masks by Otsu's threshold of P in each box"),
-    "solid_bags_refined": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                              settings=DEFAULT_RECIPE, predictions_of="weak_bbox",
-                              note="weak_bbox's model, its pseudo-masks refined by the random walker on the CT"),
+    "solid_bags_otsu": _masks_of("weak_bbox", DEFAULT_RECIPE, "otsu"),
+    "solid_bags_refined": _masks_of("weak_bbox", DEFAULT_RECIPE, "fixed"),
     "plus_rim": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                     settings=f"{VOXEL_RECIPE} box_rim_mm=1.5",
                     note="voxel_bags with each box's outermost voxel layer trained as background (the phantom's boxes "
@@ -134,24 +141,12 @@ ARMS: dict[str, Arm] = {
                                   note="voxel_bags with the outside term averaged over the hardest 10 % of outside "
                                        "voxels: healthy cancellous bone, which the flywheel's models mark in every "
                                        "vertebral body, among the voxels that count"),
-    "rule_fraction": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction", settings=AFFINITY_RECIPE,
-                         predictions_of="plus_affinity",
-                         note="plus_affinity's model, pseudo-masks by the fraction rule (top 30 % of each box by P)"),
-    "rule_otsu": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="otsu", settings=AFFINITY_RECIPE,
-                     predictions_of="plus_affinity",
-                     note="plus_affinity's model, pseudo-masks by Otsu's threshold of P in each box"),
-    "plus_refinement": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                           settings=AFFINITY_RECIPE, predictions_of="plus_affinity",
-                           note="plus_affinity's model, its pseudo-masks refined by the random walker on the CT"),
-    "voxel_bags_fraction": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fraction", settings=VOXEL_RECIPE,
-                              predictions_of="voxel_bags",
-                              note="voxel_bags' model, pseudo-masks by the fraction rule (top 30 % of each box by P)"),
-    "voxel_bags_otsu": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="otsu", settings=VOXEL_RECIPE,
-                          predictions_of="voxel_bags",
-                          note="voxel_bags' model, pseudo-masks by Otsu's threshold of P in each box"),
-    "voxel_bags_refined": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                             settings=VOXEL_RECIPE, predictions_of="voxel_bags",
-                             note="voxel_bags' model, its pseudo-masks refined by the random walker on the CT"),
+    "rule_fraction": _masks_of("plus_affinity", AFFINITY_RECIPE, "fraction"),
+    "rule_otsu": _masks_of("plus_affinity", AFFINITY_RECIPE, "otsu"),
+    "plus_refinement": _masks_of("plus_affinity", AFFINITY_RECIPE, "fixed"),
+    "voxel_bags_fraction": _masks_of("voxel_bags", VOXEL_RECIPE, "fraction"),
+    "voxel_bags_otsu": _masks_of("voxel_bags", VOXEL_RECIPE, "otsu"),
+    "voxel_bags_refined": _masks_of("voxel_bags", VOXEL_RECIPE, "fixed"),
     "flywheel_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
                        settings=AFFINITY_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
                        note="plus_refinement's pseudo-masks on the training cases -> one stock training round"),
