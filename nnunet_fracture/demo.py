@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="pseudo-masks keep only voxels more than SHELL_MM inside the vertebra each box names (the "
                         "phantom's vertebra maps; default 1.5: its cortical shell left out; a negative value turns "
                         "it off)")
+    p.add_argument("--dark-lesions", type=float, default=100.0, metavar="HU",
+                   help="with --inside-vertebra: a box whose P prefers the darker half of its bone (a cleft) gets its "
+                        "bone more than HU below the median as its mask (default 100; 0 turns it off)")
+    p.add_argument("--dark-grow", type=float, default=75.0, metavar="HU",
+                   help="with --dark-lesions: each such mask grows through its bone more than HU below the median "
+                        "(default 75; 0 turns it off)")
     p.add_argument("--rounds", type=int, default=0,
                    help="self-training rounds after the weak model's pseudo-masks (default 0): each turns the training "
                         "cases' pseudo-masks into a dataset and trains nnUNetTrainerPresentDice on it; the last "
@@ -112,8 +118,10 @@ def fresh_workspace(out: Path, epochs: int, iterations: int, foreground: float) 
 
 def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int = 45, iterations: int = 30,
              foreground: float = 0.66, seed: int = 0, rule: str = "fixed", rounds: int = 0,
-             strong_epochs: int = 100, inside_vertebra: float | None = 1.5) -> dict:
-    """Run the whole demo in ``out`` (replaced if it exists) and return its summary."""
+             strong_epochs: int = 100, inside_vertebra: float | None = 1.5, dark_lesions: float = 100.0,
+             dark_grow: float = 75.0) -> dict:
+    """Run the whole demo in ``out`` (replaced if it exists) and return its summary. Without ``inside_vertebra``
+    the dark lesions are off (they need the vertebra maps)."""
     from nnunet_fracture.dataset_conversion.generic import read_generic
     from nnunet_fracture.dataset_conversion.phantom import write_phantom
     from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
@@ -126,6 +134,10 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
 
     if rounds < 0:
         raise ValueError(f"rounds must be >= 0, got {rounds}")
+    if inside_vertebra is None:
+        dark_lesions = dark_grow = 0.0
+    options = LabelOptions(inside_vertebra=inside_vertebra, dark_lesions=dark_lesions,
+                           dark_grow=dark_grow if dark_lesions else 0.0)  # checked before anything runs
     out = out.resolve()
     env = fresh_workspace(out, epochs, iterations, foreground)
     log = out / "demo_log.txt"
@@ -161,9 +173,11 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
     pseudo = out / "pseudo_masks"
     where = "the test cases' boxes" + ("" if inside_vertebra is None else
                                        f", {inside_vertebra:g} mm inside each boxed vertebra")
-    steps.run(f"nnunet-fracture pseudo-masks (rule {rule}, random walker) inside {where}",
+    dark = (f", dark lesions {options.dark_lesions:g} HU under the bone's median (grown to {options.dark_grow:g})"
+            if options.dark_lesions else "")
+    steps.run(f"nnunet-fracture pseudo-masks (rule {rule}, random walker) inside {where}{dark}",
               write_pseudo_masks, [predictions], test_raw, pseudo, rule=rule, refine="random_walker",
-              options=LabelOptions(inside_vertebra=inside_vertebra))
+              options=options)
     reports, record = {}, None
     if rounds:
         train_predictions = out / "predictions_train"
@@ -175,7 +189,9 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
             with scoped_environ(strong_env):  # self-train's stock commands read nnU-Net's folders from it
                 return self_train([train_predictions], TRAIN_ID, out / "self_training", FLYWHEEL_ID, "DemoFlywheel",
                                   rounds=rounds, plans=PLANS, trainer=STRONG_TRAINER, device="cpu", rule=rule,
-                                  options=replace(DEFAULT_OPTIONS, inside_vertebra=inside_vertebra), disable_tta=True)
+                                  options=replace(DEFAULT_OPTIONS, inside_vertebra=inside_vertebra,
+                                                  dark_lesions=options.dark_lesions, dark_grow=options.dark_grow),
+                                  disable_tta=True)
 
         record = steps.run(f"nnunet-fracture self-train: {rounds} round(s), {STRONG_TRAINER} on the training "
                            f"cases' pseudo-masks, {strong_epochs} epochs x {iterations} iterations", flywheel)
@@ -197,7 +213,8 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
               "settings": {"train_cases": train_cases, "test_cases": test_cases, "epochs": epochs,
                            "iterations": iterations, "foreground": foreground, "seed": seed, "trainer": TRAINER,
                            "strong_trainer": STRONG_TRAINER if rounds else None, "plans": PLANS, "rule": rule,
-                           "refine": "random_walker", "inside_vertebra": inside_vertebra, "rounds": rounds,
+                           "refine": "random_walker", "inside_vertebra": inside_vertebra,
+                           "dark_lesions": options.dark_lesions, "dark_grow": options.dark_grow, "rounds": rounds,
                            "strong_epochs": strong_epochs if rounds else None}}
     (out / "demo_summary.json").write_text(json.dumps(result, indent=2) + "\n")
     print()
@@ -215,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     run_demo(args.out, args.train_cases, args.test_cases, args.epochs, args.iterations, args.foreground, args.seed,
              args.rule, args.rounds, args.strong_epochs,
-             None if args.inside_vertebra < 0 else args.inside_vertebra)
+             None if args.inside_vertebra < 0 else args.inside_vertebra, args.dark_lesions, args.dark_grow)
     return 0
 
 

@@ -20,6 +20,9 @@ def test_the_demo_runs_every_step_and_writes_its_summary(nnunet_env, tmp_path):
     [round_1] = summary["self_training"]["rounds"]
     assert round_1["round"] == 1 and summary["self_training"]["settings"]["inside_vertebra"] == 1.5
     assert summary["self_training"]["settings"]["ignore_band"] == [0.2, 0.5]
+    assert (summary["settings"]["dark_lesions"], summary["settings"]["dark_grow"]) == (100.0, 75.0)
+    assert summary["self_training"]["settings"]["dark_lesions"] == 100.0
+    assert summary["self_training"]["settings"]["dark_grow"] == 75.0
     for report in ("weak_model", "pseudo_masks", "strong_model"):
         assert (out / "report" / report / "summary.json").is_file(), report
     assert len(list((out / "pseudo_masks" / "masks").glob("*.nii.gz"))) == 1
