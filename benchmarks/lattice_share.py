@@ -16,10 +16,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 from tqdm import tqdm
 
+from nnunet_fracture.inference.prediction_folders import PredictionFolder, read_grid
 from nnunet_fracture.io.probability_files import load_fracture_probability
 
 FACE_NEIGHBOURS = ndimage.generate_binary_structure(3, 1).astype(np.uint8)
@@ -36,17 +36,14 @@ def isolated_share(called: np.ndarray) -> tuple[int, int]:
 
 def folder_share(predictions: Path, threshold: float = 0.5) -> dict:
     """The isolated share of every case of ``predictions`` and pooled over them."""
-    files = sorted(predictions.glob("*.npz"))
-    if not files:
-        raise SystemExit(f"{predictions}: no .npz probabilities; predict with nnUNetv2_predict --save_probabilities")
+    folder = PredictionFolder.open(predictions, ".nii.gz")
     per_case = {}
-    for f in tqdm(files, desc=predictions.name[:30], unit="case"):
-        header = sitk.ImageFileReader()
-        header.SetFileName(str(predictions / f"{f.stem}.nii.gz"))  # the segmentation nnU-Net wrote beside it
-        header.ReadImageInformation()
-        probability = load_fracture_probability(f, f.stem, header.GetSize()[::-1])
+    for case in tqdm(sorted(folder.probability_cases), desc=predictions.name[:30], unit="case"):
+        grid = read_grid(folder.segmentation_file(case), "segmentation", "predict with nnUNetv2_predict, which writes "
+                         "it beside the probabilities")  # only its header: the probabilities' shape
+        probability = load_fracture_probability(folder.probability_file(case), case, grid.GetSize()[::-1])
         called, isolated = isolated_share(probability >= threshold)
-        per_case[f.stem] = {"called": called, "isolated": isolated}
+        per_case[case] = {"called": called, "isolated": isolated}
     called = sum(c["called"] for c in per_case.values())
     shares = [c["isolated"] / c["called"] for c in per_case.values() if c["called"]]
     return {"folder": str(predictions), "threshold": threshold, "called": called,

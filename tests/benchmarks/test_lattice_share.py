@@ -39,5 +39,8 @@ def test_a_predictions_folder_is_pooled_over_its_cases(tmp_path):
     # a: both isolated (2 of 2); b: the touching pair is not, (3, 3, 3) is (1 of 3): 3 of 5 pooled
     assert row["called"] == 5 and row["isolated_share"] == pytest.approx(3 / 5)
     assert (row["case_min"], row["case_max"]) == pytest.approx((1 / 3, 1.0))
-    with pytest.raises(SystemExit, match="no .npz probabilities"):
-        folder_share(tmp_path / "empty_folder_that_is_not_there")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"holds no probability files \(<case>\.npz\)"):
+        folder_share(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        folder_share(tmp_path / "not_there")
