@@ -262,7 +262,7 @@ class Workspace:
                       rounds=arm.self_training_rounds, plans=r.plans, trainer=arm.strong_trainer or STRONG_TRAINER,
                       device=r.device,
                       rule=arm.pseudo_masks or "fixed", refine=arm.refine or "none",
-                      options=label_options(arm, ignores=True),
+                      options=arm.label_options(ignores=True),
                       disable_tta=not r.tta)
         with scoped_environ({**self.env, "NNUNET_FRACTURE_SETTINGS": r.schedule()}):
             # the round IDs belong to the seed, not the recipe: another recipe's datasets there are replaced
@@ -275,21 +275,6 @@ class Workspace:
             else:
                 run(overwrite=True)
         return first + arm.self_training_rounds - 1
-
-
-def label_options(arm: Arm, ignores: bool):
-    """The arm's pseudo-mask options as one checked ``LabelOptions``: where masks lie and how dark lesions are drawn,
-    and with ``ignores`` also which voxels a self-training round's labels leave to nnU-Net's ignore label (scoring
-    writes no labels, so it takes none)."""
-    from nnunet_fracture.inference.label_options import LabelOptions
-
-    shape = dict(inside_vertebra=arm.inside_vertebra, dark_lesions=arm.dark_lesions or 0.0,
-                 dark_grow=arm.dark_grow or 0.0)
-    if not ignores:
-        return LabelOptions(**shape)
-    return LabelOptions(**shape, ignore_band=arm.ignore_band, ignore_ring=arm.ignore_ring or 0,
-                        ignore_unsure=arm.ignore_unsure or 0.0, ignore_faint=arm.ignore_faint or 0.0,
-                        ignore_dark_margin=arm.ignore_dark_margin or 0)
 
 
 def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
@@ -312,7 +297,7 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
             if not predictions.is_dir():
                 predictions = ws.train_and_predict(arm.predictions_of, ARMS[arm.predictions_of], seed)
         pseudo_out = ws.root / "pseudo_masks" / f"{arm_name}_seed{seed}"
-        options = label_options(arm, ignores=False)
+        options = arm.label_options(ignores=False)
         scores = score_predictions(predictions, test, test_phantom, rule, pseudo_out, arm.refine, options)
         if rule is not None and arm.refine not in (None, "none"):  # the same model's masks before refinement
             plain = score_predictions(predictions, test, test_phantom, rule, pseudo_out.with_name(

@@ -42,6 +42,20 @@ class Arm:
     ignore_dark_margin: Optional[int] = None  # the self-training rounds' --ignore-dark-margin VOXELS
     dark_grow: Optional[float] = None  # pseudo-masks --dark-grow HU (with dark_lesions)
 
+    def label_options(self, ignores: bool):
+        """The arm's pseudo-mask options as one checked ``LabelOptions``: where masks lie and how dark lesions are
+        drawn, and with ``ignores`` also which voxels a self-training round's labels leave to nnU-Net's ignore label
+        (scoring writes no labels, so it takes none)."""
+        from nnunet_fracture.inference.label_options import LabelOptions
+
+        shape = dict(inside_vertebra=self.inside_vertebra, dark_lesions=self.dark_lesions or 0.0,
+                     dark_grow=self.dark_grow or 0.0)
+        if not ignores:
+            return LabelOptions(**shape)
+        return LabelOptions(**shape, ignore_band=self.ignore_band, ignore_ring=self.ignore_ring or 0,
+                            ignore_unsure=self.ignore_unsure or 0.0, ignore_faint=self.ignore_faint or 0.0,
+                            ignore_dark_margin=self.ignore_dark_margin or 0)
+
 
 _PRIORS_OFF = "lambda_outside=0 lambda_mil=0 lambda_contrast=0"  # the box priors replace L1-L3
 _BAG_PRIORS = f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1"  # plane bags + size bounds
