@@ -111,7 +111,9 @@ class Workspace:
     def check_phantom(self, folder: Path) -> None:
         """Refuse a workspace whose phantom another phantom version, spacing or contrast wrote: its datasets and
         models were built from it, while the results would be cached under today's version."""
-        found = json.loads((folder / "phantom.json").read_text(encoding="utf-8"))
+        from nnunet_fracture.io.json_files import read_json_object
+
+        found = read_json_object(folder / "phantom.json", f"remove the workspace {self.root} or pass another --work")
         want = {"version": _phantom_version(), "spacing": list(self.regime.spacing), "contrast": self.regime.contrast}
         have = {"version": found.get("version"), "spacing": found.get("spacing"),
                 "contrast": found.get("settings", {}).get("contrast")}
