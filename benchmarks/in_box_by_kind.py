@@ -8,7 +8,8 @@ boxes). Cases, truth and
 boxes with their kinds are read as the bench reads them (``quality_scoring.cases``: the test dataset's
 ``groundTruthTr`` and ``boxes.json``, the kinds from the test phantom's ``phantom.json``), and voxels are pooled
 over the boxes of one kind, as the bench pools them over all boxes (``in_box_dice``). Prints one Markdown row per
-folder and kind and writes the numbers to ``in_box_by_kind.json`` in each folder.
+folder and kind; ``--json FILE`` also writes the numbers, by folder. Nothing is written into the folders: the
+bench fingerprints a prediction folder by its files (``quality_scoring.predictions_id``).
 """
 from __future__ import annotations
 
@@ -58,18 +59,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="pseudo-masks or nnUNetv2_predict output folders of the bench's test cases")
     p.add_argument("--raw", type=Path, default=TEST_RAW, help="the test dataset (default: the cpu regime's)")
     p.add_argument("--phantom", type=Path, default=TEST_PHANTOM, help="the test phantom (default: the cpu regime's)")
+    p.add_argument("--json", type=Path, default=None, help="also write {folder: {kind: numbers}} to this file")
     args = p.parse_args(argv)
     for folder in args.folders:
         if mask_folder(folder) is None:
             p.error(f"{folder}: no masks/ folder and no <case>.nii.gz; pass a `nnunet-fracture pseudo-masks` or "
                     f"`nnUNetv2_predict` output folder")
     print("| folder | kind | boxes | Dice | precision | recall |\n|---|---|---|---|---|---|")
+    results = {}
     for folder in args.folders:
-        result = by_kind(folder, args.raw, args.phantom)
-        (folder / "in_box_by_kind.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        result = results[str(folder)] = by_kind(folder, args.raw, args.phantom)
         for kind, r in result.items():
             precision = "-" if r["precision"] is None else f"{r['precision']:.3f}"
             print(f"| {folder.name} | {kind} | {r['boxes']} | {r['dice']:.3f} | {precision} | {r['recall']:.3f} |")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

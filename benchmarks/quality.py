@@ -24,23 +24,21 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
-
-import numpy as np
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_arms import (ABLATION, ARM_SETS, ARMS, REGIMES, ROUND_ONLY_FIELDS, Arm, Regime,  # noqa: E402
                           check_arms, relation, run_key)
+from quality_results import TEST_ID, phantom_version, write_quality_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 README_BEGIN, README_END = "<!-- quality-table:begin -->", "<!-- quality-table:end -->"
 ABLATION_BEGIN, ABLATION_END = "<!-- ablation-table:begin -->", "<!-- ablation-table:end -->"
 LABEL_IDS = {"mask": 0, "box": 1, "slice": 2, "vae_error": 3}
-TEST_ID = 799
 SELF_TRAINING_IDS = 750  # round k of seed s: 750 + 10 s + k
 STRONG_TRAINER = "nnUNetTrainerFracture"  # the stock-equivalent trainer of the self-training rounds
 PREVIOUS_ROUND = "_previous_round"  # suffix of the predictions of a multi-round arm's next-to-last round
@@ -78,12 +76,6 @@ def _arm_names(requested: list[str]) -> list[str]:
     return names
 
 
-def _phantom_version() -> str:
-    from nnunet_fracture.dataset_conversion.phantom import PHANTOM_VERSION
-
-    return PHANTOM_VERSION
-
-
 class Workspace:
     """nnU-Net folders, phantoms and datasets of one regime, built lazily and reused across arms and runs."""
 
@@ -114,7 +106,7 @@ class Workspace:
         from nnunet_fracture.io.json_files import read_json_object
 
         found = read_json_object(folder / "phantom.json", f"remove the workspace {self.root} or pass another --work")
-        want = {"version": _phantom_version(), "spacing": list(self.regime.spacing), "contrast": self.regime.contrast}
+        want = {"version": phantom_version(), "spacing": list(self.regime.spacing), "contrast": self.regime.contrast}
         have = {"version": found.get("version"), "spacing": found.get("spacing"),
                 "contrast": found.get("settings", {}).get("contrast")}
         if have != want:
@@ -138,6 +130,19 @@ class Workspace:
                               raw_root=Path(self.env["nnUNet_raw"]))
         self.preprocess(dataset_id)
         return dataset_id
+
+    def training_labels(self, arm: Arm, seed: int) -> Path:
+        """The raw dataset whose masks trained ``arm``'s model for ``seed`` (that of the arm whose predictions it
+        reuses): the true masks, or the last self-training round's labels (checked to be this recipe's round)."""
+        source = ARMS[arm.predictions_of] if arm.predictions_of else arm
+        if source.self_training_rounds:
+            key = run_key(replace(source, self_training_rounds=1, note=""), self.regime, seed, phantom_version())
+            found = self.raw(SELF_TRAINING_IDS + 10 * seed + source.self_training_rounds)
+            if found is None or not found.name.endswith(f"Fw{key}R{source.self_training_rounds}"):
+                raise ValueError(f"seed {seed}: the round dataset {found} is not this recipe's (Fw{key}); run the "
+                                 f"source arm again so that its round labels are there")
+            return found
+        return self.raw(self.dataset(seed, "mask"))
 
     def preprocess(self, dataset_id: int) -> None:
         from nnunet_fracture.environment import scoped_environ
@@ -225,7 +230,7 @@ class Workspace:
     def predictions(self, arm_name: str, seed: int, suffix: str = "") -> Path:
         """The folder of ``arm_name``'s predictions for ``seed``, named with the arm's run key: a renamed or
         changed recipe never finds another recipe's predictions."""
-        key = run_key(ARMS[arm_name], self.regime, seed, _phantom_version())
+        key = run_key(ARMS[arm_name], self.regime, seed, phantom_version())
         return self.root / "predictions" / f"{arm_name}_seed{seed}_{key}{suffix}"
 
     def predict(self, images: Path, out: Path, dataset_id: int, trainer: str) -> Path:
@@ -248,11 +253,11 @@ class Workspace:
         from nnunet_fracture.self_training import self_train
 
         r = self.regime
-        key = run_key(replace(arm, self_training_rounds=1, note=""), r, seed, _phantom_version())
+        key = run_key(replace(arm, self_training_rounds=1, note=""), r, seed, phantom_version())
         # the weak model's predictions do not depend on how the rounds label and train, so arms that differ only
         # there share them
         weak_key = run_key(replace(arm, self_training_rounds=1, note="", **dict.fromkeys(ROUND_ONLY_FIELDS)), r, seed,
-                           _phantom_version())
+                           phantom_version())
         weak = self.root / "predictions" / f"self_training_seed{seed}_{weak_key}_train"
         if not weak.is_dir():  # predicted whole or not at all: a resumed run checks only the folder's name
             self.train(weak_id, arm.trainer, arm.settings)
@@ -281,7 +286,7 @@ class Workspace:
 
 def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
     """Train (unless a reference), predict and score one arm x seed; the result entry for quality.json."""
-    from quality_scoring import score_predictions, score_reference
+    from quality_scoring import clean_masks, score_predictions, score_reference
 
     arm, r = ARMS[arm_name], ws.regime
     start = time.perf_counter()
@@ -300,7 +305,12 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
                 predictions = ws.train_and_predict(arm.predictions_of, ARMS[arm.predictions_of], seed)
         pseudo_out = ws.root / "pseudo_masks" / f"{arm_name}_seed{seed}"
         options = arm.label_options(ignores=False)
-        scores = score_predictions(predictions, test, test_phantom, rule, pseudo_out, arm.refine, options)
+        masks, removal = None, {}
+        if arm.min_component:  # specks removed from the segmentations; probabilities (PR-AUC) stay
+            masks = ws.root / "postprocessed" / f"{arm_name}_seed{seed}"
+            removal = clean_masks(predictions, masks, ws.training_labels(arm, seed), arm.min_component)
+        scores = score_predictions(predictions, test, test_phantom, rule, pseudo_out, arm.refine, options, masks)
+        scores.update(removal)
         if rule is not None and arm.refine not in (None, "none"):  # the same model's masks before refinement
             plain = score_predictions(predictions, test, test_phantom, rule, pseudo_out.with_name(
                 pseudo_out.name + "_unrefined"), options=options)
@@ -311,47 +321,6 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
             scores["previous_round"] = {k: before.get(k) for k in PREVIOUS_ROUND_KEYS}
     return {**scores, "seconds": round(time.perf_counter() - start, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
-
-
-def cached_runs(results: Path, regime_name: str, regime: Regime) -> dict:
-    """``{arm: {"config": ..., "seeds": {seed: entry}}}`` of the cached results that match today's recipes."""
-    version, arms = _phantom_version(), {}
-    for arm_name, arm in ARMS.items():
-        for path in sorted((results / "quality_runs" / regime_name / arm_name).glob("seed*_*.json")):
-            seed = int(path.stem.split("_")[0][len("seed"):])
-            if path.stem.split("_", 1)[1] != run_key(arm, regime, seed, version):
-                continue  # a result of an older recipe, regime or phantom
-            entry = arms.setdefault(arm_name, {"config": {**asdict(arm), "key_of_seed": {}}, "seeds": {}})
-            entry["seeds"][str(seed)] = json.loads(path.read_text(encoding="utf-8"))
-            entry["config"]["key_of_seed"][str(seed)] = path.stem.split("_", 1)[1]
-    return arms
-
-
-def test_set_facts(work: Path, regime_name: str, regime: Regime) -> dict | None:
-    """Cases, fracture-free cases and the mean ground-truth volume of a fractured test case (voxels), read from
-    the workspace's test dataset (None before it exists): the scale of ``fp_voxels_per_normal_case``."""
-    from quality_scoring import cases
-
-    ws_root = work / regime_name
-    raw = sorted((ws_root / "nnUNet_raw").glob(f"Dataset{TEST_ID}_*"))
-    phantom = ws_root / f"phantom_seed{regime.test_seed}_{regime.test_cases}"
-    if not raw or not (phantom / "phantom.json").is_file():
-        return None
-    volumes = [int(gt.sum()) for _, gt, _ in cases(raw[0], phantom)]
-    fractured = [v for v in volumes if v > 0]
-    return {"cases": len(volumes), "fracture_free_cases": len(volumes) - len(fractured),
-            "mean_fracture_voxels_per_fractured_case": float(np.mean(fractured)) if fractured else None}
-
-
-def write_quality_json(results: Path, regime_name: str, regime: Regime, work: Path) -> Path:
-    out = results / ("quality.json" if regime_name == "cpu" else f"quality_{regime_name}.json")
-    data = {"regime": {"name": regime_name, **asdict(regime)}, "phantom_version": _phantom_version(),
-            "test_set": test_set_facts(work, regime_name, regime),
-            "arms": cached_runs(results, regime_name, regime)}
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"and kept in {args.results / f'quality_{regime_name}.json'}, not written to the README")
     if not args.table:
         check_arms()
-        ws, version = Workspace(args.work.resolve(), regime_name, regime, args.results), _phantom_version()
+        ws, version = Workspace(args.work.resolve(), regime_name, regime, args.results), phantom_version()
         for seed in args.seeds:
             for arm_name in _arm_names(args.arms):
                 key = run_key(ARMS[arm_name], regime, seed, version)

@@ -15,7 +15,8 @@ from typing import Optional
 
 
 _ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "ignore_ring", "ignore_unsure", "predictions_of",
-                "inside_vertebra", "ignore_faint", "strong_trainer", "dark_lesions", "ignore_dark_margin", "dark_grow")
+                "inside_vertebra", "ignore_faint", "strong_trainer", "dark_lesions", "ignore_dark_margin", "dark_grow",
+                "min_component")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Arm:
     dark_lesions: Optional[float] = None  # pseudo-masks --dark-lesions HU (weak and self-training arms)
     ignore_dark_margin: Optional[int] = None  # the self-training rounds' --ignore-dark-margin VOXELS
     dark_grow: Optional[float] = None  # pseudo-masks --dark-grow HU (with dark_lesions)
+    min_component: Optional[float] = None  # postprocess --fraction: the segmentation's components under this share
+    # of the typical labelled component of the model's training dataset removed (models trained on masks)
 
     def label_options(self, ignores: bool):
         """The arm's pseudo-mask options as one checked ``LabelOptions``: where masks lie and how dark lesions are
@@ -104,6 +107,9 @@ ARMS: dict[str, Arm] = {
     "full_mask_present": Arm("nnUNetTrainerPresentDice",
                              note="full_mask with nnUNetTrainerPresentDice: no Dice reward for predicting nothing on "
                                   "patches without foreground"),
+    "full_mask_cleaned": Arm("nnUNetTrainerFracture", predictions_of="full_mask", min_component=0.1,
+                             note="full_mask's segmentations without their components under 10 % of the typical "
+                                  "training fracture's volume (nnunet-fracture postprocess --dataset)"),
     "box_fill": Arm(None, labels="box", reference="box_fill", note="every box filled: the floor"),
     "hu_threshold": Arm(None, labels="box", reference="hu_threshold",
                         note="inside each box, HU above the threshold that is best on the training cases"),
@@ -238,6 +244,11 @@ ARMS: dict[str, Arm] = {
                                       note="flywheel_dark_present_r1 with each dark lesion's mask grown through its "
                                            "bone 75 HU below the median (--dark-grow 75, solid_bags_dark_grown's "
                                            "masks)"),
+    "flywheel_dark_grown_r1_cleaned": replace(_PRESENT_ROUND, dark_lesions=100.0, dark_grow=75.0,
+                                              predictions_of="flywheel_dark_grown_r1", min_component=0.1,
+                                              note="flywheel_dark_grown_r1's segmentations without their components "
+                                                   "under 10 % of the typical component of the round's labels "
+                                                   "(nnunet-fracture postprocess --dataset ROUND)"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -274,7 +285,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "flywheel_solid_unsure_r1", "solid_bags_inside", "solid_bags_dark", "solid_bags_dark_grown",
                     "voxel_bags_inside", "voxel_bags_dark", "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
                     "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present", "flywheel_dark_present_r1",
-                    "flywheel_dark_present", "flywheel_dark_margin_r1", "flywheel_dark_grown_r1"),
+                    "flywheel_dark_present", "flywheel_dark_margin_r1", "flywheel_dark_grown_r1",
+                    "flywheel_dark_grown_r1_cleaned", "full_mask_cleaned"),
     "all": tuple(ARMS),
 }
 
@@ -302,8 +314,11 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
     ("solid_bags_dark_grown", "solid_bags_dark", "+ dark masks grown to the bone 75 HU below the median"),
     ("flywheel_dark_present_r1", "solid_bags_dark", "+ self-training round 1 (faint boxes ignored, PresentDice)"),
     ("flywheel_dark_grown_r1", "flywheel_dark_present_r1", "round 1 on the grown dark masks"),
+    ("flywheel_dark_grown_r1_cleaned", "flywheel_dark_grown_r1",
+     "+ specks removed: components under 10 % of the round labels' typical one"),
     ("flywheel_dark_present", "flywheel_dark_present_r1", "+ self-training round 2"),
     ("full_mask", None, "ceiling: the true masks"),
+    ("full_mask_cleaned", "full_mask", "ceiling + specks removed: components under 10 % of the typical training fracture"),
 )
 
 
@@ -353,12 +368,17 @@ REGIMES: dict[str, Regime] = {
 
 
 def check_arms() -> None:
-    """An arm that reuses another's predictions must train the same model.
+    """An arm that reuses another's predictions must train the same model, and one that removes specks by the
+    training masks' volume (``min_component``) must have a model trained on masks.
 
     Raises:
         ValueError: naming the arm and the field that differs.
     """
     for name, arm in ARMS.items():
+        trained = ARMS.get(arm.predictions_of, arm)
+        if arm.min_component and not (trained.labels == "mask" or trained.self_training_rounds):
+            raise ValueError(f"arm {name}: min_component scales the volume of the training masks, but its model "
+                             f"trains on {trained.labels}")
         if arm.predictions_of is None:
             continue
         source = ARMS.get(arm.predictions_of)

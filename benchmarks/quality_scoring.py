@@ -48,9 +48,12 @@ def cases(raw: Path, phantom: Path) -> Iterator[tuple[str, np.ndarray, list[Kind
 
 
 def score_predictions(predictions: Path, test_raw: Path, test_phantom: Path, pseudo_rule: Optional[str],
-                      pseudo_out: Path, refine: Optional[str] = None, options=None) -> dict:
+                      pseudo_out: Path, refine: Optional[str] = None, options=None,
+                      masks: Optional[Path] = None) -> dict:
     """An arm's numbers from its test predictions (and its pseudo-masks inside the boxes, for weak arms, drawn with
-    the :class:`~nnunet_fracture.inference.label_options.LabelOptions` ``options``; ``None``: the defaults)."""
+    the :class:`~nnunet_fracture.inference.label_options.LabelOptions` ``options``; ``None``: the defaults). The
+    segmentations are read from ``masks`` when given (e.g. post-processed), the probabilities always from
+    ``predictions``, whose fingerprint the result records."""
     from nnunet_fracture.inference.label_options import LabelOptions
     from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
     from nnunet_fracture.io.probability_files import load_fracture_probability
@@ -62,10 +65,24 @@ def score_predictions(predictions: Path, test_raw: Path, test_phantom: Path, pse
     score = BenchScore()
     for case, gt, boxes in cases(test_raw, test_phantom):
         probability = load_fracture_probability(predictions / f"{case}.npz", case, gt.shape)
-        mask = _read(predictions / f"{case}.nii.gz") > 0
+        mask = _read((masks or predictions) / f"{case}.nii.gz") > 0
         pseudo = None if pseudo_rule is None else _read(pseudo_out / "masks" / f"{case}.nii.gz") > 0
         score.add(gt, mask, probability, boxes, in_box_mask=pseudo)
     return {**score.as_dict(), "predictions_id": predictions_id(predictions)}
+
+
+def clean_masks(predictions: Path, out: Path, training_dataset: Path, fraction: float) -> dict:
+    """``nnunet-fracture postprocess predictions --dataset training_dataset --fraction fraction --out out``; what
+    the result records of it (``postprocessing``: the threshold and the components and voxels removed)."""
+    from nnunet_fracture.inference.small_components import clean_prediction_folder, min_volume_from_labels
+
+    threshold = min_volume_from_labels(training_dataset, fraction)
+    record = clean_prediction_folder(predictions, out, threshold.pop("min_volume_mm3"), overwrite=True,
+                                     provenance=threshold)
+    cases = record.pop("cases").values()
+    return {"postprocessing": {**{k: v for k, v in record.items() if k not in ("source", "dataset")},
+                               "components_removed": sum(c["components_removed"] for c in cases),
+                               "voxels_removed": sum(c["voxels_removed"] for c in cases)}}
 
 
 def predictions_id(predictions: Path) -> str:

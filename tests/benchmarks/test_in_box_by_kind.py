@@ -44,13 +44,15 @@ def test_dice_precision_and_recall_per_kind_by_hand(folders):
     assert result["cleft"] == {"dice": 0.0, "precision": None, "recall": 0.0, "boxes": 1}
 
 
-def test_the_command_prints_a_row_per_kind_and_writes_json(folders, capsys):
+def test_the_command_prints_a_row_per_kind_and_writes_json(folders, capsys, tmp_path):
     raw, phantom, masks = folders
-    assert main([str(masks), "--raw", str(raw), "--phantom", str(phantom)]) == 0
+    before = sorted(p.name for p in masks.rglob("*"))
+    assert main([str(masks), "--raw", str(raw), "--phantom", str(phantom), "--json", str(tmp_path / "k.json")]) == 0
     out = capsys.readouterr().out
     assert "| pseudo | wedge | 1 | 0.667 | 0.667 | 0.667 |" in out
     assert "| pseudo | cleft | 1 | 0.000 | - | 0.000 |" in out
-    assert json.loads((masks / "in_box_by_kind.json").read_text())["wedge"]["boxes"] == 1
+    assert json.loads((tmp_path / "k.json").read_text())[str(masks)]["wedge"]["boxes"] == 1
+    assert sorted(p.name for p in masks.rglob("*")) == before  # nothing written into the scored folder
 
 
 def test_a_prediction_folder_is_read_as_its_own_masks(folders):

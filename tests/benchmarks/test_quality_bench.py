@@ -275,12 +275,13 @@ def test_every_plane_bag_arm_spells_its_window():
 def test_a_workspace_built_from_another_phantom_is_refused(tmp_path):
     """A phantom folder written by another phantom version (or spacing, or contrast) is not reused: its datasets and
     models were built from it, while the run would be cached under today's version."""
-    from quality import Workspace, _phantom_version
+    from quality import Workspace
+    from quality_results import phantom_version
 
     ws = Workspace(tmp_path, "smoke", REGIMES["smoke"], results=tmp_path / "results")
     folder = ws.root / "phantom_seed0_5"
     folder.mkdir(parents=True)
-    description = {"version": _phantom_version(), "spacing": [3.0, 3.0, 3.0], "settings": {"contrast": "standard"}}
+    description = {"version": phantom_version(), "spacing": [3.0, 3.0, 3.0], "settings": {"contrast": "standard"}}
     (folder / "phantom.json").write_text(json.dumps(description), encoding="utf-8")
     assert ws.phantom(0, 5) == folder  # today's version, the regime's spacing and contrast: reused as it is
 
@@ -291,3 +292,61 @@ def test_a_workspace_built_from_another_phantom_is_refused(tmp_path):
     (folder / "phantom.json").write_text(json.dumps({**description, "spacing": [1.5, 1.5, 1.5]}), encoding="utf-8")
     with pytest.raises(SystemExit, match="spacing"):
         ws.phantom(0, 5)
+
+
+def test_speck_removal_needs_a_model_trained_on_masks(monkeypatch):
+    """``min_component`` scales the training masks' volume: an arm whose model learned from boxes has none."""
+    weak = Arm("nnUNetTrainerWeakBBox", labels="box", settings="lambda_tightness=1")
+    monkeypatch.setitem(quality_arms.ARMS, "weak_probe", weak)
+    monkeypatch.setitem(quality_arms.ARMS, "cleaned_probe", dataclasses.replace(weak, predictions_of="weak_probe",
+                                                                              min_component=0.1))
+    with pytest.raises(ValueError, match="cleaned_probe: min_component .* trains on box"):
+        check_arms()
+
+
+def test_speck_removal_reads_the_labels_its_model_learned_from(tmp_path, monkeypatch):
+    """The full-mask dataset for a full-mask model; for a self-training round, the round's dataset of this recipe,
+    and a round dataset of another recipe (same seed, same ID) is refused."""
+    from quality import SELF_TRAINING_IDS, Workspace
+    from quality_results import phantom_version
+
+    ws = Workspace(tmp_path, "smoke", REGIMES["smoke"], results=tmp_path / "results")
+    raw = Path(ws.env["nnUNet_raw"])
+    monkeypatch.setattr(ws, "dataset", lambda seed, labels: 700 + 10 * seed + {"mask": 0, "box": 1}[labels])
+    (raw / "Dataset710_QualityS1Mask").mkdir()
+    assert ws.training_labels(ARMS["full_mask_cleaned"], 1) == raw / "Dataset710_QualityS1Mask"
+
+    arm = ARMS["flywheel_dark_grown_r1_cleaned"]
+    key = run_key(dataclasses.replace(ARMS[arm.predictions_of], note=""), ws.regime, 0, phantom_version())
+    (raw / f"Dataset{SELF_TRAINING_IDS + 1}_QualityS0FwotherrecipeR1").mkdir()
+    with pytest.raises(ValueError, match="is not this recipe's"):
+        ws.training_labels(arm, 0)
+    (raw / f"Dataset{SELF_TRAINING_IDS + 1}_QualityS0FwotherrecipeR1").rmdir()
+    (raw / f"Dataset{SELF_TRAINING_IDS + 1}_QualityS0Fw{key}R1").mkdir()
+    assert ws.training_labels(arm, 0).name == f"Dataset{SELF_TRAINING_IDS + 1}_QualityS0Fw{key}R1"
+
+
+def test_clean_masks_removes_specks_by_the_training_median(tmp_path):
+    """``clean_masks`` writes the post-processed folder (the threshold a share of the typical training component) and reports
+    what the result records of it."""
+    import SimpleITK as sitk
+    from quality_scoring import clean_masks
+
+    dataset = tmp_path / "Dataset710_Probe"
+    (dataset / "labelsTr").mkdir(parents=True)
+    (dataset / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "fracture": 1}}))
+    labels = np.zeros((4, 4, 4), np.uint8)
+    labels[0:2, 0:2, 0:2] = 1  # one training fracture of 8 voxels (1 mm^3 each)
+    sitk.WriteImage(sitk.GetImageFromArray(labels), str(dataset / "labelsTr" / "a.nii.gz"))
+    predictions = tmp_path / "pred"
+    predictions.mkdir()
+    seg = np.zeros((4, 4, 4), np.uint8)
+    seg[0:2, 0:2, 0:2] = 1
+    seg[3, 3, 3] = 1  # a speck of 1 voxel: under 0.5 x 8 = 4 mm^3
+    sitk.WriteImage(sitk.GetImageFromArray(seg), str(predictions / "c.nii.gz"))
+    out = tmp_path / "clean"
+    record = clean_masks(predictions, out, dataset, 0.5)
+    assert record == {"postprocessing": {"min_volume_mm3": 4.0, "connectivity": 26, "fraction": 0.5,
+                                         "typical_component_mm3": 8.0, "components": 1, "components_removed": 1,
+                                         "voxels_removed": 1}}
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(out / "c.nii.gz"))).sum() == 8

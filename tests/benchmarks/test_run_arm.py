@@ -40,8 +40,8 @@ def scored(monkeypatch):
     """The (predictions folder name, rule) of every score_predictions call; each scores in_box_dice 0.5."""
     calls = []
 
-    def score_predictions(predictions, test, phantom, rule, out, refine=None, options=None):
-        calls.append((predictions.name, rule))
+    def score_predictions(predictions, test, phantom, rule, out, refine=None, options=None, masks=None):
+        calls.append((predictions.name, rule) if masks is None else (predictions.name, rule, masks.name))
         return {"in_box_dice": 0.5, "in_box_precision": 0.5, "in_box_recall": 0.5, "whole_volume_dice": 0.25}
 
     monkeypatch.setattr(quality_scoring, "score_predictions", score_predictions)
@@ -76,3 +76,20 @@ def test_a_refined_weak_arm_is_also_scored_before_refinement(tmp_path, scored):
     rule = quality.ARMS["solid_bags_refined"].pseudo_masks
     assert scored == [("weak_bbox_seed2", rule), ("weak_bbox_seed2", rule)]  # predictions_of: weak_bbox's model
     assert ws.trained == ["weak_bbox"] and result["before_refinement"]["in_box_dice"] == 0.5
+
+
+def test_a_speck_removing_arm_scores_its_sources_probabilities_with_the_cleaned_masks(tmp_path, scored, monkeypatch):
+    ws = RecordingWorkspace(tmp_path)
+    ws.training_labels = lambda arm, seed: tmp_path / f"labels_of_{arm.predictions_of}_{seed}"
+    cleaned = []
+
+    def clean_masks(predictions, out, dataset, fraction):
+        cleaned.append((predictions.name, out.name, dataset.name, fraction))
+        return {"postprocessing": {"components_removed": 3}}
+
+    monkeypatch.setattr(quality_scoring, "clean_masks", clean_masks)
+    result = quality.run_arm(ws, "full_mask_cleaned", 1)
+    assert ws.trained == ["full_mask"]  # the source's model, trained since this workspace lacks it
+    assert cleaned == [("full_mask_seed1", "full_mask_cleaned_seed1", "labels_of_full_mask_1", 0.1)]
+    assert scored == [("full_mask_seed1", None, "full_mask_cleaned_seed1")]
+    assert result["postprocessing"] == {"components_removed": 3}
