@@ -33,11 +33,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "postprocess", help="remove connected components smaller than a share of the training fractures' volume",
         description=POSTPROCESS_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n"
-               "  nnUNetv2_predict -i $nnUNet_raw/Dataset502_PhantomPseudo/imagesTs -o pred -d 502 -c 3d_fullres "
-               "-f all\n"
-               "  nnunet-fracture postprocess pred --dataset 502 --out pred_clean\n"
-               "  nnunet-fracture evaluate pred_clean $nnUNet_raw/Dataset501_Phantom/groundTruthTr --out report/")
+        epilog="example (a model trained on dataset 511, e.g. self-training round 2 of `--first-id 510`):\n"
+               "  nnUNetv2_predict -i new_scans/ -o pred -d 511 -c 3d_fullres -f all --save_probabilities\n"
+               "  nnunet-fracture postprocess pred --dataset 511 --out pred_clean\n"
+               "  nnunet-fracture evaluate pred_clean new_scans_truth/ --out report/")
     p.add_argument("predictions", type=Path, help="nnUNetv2_predict output folder")
     p.add_argument("--out", type=Path, required=True, help="output folder (created; see Out above)")
     source = p.add_mutually_exclusive_group(required=True)
