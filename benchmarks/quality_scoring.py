@@ -74,11 +74,9 @@ def score_predictions(predictions: Path, test_raw: Path, test_phantom: Path, pse
 def clean_masks(predictions: Path, out: Path, training_dataset: Path, fraction: float) -> dict:
     """``nnunet-fracture postprocess predictions --dataset training_dataset --fraction fraction --out out``; what
     the result records of it (``postprocessing``: the threshold and the components and voxels removed)."""
-    from nnunet_fracture.inference.small_components import clean_prediction_folder, min_volume_from_labels
+    from nnunet_fracture.inference.small_components import clean_by_training_labels
 
-    threshold = min_volume_from_labels(training_dataset, fraction)
-    record = clean_prediction_folder(predictions, out, threshold.pop("min_volume_mm3"), overwrite=True,
-                                     provenance=threshold)
+    record = clean_by_training_labels(predictions, out, training_dataset, fraction, overwrite=True)
     cases = record.pop("cases").values()
     return {"postprocessing": {**{k: v for k, v in record.items() if k not in ("source", "dataset")},
                                "components_removed": sum(c["components_removed"] for c in cases),

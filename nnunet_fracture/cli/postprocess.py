@@ -56,19 +56,18 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from nnunet_fracture.dataset_conversion.source_dataset import resolve_dataset_folder
-    from nnunet_fracture.inference.small_components import (DEFAULT_FRACTION, clean_prediction_folder,
-                                                                 min_volume_from_labels)
+    from nnunet_fracture.inference.small_components import (DEFAULT_FRACTION, clean_by_training_labels,
+                                                            clean_prediction_folder)
 
     if args.dataset is not None:
-        threshold = min_volume_from_labels(resolve_dataset_folder(args.dataset),
-                                           DEFAULT_FRACTION if args.fraction is None else args.fraction)
+        record = clean_by_training_labels(args.predictions, args.out, resolve_dataset_folder(args.dataset),
+                                          DEFAULT_FRACTION if args.fraction is None else args.fraction,
+                                          args.overwrite)
     elif args.fraction is not None:
         raise ValueError("--fraction scales the volume of a --dataset's fractures; with --min-volume it means "
                          "nothing. Fix: drop --fraction, or pass --dataset instead of --min-volume.")
     else:
-        threshold = {"min_volume_mm3": args.min_volume}
-    record = clean_prediction_folder(args.predictions, args.out, threshold.pop("min_volume_mm3"), args.overwrite,
-                                     provenance=threshold)
+        record = clean_prediction_folder(args.predictions, args.out, args.min_volume, args.overwrite)
     removed = sum(c["components_removed"] for c in record["cases"].values())
     voxels = sum(c["voxels_removed"] for c in record["cases"].values())
     print(f"removed {removed} component(s) under {record['min_volume_mm3']:.1f} mm^3 ({voxels} voxels) from "

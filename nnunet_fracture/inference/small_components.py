@@ -175,3 +175,10 @@ def clean_prediction_folder(predictions: Path, out: Path, min_volume_mm3: float,
                 "voxels_removed": int(np.count_nonzero(segmentation > 0) - np.count_nonzero(kept > 0))}
         (tmp / "postprocessing.json").write_text(json.dumps(record, indent=2))
     return record
+
+
+def clean_by_training_labels(predictions: Path, out: Path, dataset_folder: Path, fraction: float = DEFAULT_FRACTION,
+                             overwrite: bool = False) -> dict:
+    """:func:`clean_prediction_folder` with the threshold of :func:`min_volume_from_labels` (recorded beside it)."""
+    threshold = min_volume_from_labels(dataset_folder, fraction)
+    return clean_prediction_folder(predictions, out, threshold.pop("min_volume_mm3"), overwrite, provenance=threshold)
