@@ -170,12 +170,14 @@ ARMS: dict[str, Arm] = {
     "flywheel_r1": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
                        settings=AFFINITY_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5),
                        note="plus_refinement's pseudo-masks on the training cases -> one stock training round"),
-    "flywheel": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
-                    settings=AFFINITY_RECIPE, self_training_rounds=2, ignore_band=(0.2, 0.5),
-                    note="two self-training rounds: the final model, scored on whole volumes"),
+    # called flywheel until 2026-12-07, when that name went to the best chain
+    "flywheel_affinity": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
+                             settings=AFFINITY_RECIPE, self_training_rounds=2, ignore_band=(0.2, 0.5),
+                             note="two self-training rounds on plus_refinement's pseudo-masks (the first flywheel)"),
     "flywheel_r3": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
                        settings=AFFINITY_RECIPE, self_training_rounds=3, ignore_band=(0.2, 0.5),
-                       note="a third self-training round (continues flywheel's run): does it still help?"),
+                       note="a third self-training round (continues flywheel_affinity's run): does it "
+                            "still help?"),
     "flywheel_ring": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
                          settings=AFFINITY_RECIPE, self_training_rounds=1, ignore_band=(0.2, 0.5), ignore_ring=1,
                          note="flywheel_r1 with each pseudo-mask's outer voxel 'ignore' (Simple Does It's ring): "
@@ -240,15 +242,14 @@ ARMS: dict[str, Arm] = {
                                        note="flywheel_dark_present_r1 with the 2 voxels around each dark lesion's mask "
                                             "'ignore' (--ignore-dark-margin 2): its edges and its course through the "
                                             "cortex are no longer taught as background"),
-    "flywheel_dark_grown_r1": replace(_PRESENT_ROUND, dark_lesions=100.0, dark_grow=75.0,
-                                      note="flywheel_dark_present_r1 with each dark lesion's mask grown through its "
-                                           "bone 75 HU below the median (--dark-grow 75, solid_bags_dark_grown's "
-                                           "masks)"),
-    "flywheel_dark_grown_r1_cleaned": replace(_PRESENT_ROUND, dark_lesions=100.0, dark_grow=75.0,
-                                              predictions_of="flywheel_dark_grown_r1", min_component=0.1,
-                                              note="flywheel_dark_grown_r1's segmentations without their components "
-                                                   "under 10 % of the typical component of the round's labels "
-                                                   "(nnunet-fracture postprocess --dataset ROUND)"),
+    # the best chain, as the issue names it (called flywheel_dark_grown_r1 until 2026-12-07)
+    "flywheel": replace(_PRESENT_ROUND, dark_lesions=100.0, dark_grow=75.0,
+                        note="the best chain: flywheel_dark_present_r1 with each dark lesion's mask grown through its "
+                             "bone 75 HU below the median (--dark-grow 75, solid_bags_dark_grown's masks); one round"),
+    "flywheel_cleaned": replace(_PRESENT_ROUND, dark_lesions=100.0, dark_grow=75.0, predictions_of="flywheel",
+                                min_component=0.1,
+                                note="flywheel's segmentations without their components under 10 % of the typical "
+                                     "component of the round's labels (nnunet-fracture postprocess --dataset ROUND)"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -279,14 +280,14 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "box_fill_inside", "hu_threshold_inside", "mean_bags",
                     "plane_bags", "voxel_bags", "plus_affinity", "plus_hard_negatives", "rule_fraction", "rule_otsu",
                     "plus_refinement", "voxel_bags_fraction", "voxel_bags_otsu", "voxel_bags_refined", "flywheel_r1",
-                    "flywheel", "flywheel_r3", "flywheel_ring", "flywheel_size_r1", "plus_border_affinity", "plus_rim",
+                    "flywheel_affinity", "flywheel_r3", "flywheel_ring", "flywheel_size_r1", "plus_border_affinity", "plus_rim",
                     "plus_hard_negatives_10", "flywheel_hn10_r1", "flywheel_unsure_r1", "flywheel_unsure",
                     "plus_smoothness", "weak_bbox", "solid_bags_otsu", "solid_bags_refined",
                     "flywheel_solid_unsure_r1", "solid_bags_inside", "solid_bags_dark", "solid_bags_dark_grown",
                     "voxel_bags_inside", "voxel_bags_dark", "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
                     "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present", "flywheel_dark_present_r1",
-                    "flywheel_dark_present", "flywheel_dark_margin_r1", "flywheel_dark_grown_r1",
-                    "flywheel_dark_grown_r1_cleaned", "full_mask_cleaned"),
+                    "flywheel_dark_present", "flywheel_dark_margin_r1", "flywheel", "flywheel_cleaned",
+                    "full_mask_cleaned"),
     "all": tuple(ARMS),
 }
 
@@ -313,8 +314,8 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
     ("solid_bags_dark", "solid_bags_inside", "+ dark lesions (clefts: the bone 100 HU below its median)"),
     ("solid_bags_dark_grown", "solid_bags_dark", "+ dark masks grown to the bone 75 HU below the median"),
     ("flywheel_dark_present_r1", "solid_bags_dark", "+ self-training round 1 (faint boxes ignored, PresentDice)"),
-    ("flywheel_dark_grown_r1", "flywheel_dark_present_r1", "round 1 on the grown dark masks"),
-    ("flywheel_dark_grown_r1_cleaned", "flywheel_dark_grown_r1",
+    ("flywheel", "flywheel_dark_present_r1", "round 1 on the grown dark masks: the best chain"),
+    ("flywheel_cleaned", "flywheel",
      "+ specks removed: components under 10 % of the round labels' typical one"),
     ("flywheel_dark_present", "flywheel_dark_present_r1", "+ self-training round 2"),
     ("full_mask", None, "ceiling: the true masks"),

@@ -316,7 +316,7 @@ def test_speck_removal_reads_the_labels_its_model_learned_from(tmp_path, monkeyp
     (raw / "Dataset710_QualityS1Mask").mkdir()
     assert ws.training_labels(ARMS["full_mask_cleaned"], 1) == raw / "Dataset710_QualityS1Mask"
 
-    arm = ARMS["flywheel_dark_grown_r1_cleaned"]
+    arm = ARMS["flywheel_cleaned"]
     key = run_key(dataclasses.replace(ARMS[arm.predictions_of], note=""), ws.regime, 0, phantom_version())
     (raw / f"Dataset{SELF_TRAINING_IDS + 1}_QualityS0FwotherrecipeR1").mkdir()
     with pytest.raises(ValueError, match="is not this recipe's"):
