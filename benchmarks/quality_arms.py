@@ -286,8 +286,9 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "flywheel_solid_unsure_r1", "solid_bags_inside", "solid_bags_dark", "solid_bags_dark_grown",
                     "voxel_bags_inside", "voxel_bags_dark", "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
                     "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present", "flywheel_dark_present_r1",
-                    "flywheel_dark_present", "flywheel_dark_margin_r1", "flywheel", "flywheel_cleaned",
-                    "full_mask_cleaned"),
+                    "flywheel_dark_present", "flywheel_dark_margin_r1", "flywheel", "flywheel_cleaned"),
+    # speck removal paired with the models it cleans (the full-mask pair's runs: benchmarks/results/quality_reruns)
+    "postprocess": ("full_mask", "full_mask_cleaned", "flywheel", "flywheel_cleaned"),
     "all": tuple(ARMS),
 }
 
@@ -319,7 +320,8 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
      "+ specks removed: components under 10 % of the round labels' typical one"),
     ("flywheel_dark_present", "flywheel_dark_present_r1", "+ self-training round 2"),
     ("full_mask", None, "ceiling: the true masks"),
-    ("full_mask_cleaned", "full_mask", "ceiling + specks removed: components under 10 % of the typical training fracture"),
+    ("full_mask_cleaned", "full_mask", "ceiling + specks removed: components under 10 % of the typical training "
+                                       "fracture (paired runs: benchmarks/results/quality_reruns/full_mask_2026-12-07)"),
 )
 
 
