@@ -287,8 +287,9 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "voxel_bags_inside", "voxel_bags_dark", "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
                     "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present", "flywheel_dark_present_r1",
                     "flywheel_dark_present", "flywheel_dark_margin_r1", "flywheel", "flywheel_cleaned"),
-    # speck removal paired with the models it cleans (the full-mask pair's runs: benchmarks/results/quality_reruns)
-    "postprocess": ("full_mask", "full_mask_cleaned", "flywheel", "flywheel_cleaned"),
+    # speck removal paired with the model it cleans; full_mask_cleaned pairs only with a full_mask run whose
+    # predictions are in the workspace, so its runs live in benchmarks/results/quality_reruns/full_mask_2026-12-07
+    "postprocess": ("flywheel", "flywheel_cleaned"),
     "all": tuple(ARMS),
 }
 
