@@ -10,8 +10,8 @@ With ``--rounds N`` the flywheel follows: nnUNetv2_predict on the training cases
 rounds: the training cases' pseudo-masks become a dataset with nnU-Net's ignore label on uncertain voxels, the
 nnUNetTrainerPresentDice, self-train's default, learns it for ``--strong-epochs``) -> nnUNetv2_predict with the strong
 model -> evaluate it over whole volumes, as it is and after nnunet-fracture postprocess (its components under 10 % of
-the last round's typical label component removed). On the quality bench one such round is the largest single step (README);
-it costs about 20 minutes per round here, so the default stops before it.
+the last round's typical label component removed). On the quality bench one such round is the largest single step
+(README); it costs about 20 minutes per round here, so the default stops before it.
 
 Run it with ``bash scripts/demo.sh`` (sets up the environment first) or ``python -m nnunet_fracture.demo``.
 Everything lives under ``--out`` (default ``demo_output/``), which gets its own nnUNet_raw,
@@ -129,7 +129,6 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
     from nnunet_fracture.environment import scoped_environ
     from nnunet_fracture.evaluation.report import evaluate_folder
     from nnunet_fracture.inference.label_options import LabelOptions
-    from nnunet_fracture.dataset_conversion.dataset_folders import existing_datasets
     from nnunet_fracture.inference.pseudo_masks import write_pseudo_masks
     from nnunet_fracture.inference.small_components import DEFAULT_FRACTION, clean_by_training_labels
     from nnunet_fracture.planning.tiny_plans import write_tiny_plans
@@ -204,7 +203,7 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
         reports["strong_model"] = steps.run(
             "evaluate: the strong model's probabilities vs ground truth", evaluate_folder, strong,
             test_raw / "groundTruthTr", out / "report" / "strong_model", images=test_raw / "imagesTr")
-        last_round = existing_datasets(raw, FLYWHEEL_ID + rounds - 1)[0]
+        last_round = Path(record["rounds"][-1]["dataset"])  # self-train records each round's dataset folder
         cleaned = out / "predictions_strong_cleaned"
         steps.run(f"nnunet-fracture postprocess --dataset {last_round.name}: components under "
                   f"{DEFAULT_FRACTION:g} x the round labels' typical one removed", clean_by_training_labels, strong,
