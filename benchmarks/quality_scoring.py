@@ -74,13 +74,12 @@ def score_predictions(predictions: Path, test_raw: Path, test_phantom: Path, pse
 def clean_masks(predictions: Path, out: Path, training_dataset: Path, fraction: float) -> dict:
     """``nnunet-fracture postprocess predictions --dataset training_dataset --fraction fraction --out out``; what
     the result records of it (``postprocessing``: the threshold and the components and voxels removed)."""
-    from nnunet_fracture.inference.small_components import clean_by_training_labels
+    from nnunet_fracture.inference.small_components import clean_by_training_labels, removal_totals
 
     record = clean_by_training_labels(predictions, out, training_dataset, fraction, overwrite=True)
-    cases = record.pop("cases").values()
-    return {"postprocessing": {**{k: v for k, v in record.items() if k not in ("source", "dataset")},
-                               "components_removed": sum(c["components_removed"] for c in cases),
-                               "voxels_removed": sum(c["voxels_removed"] for c in cases)}}
+    components, voxels = removal_totals(record)
+    return {"postprocessing": {**{k: v for k, v in record.items() if k not in ("source", "dataset", "cases")},
+                               "components_removed": components, "voxels_removed": voxels}}
 
 
 def predictions_id(predictions: Path) -> str:

@@ -57,7 +57,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from nnunet_fracture.dataset_conversion.source_dataset import resolve_dataset_folder
     from nnunet_fracture.inference.small_components import (DEFAULT_FRACTION, clean_by_training_labels,
-                                                            clean_prediction_folder)
+                                                            clean_prediction_folder, removal_totals)
 
     if args.dataset is not None:
         record = clean_by_training_labels(args.predictions, args.out, resolve_dataset_folder(args.dataset),
@@ -68,7 +68,6 @@ def run(args: argparse.Namespace) -> None:
                          "nothing. Fix: drop --fraction, or pass --dataset instead of --min-volume.")
     else:
         record = clean_prediction_folder(args.predictions, args.out, args.min_volume, args.overwrite)
-    removed = sum(c["components_removed"] for c in record["cases"].values())
-    voxels = sum(c["voxels_removed"] for c in record["cases"].values())
+    removed, voxels = removal_totals(record)
     print(f"removed {removed} component(s) under {record['min_volume_mm3']:.1f} mm^3 ({voxels} voxels) from "
           f"{len(record['cases'])} case(s) into {args.out}")

@@ -43,6 +43,21 @@ def voxel_volume_mm3(spacing: Sequence[float]) -> float:
     return float(np.prod(spacing))
 
 
+def component_sizes(foreground: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 26-connected components of the boolean ``foreground``: their label map (0 outside) and their sizes in
+    voxels, indexed by label (``sizes[0]`` counts the background)."""
+    import cc3d
+
+    labels, n = cc3d.connected_components(foreground, connectivity=CONNECTIVITY, return_N=True)
+    return labels, np.bincount(labels.ravel(), minlength=n + 1)
+
+
+def removal_totals(record: dict) -> tuple[int, int]:
+    """Components and voxels removed over all cases of a :func:`clean_prediction_folder` record."""
+    cases = record["cases"].values()
+    return sum(c["components_removed"] for c in cases), sum(c["voxels_removed"] for c in cases)
+
+
 def remove_small_components(segmentation: np.ndarray, spacing: Sequence[float],
                             min_volume_mm3: float) -> tuple[np.ndarray, int]:
     """``segmentation`` without its foreground components under ``min_volume_mm3``, and how many were removed.
@@ -55,8 +70,6 @@ def remove_small_components(segmentation: np.ndarray, spacing: Sequence[float],
     Raises:
         ValueError: a segmentation that is not 3D, a bad spacing or a negative volume.
     """
-    import cc3d
-
     if segmentation.ndim != 3:
         raise ValueError(f"segmentation of shape {segmentation.shape}: expected a 3D label map")
     if not min_volume_mm3 >= 0:
@@ -65,8 +78,7 @@ def remove_small_components(segmentation: np.ndarray, spacing: Sequence[float],
     foreground = segmentation > 0
     if min_voxels <= 1 or not foreground.any():
         return segmentation.copy(), 0
-    labels, n = cc3d.connected_components(foreground, connectivity=CONNECTIVITY, return_N=True)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    labels, sizes = component_sizes(foreground)
     small = np.flatnonzero(sizes < min_voxels)
     small = small[small > 0]
     out = segmentation.copy()
@@ -81,8 +93,6 @@ def labelled_component_volumes(dataset_folder: Path) -> list[float]:
     Raises:
         FileNotFoundError: no ``dataset.json`` or no label files (the message names the folder and the fix).
     """
-    import cc3d
-
     dataset_folder = Path(dataset_folder)
     meta = dataset_folder / "dataset.json"
     if not meta.is_file():
@@ -100,8 +110,7 @@ def labelled_component_volumes(dataset_folder: Path) -> list[float]:
         image = sitk.ReadImage(str(path))
         labels = sitk.GetArrayFromImage(image)
         foreground = (labels > 0) & ~np.isin(labels, list(ignore))
-        components, n = cc3d.connected_components(foreground, connectivity=CONNECTIVITY, return_N=True)
-        sizes = np.bincount(components.ravel(), minlength=n + 1)[1:]
+        sizes = component_sizes(foreground)[1][1:]
         volumes.extend(float(s) * voxel_volume_mm3(image.GetSpacing()) for s in sizes)
     return volumes
 
