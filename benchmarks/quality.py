@@ -30,8 +30,8 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_arms import (ABLATION, ARM_SETS, ARMS, REGIMES, ROUND_ONLY_FIELDS, Arm, Regime,  # noqa: E402
-                          check_arms, relation, run_key)
+from quality_arms import ABLATION, ARM_SETS, ARMS, ROUND_ONLY_FIELDS, Arm, check_arms, relation, run_key  # noqa: E402
+from quality_regimes import REGIMES, Regime  # noqa: E402
 from quality_results import TEST_ID, phantom_version, write_quality_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -136,13 +136,23 @@ class Workspace:
         reuses): the true masks, or the last self-training round's labels (checked to be this recipe's round)."""
         source = ARMS[arm.predictions_of] if arm.predictions_of else arm
         if source.self_training_rounds:
-            key = run_key(replace(source, self_training_rounds=1, note=""), self.regime, seed, phantom_version())
-            found = self.raw(SELF_TRAINING_IDS + 10 * seed + source.self_training_rounds)
+            key, first = self.rounds_key(source, seed), self.first_round_id(seed)
+            found = self.raw(first + source.self_training_rounds - 1)
             if found is None or not found.name.endswith(f"Fw{key}R{source.self_training_rounds}"):
                 raise ValueError(f"seed {seed}: the round dataset {found} is not this recipe's (Fw{key}); run the "
                                  f"source arm again so that its round labels are there")
             return found
         return self.raw(self.dataset(seed, "mask"))
+
+    def rounds_key(self, arm: Arm, seed: int) -> str:
+        """The run key of ``arm``'s first self-training round: it names the rounds' folder and datasets, shared by
+        arms that differ only in their number of rounds."""
+        return run_key(replace(arm, self_training_rounds=1, note=""), self.regime, seed, phantom_version())
+
+    @staticmethod
+    def first_round_id(seed: int) -> int:
+        """The dataset ID of ``seed``'s first self-training round (round k: this + k - 1)."""
+        return SELF_TRAINING_IDS + 10 * seed + 1
 
     def preprocess(self, dataset_id: int) -> None:
         from nnunet_fracture.environment import scoped_environ
@@ -253,7 +263,7 @@ class Workspace:
         from nnunet_fracture.self_training import self_train
 
         r = self.regime
-        key = run_key(replace(arm, self_training_rounds=1, note=""), r, seed, phantom_version())
+        key = self.rounds_key(arm, seed)
         # the weak model's predictions do not depend on how the rounds label and train, so arms that differ only
         # there share them
         weak_key = run_key(replace(arm, self_training_rounds=1, note="", **dict.fromkeys(ROUND_ONLY_FIELDS)), r, seed,
@@ -264,7 +274,7 @@ class Workspace:
             staged = self.predict(self.raw(weak_id) / "imagesTr", weak.with_name(f".{weak.name}.partial"), weak_id,
                                   arm.trainer)
             os.replace(staged, weak)
-        first, out = SELF_TRAINING_IDS + 10 * seed + 1, self.root / "self_training" / f"seed{seed}_{key}"
+        first, out = self.first_round_id(seed), self.root / "self_training" / f"seed{seed}_{key}"
         run = partial(self_train, [weak], weak_id, out, first_id=first, name=f"QualityS{seed}Fw{key}",
                       rounds=arm.self_training_rounds, plans=r.plans, trainer=arm.strong_trainer or STRONG_TRAINER,
                       device=r.device,

@@ -1,4 +1,5 @@
-"""The quality bench's arms and regimes, declared as data (``benchmarks/quality.py`` runs them).
+"""The quality bench's arms, declared as data (``benchmarks/quality.py`` runs them; the regimes they run in are
+``benchmarks/quality_regimes.py``).
 
 An arm is a trainer, the kind of labels it trains on (``mask``: true masks; ``box``: box numbers; ``slice``: slice
 ranges), the ``NNUNET_FRACTURE_SETTINGS`` it adds, and for weak arms the pseudo-mask rule that turns its
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
+
+from quality_regimes import Regime
 
 
 _ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "ignore_ring", "ignore_unsure", "predictions_of",
@@ -280,8 +283,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "weak_recipe": ("full_mask", "box_fill", "hu_threshold", "box_fill_inside", "hu_threshold_inside", "mean_bags",
                     "plane_bags", "voxel_bags", "plus_affinity", "plus_hard_negatives", "rule_fraction", "rule_otsu",
                     "plus_refinement", "voxel_bags_fraction", "voxel_bags_otsu", "voxel_bags_refined", "flywheel_r1",
-                    "flywheel_affinity", "flywheel_r3", "flywheel_ring", "flywheel_size_r1", "plus_border_affinity", "plus_rim",
-                    "plus_hard_negatives_10", "flywheel_hn10_r1", "flywheel_unsure_r1", "flywheel_unsure",
+                    "flywheel_affinity", "flywheel_r3", "flywheel_ring", "flywheel_size_r1", "plus_border_affinity",
+                    "plus_rim", "plus_hard_negatives_10", "flywheel_hn10_r1", "flywheel_unsure_r1", "flywheel_unsure",
                     "plus_smoothness", "weak_bbox", "solid_bags_otsu", "solid_bags_refined",
                     "flywheel_solid_unsure_r1", "solid_bags_inside", "solid_bags_dark", "solid_bags_dark_grown",
                     "voxel_bags_inside", "voxel_bags_dark", "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
@@ -321,54 +324,10 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
      "+ specks removed: components under 10 % of the round labels' typical one"),
     ("flywheel_dark_present", "flywheel_dark_present_r1", "+ self-training round 2"),
     ("full_mask", None, "ceiling: the true masks"),
-    ("full_mask_cleaned", "full_mask", "ceiling + specks removed: components under 10 % of the typical training "
-                                       "fracture (paired runs: benchmarks/results/quality_reruns/full_mask_2026-12-07)"),
+    ("full_mask_cleaned", "full_mask",
+     "ceiling + specks removed: components under 10 % of the typical training fracture (paired runs: "
+     "benchmarks/results/quality_reruns/full_mask_2026-12-07)"),
 )
-
-
-@dataclass(frozen=True)
-class Regime:
-    """Data, plans and schedule shared by every arm of one table."""
-
-    train_cases: int
-    test_cases: int
-    spacing: tuple[float, float, float]
-    contrast: str
-    plans: str  # nnUNetPlansBench: written by the bench from nnU-Net's default plans (below); else used as is
-    max_features: int
-    max_patch: int
-    batch_size: int
-    epochs: int
-    iterations: int
-    foreground: float  # oversample_foreground_percent, drawn per sample (probabilistic_oversampling=True)
-    device: str
-    tta: bool
-    test_seed: int = 1000
-    extra: dict = field(default_factory=dict)
-
-    def schedule(self) -> str:
-        return (f"num_epochs={self.epochs} num_iterations_per_epoch={self.iterations} "
-                f"num_val_iterations_per_epoch={max(2, self.iterations // 10)} "
-                f"oversample_foreground_percent={self.foreground} probabilistic_oversampling=true "
-                f"final_validation=false")
-
-
-REGIMES: dict[str, Regime] = {
-    # a 2-core CPU: each arm x seed about 20 minutes. Patch 64^3 gave 0.77 s per iteration, so only 1,000 iterations
-    # fit (full_mask: whole-volume Dice 0.26, precision 0.89, recall 0.15 - undertrained); patch 48^3 costs 0.33 s,
-    # so three times as many iterations fit (README)
-    "cpu": Regime(train_cases=25, test_cases=10, spacing=(1.5, 1.5, 1.5), contrast="standard",
-                  plans="nnUNetPlansBench", max_features=32, max_patch=48, batch_size=2, epochs=120, iterations=25,
-                  foreground=0.5, device="cpu", tta=False),
-    # a check that the harness runs end to end (minutes; its numbers mean nothing)
-    "smoke": Regime(train_cases=5, test_cases=5, spacing=(3.0, 3.0, 3.0), contrast="standard",
-                    plans="nnUNetPlansBench", max_features=8, max_patch=16, batch_size=2, epochs=1, iterations=2,
-                    foreground=0.5, device="cpu", tta=False),
-    # a GPU (--gpu): nnU-Net's default plans and a longer schedule
-    "gpu": Regime(train_cases=40, test_cases=10, spacing=(1.5, 1.5, 1.5), contrast="standard",
-                  plans="nnUNetPlans", max_features=0, max_patch=0, batch_size=0, epochs=100, iterations=250,
-                  foreground=0.5, device="cuda", tta=True),
-}
 
 
 def check_arms() -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from quality_arms import ARMS, Regime, run_key
+from quality_arms import ARMS, run_key
+from quality_regimes import Regime
 
 TEST_ID = 799  # the held-out test dataset's ID in every workspace
 

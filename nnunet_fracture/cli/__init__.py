@@ -12,8 +12,8 @@ import sys
 from nnunet_fracture.cli import (attention_maps, convert, evaluate, fuse, phantom, postprocess, pseudo_masks,
                                  reorient, self_train, tiny_plans, trainer_path, vae_error, visualize)
 
-VERBS = (phantom, convert, trainer_path, tiny_plans, postprocess, evaluate, pseudo_masks, self_train, visualize, reorient,
-         fuse, vae_error, attention_maps)
+VERBS = (phantom, convert, trainer_path, tiny_plans, postprocess, evaluate, pseudo_masks, self_train, visualize,
+         reorient, fuse, vae_error, attention_maps)
 
 DESCRIPTION = """\
 Vertebral fracture segmentation from bounding boxes, on top of nnU-Net v2.

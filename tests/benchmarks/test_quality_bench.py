@@ -11,7 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import quality_arms  # noqa: E402
-from quality_arms import ARM_SETS, ARMS, REGIMES, Arm, check_arms, run_key  # noqa: E402
+from quality_arms import ARM_SETS, ARMS, Arm, check_arms, run_key  # noqa: E402
+from quality_regimes import REGIMES  # noqa: E402
 from quality_table import ablation_table, markdown_table, mean_std, paired_change, update_readme  # noqa: E402
 
 
@@ -327,8 +328,8 @@ def test_speck_removal_reads_the_labels_its_model_learned_from(tmp_path, monkeyp
 
 
 def test_clean_masks_removes_specks_by_the_training_median(tmp_path):
-    """``clean_masks`` writes the post-processed folder (the threshold a share of the typical training component) and reports
-    what the result records of it."""
+    """``clean_masks`` writes the post-processed folder (the threshold a share of the typical training component)
+    and reports what the result records of it."""
     import SimpleITK as sitk
     from quality_scoring import clean_masks
 

@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import quality  # noqa: E402
 import quality_scoring  # noqa: E402
-from quality_arms import REGIMES  # noqa: E402
+from quality_regimes import REGIMES  # noqa: E402
 
 
 class RecordingWorkspace:
