@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 README_BEGIN, README_END = "<!-- quality-table:begin -->", "<!-- quality-table:end -->"
 ABLATION_BEGIN, ABLATION_END = "<!-- ablation-table:begin -->", "<!-- ablation-table:end -->"
-LABEL_IDS = {"mask": 0, "box": 1, "slice": 2, "vae_error": 3}
+LABEL_IDS = {"mask": 0, "box": 1, "slice": 2, "vae_error": 3, "mask_polarity": 4}
 SELF_TRAINING_IDS = 750  # round k of seed s: 750 + 10 s + k
 STRONG_TRAINER = "nnUNetTrainerFracture"  # the stock-equivalent trainer of the self-training rounds
 PREVIOUS_ROUND = "_previous_round"  # suffix of the predictions of a multi-round arm's next-to-last round
@@ -119,12 +119,17 @@ class Workspace:
         return found[0] if found else None
 
     def dataset(self, seed: int, labels: str) -> int:
-        """The training dataset of ``seed`` with ``labels`` (mask | box | slice), converted and preprocessed once."""
+        """The training dataset of ``seed`` with ``labels`` (mask | box | slice, or mask_polarity: the masks split
+        into dense and lucent classes), converted and preprocessed once."""
         from nnunet_fracture.dataset_conversion.generic import read_generic
+        from nnunet_fracture.dataset_conversion.polarity_classes import write_polarity_dataset
         from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
 
         dataset_id = 700 + 10 * seed + LABEL_IDS[labels]
-        if self.raw(dataset_id) is None:
+        if self.raw(dataset_id) is None and labels == "mask_polarity":
+            write_polarity_dataset(self.raw(self.dataset(seed, "mask")), dataset_id, f"QualityS{seed}MaskPolarity",
+                                   Path(self.env["nnUNet_raw"]))
+        elif self.raw(dataset_id) is None:
             write_raw_dataset(read_generic(self.phantom(seed, self.regime.train_cases)), dataset_id,
                               f"QualityS{seed}{labels.capitalize()}", weak=labels,
                               raw_root=Path(self.env["nnUNet_raw"]))
@@ -305,8 +310,9 @@ def run_arm(ws: Workspace, arm_name: str, seed: int) -> dict:
         scores = score_reference(arm.reference, test, test_phantom, ws.raw(ws.dataset(seed, "box")),
                                  ws.phantom(seed, r.train_cases), arm.inside_vertebra)
     else:
-        # a self-trained model is a fully supervised one: scored on its own masks, in the boxes too
-        rule = None if arm.self_training_rounds else arm.pseudo_masks
+        # a self-trained model is a fully supervised one: scored on its own masks, in the boxes too (unless the
+        # arm scores the pseudo-masks its P gives)
+        rule = None if arm.self_training_rounds and not arm.round_pseudo_masks else arm.pseudo_masks
         if arm.predictions_of is None:
             predictions = ws.train_and_predict(arm_name, arm, seed)
         else:  # the source arm's model (trained again if this workspace lacks it: check_arms keeps it the same)

@@ -19,13 +19,14 @@ from quality_regimes import Regime
 
 _ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "ignore_ring", "ignore_unsure", "predictions_of",
                 "inside_vertebra", "ignore_faint", "strong_trainer", "dark_lesions", "ignore_dark_margin", "dark_grow",
-                "min_component")
+                "min_component", "round_pseudo_masks")
 
 
 @dataclass(frozen=True)
 class Arm:
     trainer: Optional[str]  # None: a reference computed without training
-    labels: str = "mask"  # mask | box | slice: the converter's --weak mode of the training dataset
+    labels: str = "mask"  # mask | box | slice: the converter's --weak mode of the training dataset; mask_polarity:
+    # the masks split into dense and lucent classes (nnunet_fracture.dataset_conversion.polarity_classes)
     settings: str = ""  # NNUNET_FRACTURE_SETTINGS of this arm, after the regime's schedule
     pseudo_masks: Optional[str] = None  # pseudo-mask rule (weak arms): in_box_dice scores these masks
     reference: Optional[str] = None  # box_fill | hu_threshold
@@ -47,6 +48,8 @@ class Arm:
     dark_grow: Optional[float] = None  # pseudo-masks --dark-grow HU (with dark_lesions)
     min_component: Optional[float] = None  # postprocess --fraction: the segmentation's components under this share
     # of the typical labelled component of the model's training dataset removed (models trained on masks)
+    round_pseudo_masks: Optional[bool] = None  # self-training arms: score the pseudo-masks that the last round's
+    # model gives by the arm's rule, refinement and options in the boxes (not its own segmentation there)
 
     def label_options(self, ignores: bool):
         """The arm's pseudo-mask options as one checked ``LabelOptions``: where masks lie and how dark lesions are
@@ -110,6 +113,10 @@ ARMS: dict[str, Arm] = {
     "full_mask_present": Arm("nnUNetTrainerPresentDice",
                              note="full_mask with nnUNetTrainerPresentDice: no Dice reward for predicting nothing on "
                                   "patches without foreground"),
+    "full_mask_polarity": Arm("nnUNetTrainerFracture", labels="mask_polarity",
+                              note="full_mask on the true masks split by polarity into two classes (dense bands, "
+                                   "lucent clefts; from the CT, no annotation added): nnU-Net draws each class of "
+                                   "a case equally often and scores each class's Dice"),
     "full_mask_cleaned": Arm("nnUNetTrainerFracture", predictions_of="full_mask", min_component=0.1,
                              note="full_mask's segmentations without their components under 10 % of the typical "
                                   "training fracture's volume (nnunet-fracture postprocess --dataset)"),
@@ -253,6 +260,10 @@ ARMS: dict[str, Arm] = {
                                 min_component=0.1,
                                 note="flywheel's segmentations without their components under 10 % of the typical "
                                      "component of the round's labels (nnunet-fracture postprocess --dataset ROUND)"),
+    "flywheel_masks": replace(_PRESENT_ROUND, dark_lesions=100.0, dark_grow=75.0, predictions_of="flywheel",
+                              round_pseudo_masks=True,
+                              note="pseudo-masks of flywheel's model: its P in each box by the weak model's rule "
+                                   "(fixed 0.5, random walker, 1.5 mm inside the vertebra, dark lesions grown)"),
     "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
                       note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
@@ -293,6 +304,9 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     # speck removal paired with the model it cleans; full_mask_cleaned pairs only with a full_mask run whose
     # predictions are in the workspace, so its runs live in benchmarks/results/quality_reruns/full_mask_2026-12-07
     "postprocess": ("flywheel", "flywheel_cleaned"),
+    # the pipeline's last pseudo-masks: the round's model in place of the weak model
+    "round_masks": ("flywheel", "flywheel_masks"),
+    "polarity": ("full_mask_polarity",),
     "all": tuple(ARMS),
 }
 
@@ -322,8 +336,11 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
     ("flywheel", "flywheel_dark_present_r1", "round 1 on the grown dark masks: the best chain"),
     ("flywheel_cleaned", "flywheel",
      "+ specks removed: components under 10 % of the round labels' typical one"),
+    ("flywheel_masks", "flywheel",
+     "pseudo-masks again, from the round's model: its P by the same rule, refinement and dark lesions"),
     ("flywheel_dark_present", "flywheel_dark_present_r1", "+ self-training round 2"),
     ("full_mask", None, "ceiling: the true masks"),
+    ("full_mask_polarity", "full_mask", "ceiling + the masks split into dense and lucent classes"),
     ("full_mask_cleaned", "full_mask",
      "ceiling + specks removed: components under 10 % of the typical training fracture (paired runs: "
      "benchmarks/results/quality_reruns/full_mask_2026-12-07)"),
@@ -331,14 +348,17 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
 
 
 def check_arms() -> None:
-    """An arm that reuses another's predictions must train the same model, and one that removes specks by the
-    training masks' volume (``min_component``) must have a model trained on masks.
+    """An arm that reuses another's predictions must train the same model, one that removes specks by the
+    training masks' volume (``min_component``) must have a model trained on masks, and one that scores a round's
+    pseudo-masks (``round_pseudo_masks``) must have rounds and a rule.
 
     Raises:
         ValueError: naming the arm and the field that differs.
     """
     for name, arm in ARMS.items():
         trained = ARMS.get(arm.predictions_of, arm)
+        if arm.round_pseudo_masks and not (arm.self_training_rounds and arm.pseudo_masks):
+            raise ValueError(f"arm {name}: round_pseudo_masks needs self-training rounds and a pseudo-mask rule")
         if arm.min_component and not (trained.labels == "mask" or trained.self_training_rounds):
             raise ValueError(f"arm {name}: min_component scales the volume of the training masks, but its model "
                              f"trains on {trained.labels}")

@@ -71,10 +71,18 @@ def run_stock(args: Sequence[str], log_file: Path, env: Optional[Mapping[str, st
 def predict_command(images: Path | str, out: Path | str, dataset_id: int | str, trainer: str, plans: str,
                     configuration: str = "3d_fullres", fold: str | Sequence[str] = "all", device: str = "cpu",
                     tta: bool = True) -> list:
-    """The ``nnUNetv2_predict`` command line that writes probabilities (``--save_probabilities``, one
-    preprocessing and one export worker) for :func:`run_stock`; ``tta=False`` adds ``--disable_tta``. Several
-    folds (a sequence) are ensembled, as with ``-f 0 1``."""
+    """The ``nnUNetv2_predict`` command line that writes probabilities (``--save_probabilities``) for
+    :func:`run_stock`, with :func:`predict_workers`; ``tta=False`` adds ``--disable_tta``. Several folds (a
+    sequence) are ensembled, as with ``-f 0 1``."""
     folds = [fold] if isinstance(fold, str) else list(fold)
     return (["nnUNetv2_predict", "-i", images, "-o", out, "-d", dataset_id, "-c", configuration, "-f", *folds,
-             "-tr", trainer, "-p", plans, "-device", device, "--save_probabilities", "-npp", "1", "-nps", "1"]
+             "-tr", trainer, "-p", plans, "-device", device, "--save_probabilities", *predict_workers()]
             + ([] if tta else ["--disable_tta"]))
+
+
+def predict_workers() -> list[str]:
+    """``nnUNetv2_predict``'s worker counts: nnU-Net's own ``nnUNet_npp`` / ``nnUNet_nps`` variables when set, else
+    one preprocessing and one export worker (nnU-Net's default of three each only competes for a small machine's
+    cores). Both ``0`` is nnU-Net's sequential mode: no worker processes, each of which would import torch and
+    nnU-Net first (about 5 s on a CPU), the quickest for a few small cases."""
+    return ["-npp", os.environ.get("nnUNet_npp", "1"), "-nps", os.environ.get("nnUNet_nps", "1")]

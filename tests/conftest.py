@@ -25,6 +25,8 @@ def nnunet_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Pat
     monkeypatch.setenv("nnUNet_extTrainer", str(trainer_path()))
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
     monkeypatch.setenv("nnUNet_compile", "f")
+    for workers in ("nnUNet_npp", "nnUNet_nps"):  # nnUNetv2_predict without worker processes (sequential mode)
+        monkeypatch.setenv(workers, "0")
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
     return folders
 

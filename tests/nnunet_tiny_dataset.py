@@ -26,7 +26,7 @@ N_CASES = 5
 def quiet_env(**folders: Path | str) -> dict[str, str]:
     """os.environ plus nnU-Net folders and the settings that keep subprocesses light on CPU."""
     env = {**os.environ, **{k: str(v) for k, v in folders.items()}}
-    env.update(nnUNet_n_proc_DA="0", nnUNet_compile="f", nnUNet_def_n_proc="1",
+    env.update(nnUNet_n_proc_DA="0", nnUNet_compile="f", nnUNet_def_n_proc="1", nnUNet_npp="0", nnUNet_nps="0",
                OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     return env
 

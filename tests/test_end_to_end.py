@@ -42,7 +42,7 @@ def test_phantom_to_probabilities_through_stock_commands(nnunet_env, tmp_path):
     out = tmp_path / "predict_out"
     run_stock(["nnUNetv2_predict", "-i", inputs, "-o", out, "-d", DATASET_ID, "-c", "3d_fullres", "-f", "0",
                "-tr", "nnUNetTrainerFracture", "-p", "nnUNetPlansTiny", "-device", "cpu",
-               "--save_probabilities", "--disable_tta", "-npp", "1", "-nps", "1"], log)
+               "--save_probabilities", "--disable_tta"], log)
 
     for case in cases:
         image = sitk.ReadImage(str(raw / "imagesTr" / f"{case}_0000.nii.gz"))

@@ -59,7 +59,7 @@ def test_vae_prior_through_stock_commands(weak_dataset_cache, nnunet_env, tmp_pa
     pred = tmp_path / "pred"
     run_stock(["nnUNetv2_predict", "-i", with_e, "-o", pred, "-d", WITH_E, "-c", "3d_fullres", "-f", "0",
                "-tr", "nnUNetTrainerWeakBBox", "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
-               "--disable_tta", "-npp", "1", "-nps", "1"], log)
+               "--disable_tta"], log)
     for case in ("case0", "case3"):
         ct = sitk.ReadImage(str(raw / "imagesTr" / f"{case}_0000.nii.gz"))
         probabilities = np.load(pred / f"{case}.npz")["probabilities"]

@@ -6,7 +6,10 @@ the original image (z, y, x for SimpleITK images):
 - a label-based dataset (``labels: {background: 0, fracture: 1}``, e.g. ``--weak mask``) gives two softmax
   channels, and the fracture probability is channel 1;
 - a region-based dataset (``labels: {background: 0, fracture: [1, 2, ...]}``, what ``convert --weak box`` and
-  ``--weak slice`` write, one label value per box) gives one sigmoid channel, the fracture region.
+  ``--weak slice`` write, one label value per box) gives one sigmoid channel, the fracture region;
+- a dataset with several fracture classes (e.g. ``{background: 0, dense: 1, lucent: 2}``,
+  :mod:`nnunet_fracture.dataset_conversion.polarity_classes`) gives one softmax channel per label, and the
+  fracture probability is 1 - P(background), channel 0's complement.
 """
 from __future__ import annotations
 
@@ -21,14 +24,17 @@ RANGE_TOLERANCE = 1e-6
 
 
 def fracture_channel(num_channels: int, npz_file: Path, case: str) -> int:
-    """Index of the fracture channel in an nnU-Net probability array with ``num_channels`` channels."""
+    """Index of the channel to read in an nnU-Net probability array with ``num_channels`` channels: the fracture
+    channel of a one- or two-channel model, the background channel (whose complement is the fracture
+    probability) of a model with several fracture classes."""
     if num_channels == 1:
         return 0
     if num_channels == 2:
         return 1
-    raise ValueError(f"case {case}: probabilities in {npz_file} have {num_channels} channels; expected 1 (a "
-                     f"region-based fracture model) or 2 (background, fracture). Fix: predict with a model trained "
-                     f"on a dataset written by `nnunet-fracture convert`.")
+    if num_channels > 2:
+        return 0
+    raise ValueError(f"case {case}: probabilities in {npz_file} have no channel. Fix: predict this case again with "
+                     f"nnUNetv2_predict --save_probabilities")
 
 
 def load_fracture_probability(npz_file: Path, case: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -44,8 +50,10 @@ def load_fracture_probability(npz_file: Path, case: str, shape: tuple[int, ...])
             or holds values outside [0, 1] or non-finite values.
     """
     npz_file = Path(npz_file)
-    fracture = _read_fracture_channel(npz_file, case, tuple(shape))
+    fracture, num_channels = _read_fracture_channel(npz_file, case, tuple(shape))
     fracture = fracture.astype(np.float32, copy=False)
+    if num_channels > 2:  # the background channel was read
+        np.subtract(1.0, fracture, out=fracture)
     if not np.isfinite(fracture).all():
         raise ValueError(f"case {case}: probabilities in {npz_file} contain NaN or infinite values")
     low, high = float(fracture.min()), float(fracture.max())
@@ -63,8 +71,8 @@ def _check_shape(array_shape: tuple[int, ...], shape: tuple[int, ...], npz_file:
                          f"(channels, {', '.join(map(str, shape))})")
 
 
-def _read_fracture_channel(npz_file: Path, case: str, shape: tuple[int, ...]) -> np.ndarray:
-    """The fracture channel of ``probabilities``, streamed out of the npz archive; anything unusual (not a zip,
+def _read_fracture_channel(npz_file: Path, case: str, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """The channel of ``probabilities`` that :func:`fracture_channel` names and the number of channels, streamed out of the npz archive; anything unusual (not a zip,
     an npy format version or layout the stream reader does not handle) goes through ``np.load``."""
     missing = (f"case {case}: {npz_file} has no 'probabilities' array; it should come from "
                f"nnUNetv2_predict --save_probabilities")
@@ -87,7 +95,7 @@ def _read_fracture_channel(npz_file: Path, case: str, shape: tuple[int, ...]) ->
                 _skip(stream, channel * channel_bytes, npz_file, case)
                 out = np.empty(array_shape[1:], dtype=dtype)
                 _read_into(stream, out.reshape(-1).view(np.uint8), npz_file, case)
-                return out
+                return out, array_shape[0]
     except (zipfile.BadZipFile, _Unsupported):
         pass
     try:
@@ -100,7 +108,7 @@ def _read_fracture_channel(npz_file: Path, case: str, shape: tuple[int, ...]) ->
                          f"truncated or corrupt. Fix: predict this case again with nnUNetv2_predict "
                          f"--save_probabilities") from None
     _check_shape(probabilities.shape, shape, npz_file, case)
-    return probabilities[fracture_channel(probabilities.shape[0], npz_file, case)]
+    return probabilities[fracture_channel(probabilities.shape[0], npz_file, case)], probabilities.shape[0]
 
 
 class _Unsupported(Exception):

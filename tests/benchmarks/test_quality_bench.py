@@ -305,6 +305,20 @@ def test_speck_removal_needs_a_model_trained_on_masks(monkeypatch):
         check_arms()
 
 
+def test_a_rounds_pseudo_masks_need_rounds_and_a_rule(monkeypatch):
+    """``round_pseudo_masks`` scores a self-training round's model by the arm's pseudo-mask rule: without rounds
+    or without a rule there is nothing to score."""
+    weak = Arm("nnUNetTrainerWeakBBox", labels="box", settings="lambda_tightness=1", pseudo_masks="fixed",
+               round_pseudo_masks=True)
+    monkeypatch.setitem(quality_arms.ARMS, "no_rounds_probe", weak)
+    with pytest.raises(ValueError, match="no_rounds_probe: round_pseudo_masks needs self-training rounds"):
+        check_arms()
+    monkeypatch.setitem(quality_arms.ARMS, "no_rounds_probe", dataclasses.replace(weak, self_training_rounds=1,
+                                                                                   pseudo_masks=None))
+    with pytest.raises(ValueError, match="no_rounds_probe: round_pseudo_masks needs .* a pseudo-mask rule"):
+        check_arms()
+
+
 def test_speck_removal_reads_the_labels_its_model_learned_from(tmp_path, monkeypatch):
     """The full-mask dataset for a full-mask model; for a self-training round, the round's dataset of this recipe,
     and a round dataset of another recipe (same seed, same ID) is refused."""

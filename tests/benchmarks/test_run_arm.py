@@ -93,3 +93,16 @@ def test_a_speck_removing_arm_scores_its_sources_probabilities_with_the_cleaned_
     assert cleaned == [("full_mask_seed1", "full_mask_cleaned_seed1", "labels_of_full_mask_1", 0.1)]
     assert scored == [("full_mask_seed1", None, "full_mask_cleaned_seed1")]
     assert result["postprocessing"] == {"components_removed": 3}
+
+
+def test_a_rounds_pseudo_mask_arm_scores_the_rounds_model_by_the_rule(tmp_path, scored):
+    ws = RecordingWorkspace(tmp_path)
+    result = quality.run_arm(ws, "flywheel_masks", 0)
+    arm = quality.ARMS["flywheel_masks"]
+    # the round's model (flywheel's), its P by the rule; then the same masks before the random walker
+    assert ws.trained == ["flywheel"] and arm.refine == "random_walker"
+    assert scored == [("flywheel_seed0", arm.pseudo_masks), ("flywheel_seed0", arm.pseudo_masks)]
+    assert result["before_refinement"]["in_box_dice"] == 0.5
+    scored.clear()
+    quality.run_arm(ws, "flywheel", 0)  # the round's own segmentation, as before
+    assert scored == [("flywheel_seed0", None)]

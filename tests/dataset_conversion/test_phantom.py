@@ -16,6 +16,8 @@ from nnunet_fracture.dataset_conversion.phantom_anatomy import field_of_view, sa
 from nnunet_fracture.dataset_conversion.phantom_fractures import sample_fractures
 from nnunet_fracture.dataset_conversion.phantom_render import TISSUE
 
+from phantom_cases import cases_with  # (the test folder is on sys.path: pytest prepend import mode)
+
 # Written out here, not imported, so the test checks the generator against VerSe's numbering.
 VERSE = {"T4": 11, "T5": 12, "T6": 13, "T7": 14, "T8": 15, "T9": 16, "T10": 17, "T11": 18, "T12": 19,
          "L1": 20, "L2": 21, "L3": 22, "L4": 23, "L5": 24}
@@ -216,19 +218,6 @@ def test_anatomy_is_physical_whatever_the_spacing():
         assert abs(va - vb) / va < 0.3
 
 
-def _cases_with(kind: str, want: int) -> list:
-    found = []
-    for index in range(40):
-        rng = np.random.default_rng([9, index, 0])
-        spine = sample_spine(rng)
-        run, _ = field_of_view(spine, rng, (1.5, 1.5, 1.5))
-        if any(f.kind == kind for f in sample_fractures(rng, spine, run, is_fractured(index, 9))):
-            found.append(generate_case(index, seed=9))
-            if len(found) == want:
-                return found
-    raise AssertionError(f"no {kind} fracture in 40 cases")
-
-
 def _contrast(case, kind: str) -> list[float]:
     ct, vert = arr(case.image).astype(float), arr(case.vertebrae)
     out = []
@@ -245,8 +234,8 @@ def _contrast(case, kind: str) -> list[float]:
 
 
 def test_cleft_darker_and_sclerotic_band_brighter_than_cancellous_bone():
-    clefts = [d for case in _cases_with("cleft", 2) for d in _contrast(case, "cleft")]
-    bands = [d for case in _cases_with("wedge", 2) for d in _contrast(case, "band")]
+    clefts = [d for case in cases_with("cleft", 2) for d in _contrast(case, "cleft")]
+    bands = [d for case in cases_with("wedge", 2) for d in _contrast(case, "band")]
     assert clefts and bands
     assert all(-400 < d < -30 for d in clefts), clefts  # visible, yet below the contrast of bone to soft tissue
     assert all(60 < d < 500 for d in bands), bands

@@ -34,7 +34,16 @@ def test_overshoot_is_clipped_and_beyond_is_an_error(tmp_path):
         load_fracture_probability(tmp_path / "a.npz", "a", SHAPE)
 
 
-@pytest.mark.parametrize("array_shape, message", [((3,) + SHAPE, "3 channels"), ((2, 3, 4, 6), "have shape"),
+@pytest.mark.parametrize("save", [np.savez_compressed, np.savez])
+def test_a_model_with_several_fracture_classes_gives_one_minus_background(tmp_path, save):
+    """Background, dense and lucent softmax channels: the fracture probability is 1 - P(background)."""
+    background = np.array([1.0, 0.75, 0.5, 0.25, 0.0] * 12, np.float32).reshape(SHAPE)
+    dense = (1 - background) * 0.75
+    save(tmp_path / "k.npz", probabilities=np.stack([background, dense, 1 - background - dense]))
+    np.testing.assert_array_equal(load_fracture_probability(tmp_path / "k.npz", "k", SHAPE), 1 - background)
+
+
+@pytest.mark.parametrize("array_shape, message", [((0,) + SHAPE, "no channel"), ((2, 3, 4, 6), "have shape"),
                                                   (SHAPE, "have shape")])
 def test_bad_arrays_name_case_and_problem(tmp_path, array_shape, message):
     np.savez_compressed(tmp_path / "b.npz", probabilities=np.zeros(array_shape, np.float32))

@@ -115,8 +115,8 @@ def _train_and_predict(trainer: str, dataset_id: int, name: str, nnunet_env, tmp
     (images / f"{case}_0000.nii.gz").symlink_to(nnunet_env["nnUNet_raw"] / name / "imagesTr" / f"{case}_0000.nii.gz")
     out = tmp_path / "predicted"
     run_stock(["nnUNetv2_predict", "-i", images, "-o", out, "-d", str(dataset_id), "-c", "3d_fullres", "-f", "0",
-               "-tr", trainer, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities", "--disable_tta",
-               "-npp", "1", "-nps", "1"], log, env)
+               "-tr", trainer, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities", "--disable_tta"],
+              log, env)
     probabilities = np.load(out / f"{case}.npz")["probabilities"]
     assert probabilities.shape == (channels, 24, 24, 24)
     assert 0 <= probabilities.min() and probabilities.max() <= 1

@@ -292,7 +292,7 @@ def test_stock_commands_train_resume_and_predict(dataset: Path, nnunet_env: dict
     out = tmp_path / "predictions"
     run_stock(["nnUNetv2_predict", "-i", str(images), "-o", str(out), "-d", str(DATASET_ID), "-c", "3d_fullres",
                "-f", "0", "-tr", "nnUNetTrainerFracture", "-p", "nnUNetPlansTiny", "-device", "cpu",
-               "--save_probabilities", "-npp", "1", "-nps", "1"], log, env)
+               "--save_probabilities"], log, env)
     for case in ("case0", "case3"):
         image = sitk.GetArrayFromImage(sitk.ReadImage(str(images / f"{case}_0000.nii.gz")))
         segmentation = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{case}.nii.gz")))

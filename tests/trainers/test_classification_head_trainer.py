@@ -131,8 +131,8 @@ def test_stock_train_and_predict(trainer_name: str, weak, request, nnunet_env, t
     (images / "case0_0000.nii.gz").symlink_to(nnunet_env["nnUNet_raw"] / name / "imagesTr" / "case0_0000.nii.gz")
     predicted = tmp_path / "predicted"
     run_stock(["nnUNetv2_predict", "-i", images, "-o", predicted, "-d", str(dataset_id), "-c", "3d_fullres",
-               "-f", "0", "-tr", trainer_name, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
-               "-npp", "1", "-nps", "1"], log, env)
+               "-f", "0", "-tr", trainer_name, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities"],
+              log, env)
     probabilities = np.load(predicted / "case0.npz")["probabilities"]
     assert probabilities.shape == ((1,) if weak else (2,)) + (24, 24, 24)
     assert np.isfinite(probabilities).all() and 0 <= probabilities.min() and probabilities.max() <= 1

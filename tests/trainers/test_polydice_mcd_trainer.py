@@ -165,12 +165,12 @@ def test_stock_train_resume_and_predict(dataset, nnunet_env, tmp_path):
     (images / "case0_0000.nii.gz").symlink_to(nnunet_env["nnUNet_raw"] / DATASET_NAME / "imagesTr" / "case0_0000.nii.gz")
     pred = tmp_path / "pred"
     run_stock(["nnUNetv2_predict", "-i", images, "-o", pred, "-d", str(DATASET_ID), "-c", "3d_fullres", "-f", "0",
-               "-tr", TRAINER, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities", "--disable_tta",
-               "-npp", "1", "-nps", "1"], log, env)
+               "-tr", TRAINER, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities", "--disable_tta"],
+              log, env)
     probabilities = np.load(pred / "case0.npz")["probabilities"]
     assert probabilities.shape == (2, 24, 24, 24)
     # dropout is off at prediction: the same input gives the same output
     run_stock(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "again", "-d", str(DATASET_ID), "-c", "3d_fullres",
                "-f", "0", "-tr", TRAINER, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
-               "--disable_tta", "-npp", "1", "-nps", "1"], log, env)
+               "--disable_tta"], log, env)
     assert np.array_equal(probabilities, np.load(tmp_path / "again" / "case0.npz")["probabilities"])

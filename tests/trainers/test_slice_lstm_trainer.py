@@ -150,7 +150,7 @@ def test_stock_train_and_predict(trainer_name: str, weak: str | None, request: p
     env.pop(ENV_VAR)  # prediction rebuilds the network from the saved plans alone
     run_stock(["nnUNetv2_predict", "-i", images, "-o", out, "-d", str(dataset_id), "-c", "3d_fullres", "-f", "0",
                "-tr", trainer_name, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
-               "--disable_tta", "-npp", "1", "-nps", "1"], log, env)
+               "--disable_tta"], log, env)
     probabilities = np.load(out / "case0.npz")["probabilities"]
     assert probabilities.shape == ((1,) if weak else (2,)) + (24, 24, 24)
     assert 0 <= probabilities.min() and probabilities.max() <= 1
