@@ -21,7 +21,7 @@ def test_every_arm_set_names_declared_arms_and_references_need_no_trainer():
     assert {"full_mask", "box_fill", "weak_bbox", "hu_threshold"} <= set(ARM_SETS["core"])
     for name, arm in ARMS.items():
         assert (arm.trainer is None) == (arm.reference is not None), name
-        assert arm.labels in ("mask", "box", "slice"), name
+        assert arm.labels in ("mask", "box", "slice", "mask_polarity"), name
         assert arm.note, f"{name}: `quality.py --list` prints each arm's note"
 
 
