@@ -41,22 +41,23 @@ def prepared_weak(weak_dataset_cache, nnunet_env: dict[str, Path], weak: str) ->
 
 def stock_train_and_predict(trainer_name: str, nnunet_env: dict[str, Path], tmp_path: Path):
     """``nnUNetv2_train`` (1 epoch of 2 iterations, fold 0, tiny plans) and ``nnUNetv2_predict`` of case0 with
-    ``trainer_name`` on the tiny sphere dataset; case0's predicted probabilities."""
+    ``trainer_name`` on the tiny sphere dataset, their entry points called in this process (tests/stock_entry.py);
+    case0's predicted probabilities."""
     import numpy as np
 
-    from nnunet_fracture.stock_commands import run_stock
     from nnunet_fracture.training.settings import ENV_VAR
     from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, quiet_env
+    from stock_entry import run_entry_point
 
     env = quiet_env()
     env[ENV_VAR] = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 final_validation=false"
     log = tmp_path / "commands.log"
-    run_stock(["nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", trainer_name, "-p", "nnUNetPlansTiny",
-               "-device", "cpu"], log, env)
+    run_entry_point(["nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", trainer_name,
+                     "-p", "nnUNetPlansTiny", "-device", "cpu"], log, env)
     images = tmp_path / "images"
     images.mkdir()
     (images / "case0_0000.nii.gz").symlink_to(nnunet_env["nnUNet_raw"] / DATASET_NAME / "imagesTr" / "case0_0000.nii.gz")
-    run_stock(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "pred", "-d", str(DATASET_ID), "-c", "3d_fullres",
-               "-f", "0", "-tr", trainer_name, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
-               "--disable_tta"], log, env)
+    run_entry_point(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "pred", "-d", str(DATASET_ID),
+                     "-c", "3d_fullres", "-f", "0", "-tr", trainer_name, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
+                     "--disable_tta"], log, env)
     return np.load(tmp_path / "pred" / "case0.npz")["probabilities"]

@@ -16,11 +16,11 @@ from nnunet_fracture.cli import main
 from nnunet_fracture.image_geometry import geometry_mismatch
 from nnunet_fracture.losses import WeakBoxLoss
 from nnunet_fracture.networks.attention_unet import AttentionUNet, ResidualEncoderAttentionUNet
-from nnunet_fracture.stock_commands import run_stock
 from nnunet_fracture.trainers import nnUNetTrainerAttentionUNet, nnUNetTrainerWeakBBoxAttention
 from nnunet_fracture.trainers.attention_unet import attention_network_class
 from nnunet_fracture.training.settings import ENV_VAR
 from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, quiet_env
+from stock_entry import run_entry_point
 from weak_box_tiny_dataset import DATASETS
 from trainer_helpers import make_trainer
 
@@ -106,17 +106,17 @@ def _train_and_predict(trainer: str, dataset_id: int, name: str, nnunet_env, tmp
     env = quiet_env()
     env[ENV_VAR] = SHORT_SCHEDULE
     log = tmp_path / "commands.log"
-    run_stock(["nnUNetv2_train", str(dataset_id), "3d_fullres", "0", "-tr", trainer, "-p", "nnUNetPlansTiny",
-               "-device", "cpu"], log, env)
+    run_entry_point(["nnUNetv2_train", str(dataset_id), "3d_fullres", "0", "-tr", trainer, "-p", "nnUNetPlansTiny",
+                     "-device", "cpu"], log, env)
     model = nnunet_env["nnUNet_results"] / name / f"{trainer}__nnUNetPlansTiny__3d_fullres"
     assert (model / "fold_0" / "checkpoint_final.pth").is_file()
     images = tmp_path / "images"
     images.mkdir()
     (images / f"{case}_0000.nii.gz").symlink_to(nnunet_env["nnUNet_raw"] / name / "imagesTr" / f"{case}_0000.nii.gz")
     out = tmp_path / "predicted"
-    run_stock(["nnUNetv2_predict", "-i", images, "-o", out, "-d", str(dataset_id), "-c", "3d_fullres", "-f", "0",
-               "-tr", trainer, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities", "--disable_tta"],
-              log, env)
+    run_entry_point(["nnUNetv2_predict", "-i", images, "-o", out, "-d", str(dataset_id), "-c", "3d_fullres",
+                     "-f", "0", "-tr", trainer, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
+                     "--disable_tta"], log, env)
     probabilities = np.load(out / f"{case}.npz")["probabilities"]
     assert probabilities.shape == (channels, 24, 24, 24)
     assert 0 <= probabilities.min() and probabilities.max() <= 1

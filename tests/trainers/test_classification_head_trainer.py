@@ -13,7 +13,6 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunet_fracture.losses import WeakBoxLoss
 from nnunet_fracture.losses.classification_head import ClassificationHeadLoss
 from nnunet_fracture.networks.classification_head import ClassificationHeadNetwork
-from nnunet_fracture.stock_commands import run_stock
 from nnunet_fracture.trainers import (nnUNetTrainerAttentionUNet, nnUNetTrainerClsHead,
                                       nnUNetTrainerSliceLSTMClsHead, nnUNetTrainerWeakBBox,
                                       nnUNetTrainerWeakBBoxClsHead)
@@ -22,6 +21,7 @@ from nnunet_fracture.trainers.classification_head import CLS_LOG_KEYS
 from nnunet_fracture.training.box_validation import LOG_KEYS
 from nnunet_fracture.training.settings import ENV_VAR
 from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, quiet_env
+from stock_entry import run_entry_point
 from weak_box_tiny_dataset import DATASETS
 from trainer_helpers import make_trainer
 
@@ -120,8 +120,8 @@ def test_stock_train_and_predict(trainer_name: str, weak, request, nnunet_env, t
     env = quiet_env()
     env[ENV_VAR] = "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 final_validation=false"
     log = tmp_path / "commands.log"
-    out = run_stock(["nnUNetv2_train", str(dataset_id), "3d_fullres", "0", "-tr", trainer_name,
-                     "-p", "nnUNetPlansTiny", "-device", "cpu"], log, env)
+    out = run_entry_point(["nnUNetv2_train", str(dataset_id), "3d_fullres", "0", "-tr", trainer_name,
+                           "-p", "nnUNetPlansTiny", "-device", "cpu"], log, env)
     assert "classification head: accuracy" in out
     model = nnunet_env["nnUNet_results"] / name / f"{trainer_name}__nnUNetPlansTiny__3d_fullres"
     assert (model / "fold_0" / "checkpoint_final.pth").is_file()
@@ -130,9 +130,9 @@ def test_stock_train_and_predict(trainer_name: str, weak, request, nnunet_env, t
     images.mkdir()
     (images / "case0_0000.nii.gz").symlink_to(nnunet_env["nnUNet_raw"] / name / "imagesTr" / "case0_0000.nii.gz")
     predicted = tmp_path / "predicted"
-    run_stock(["nnUNetv2_predict", "-i", images, "-o", predicted, "-d", str(dataset_id), "-c", "3d_fullres",
-               "-f", "0", "-tr", trainer_name, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities"],
-              log, env)
+    run_entry_point(["nnUNetv2_predict", "-i", images, "-o", predicted, "-d", str(dataset_id), "-c", "3d_fullres",
+                     "-f", "0", "-tr", trainer_name, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities"],
+                    log, env)
     probabilities = np.load(predicted / "case0.npz")["probabilities"]
     assert probabilities.shape == ((1,) if weak else (2,)) + (24, 24, 24)
     assert np.isfinite(probabilities).all() and 0 <= probabilities.min() and probabilities.max() <= 1

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from nnunet_fracture.losses import PolyDice1Loss
-from nnunet_fracture.stock_commands import run_stock
 from nnunet_fracture.trainers import nnUNetTrainerFracture, nnUNetTrainerPolyDiceMCD
 from nnunet_fracture.training.loss_wrapping import PerImageEpsilonLoss
 from nnunet_fracture.training.mc_dropout import MCDropout, dropout_modules
 from nnunet_fracture.training.settings import ENV_VAR
 from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, quiet_env
+from stock_entry import run_entry_point
 from trainer_helpers import make_trainer
 
 TRAINER = "nnUNetTrainerPolyDiceMCD"
@@ -150,12 +150,12 @@ def test_stock_train_resume_and_predict(dataset, nnunet_env, tmp_path):
     log = tmp_path / "commands.log"
     train = ["nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", TRAINER, "-p", "nnUNetPlansTiny",
              "-device", "cpu"]
-    run_stock(train, log, {**env, ENV_VAR: f"num_epochs=2 {settings}"})
+    run_entry_point(train, log, {**env, ENV_VAR: f"num_epochs=2 {settings}"})
     fold = nnunet_env["nnUNet_results"] / DATASET_NAME / f"{TRAINER}__nnUNetPlansTiny__3d_fullres" / "fold_0"
     assert [r["epoch"] for r in read_difficulty(fold)] == ["0", "1"]
     first = read_difficulty(fold)
     # --c continues from checkpoint_final with one more epoch: the restored table keeps rounds 0 and 1
-    out = run_stock(train + ["--c"], log, {**env, ENV_VAR: f"num_epochs=3 {settings}"})
+    out = run_entry_point(train + ["--c"], log, {**env, ENV_VAR: f"num_epochs=3 {settings}"})
     assert "restored the MC-Dropout difficulty of 4 case(s) from 2 round(s)" in out
     rows = read_difficulty(fold)
     assert [r["epoch"] for r in rows] == ["0", "1", "2"] and rows[:2] == first
@@ -164,13 +164,13 @@ def test_stock_train_resume_and_predict(dataset, nnunet_env, tmp_path):
     images.mkdir()
     (images / "case0_0000.nii.gz").symlink_to(nnunet_env["nnUNet_raw"] / DATASET_NAME / "imagesTr" / "case0_0000.nii.gz")
     pred = tmp_path / "pred"
-    run_stock(["nnUNetv2_predict", "-i", images, "-o", pred, "-d", str(DATASET_ID), "-c", "3d_fullres", "-f", "0",
-               "-tr", TRAINER, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities", "--disable_tta"],
-              log, env)
+    run_entry_point(["nnUNetv2_predict", "-i", images, "-o", pred, "-d", str(DATASET_ID), "-c", "3d_fullres",
+                     "-f", "0", "-tr", TRAINER, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
+                     "--disable_tta"], log, env)
     probabilities = np.load(pred / "case0.npz")["probabilities"]
     assert probabilities.shape == (2, 24, 24, 24)
     # dropout is off at prediction: the same input gives the same output
-    run_stock(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "again", "-d", str(DATASET_ID), "-c", "3d_fullres",
-               "-f", "0", "-tr", TRAINER, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
-               "--disable_tta"], log, env)
+    run_entry_point(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "again", "-d", str(DATASET_ID),
+                     "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
+                     "--disable_tta"], log, env)
     assert np.array_equal(probabilities, np.load(tmp_path / "again" / "case0.npz")["probabilities"])

@@ -15,11 +15,11 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunet_fracture.losses import WeakBoxLoss
 from nnunet_fracture.networks.slice_lstm import SliceLSTMUNet
-from nnunet_fracture.stock_commands import run_stock
 from nnunet_fracture.trainers import nnUNetTrainerSliceLSTM, nnUNetTrainerWeakBBoxSliceLSTM
 from nnunet_fracture.trainers.slice_lstm import NETWORK
 from nnunet_fracture.training.settings import ENV_VAR
 from nnunet_tiny_dataset import DATASET_ID, DATASET_NAME, quiet_env
+from stock_entry import run_entry_point
 from weak_box_tiny_dataset import DATASETS
 from trainer_helpers import load_plans, make_trainer
 
@@ -136,8 +136,8 @@ def test_stock_train_and_predict(trainer_name: str, weak: str | None, request: p
     env = quiet_env()
     env[ENV_VAR] = SHORT + " final_validation=false"
     log = tmp_path / "commands.log"
-    run_stock(["nnUNetv2_train", str(dataset_id), "3d_fullres", "0", "-tr", trainer_name, "-p", "nnUNetPlansTiny",
-               "-device", "cpu"], log, env)
+    run_entry_point(["nnUNetv2_train", str(dataset_id), "3d_fullres", "0", "-tr", trainer_name, "-p", "nnUNetPlansTiny",
+                     "-device", "cpu"], log, env)
     model = nnunet_env["nnUNet_results"] / name / f"{trainer_name}__nnUNetPlansTiny__3d_fullres"
     assert (model / "fold_0" / "checkpoint_final.pth").is_file()
     saved = json.loads((model / "plans.json").read_text(encoding="utf-8"))["configurations"]["3d_fullres"]["architecture"]
@@ -148,9 +148,9 @@ def test_stock_train_and_predict(trainer_name: str, weak: str | None, request: p
     (images / "case0_0000.nii.gz").symlink_to(nnunet_env["nnUNet_raw"] / name / "imagesTr" / "case0_0000.nii.gz")
     out = tmp_path / "predicted"
     env.pop(ENV_VAR)  # prediction rebuilds the network from the saved plans alone
-    run_stock(["nnUNetv2_predict", "-i", images, "-o", out, "-d", str(dataset_id), "-c", "3d_fullres", "-f", "0",
-               "-tr", trainer_name, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
-               "--disable_tta"], log, env)
+    run_entry_point(["nnUNetv2_predict", "-i", images, "-o", out, "-d", str(dataset_id), "-c", "3d_fullres", "-f", "0",
+                     "-tr", trainer_name, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
+                     "--disable_tta"], log, env)
     probabilities = np.load(out / "case0.npz")["probabilities"]
     assert probabilities.shape == ((1,) if weak else (2,)) + (24, 24, 24)
     assert 0 <= probabilities.min() and probabilities.max() <= 1
