@@ -10,7 +10,8 @@ With ``--rounds N`` the flywheel follows: nnUNetv2_predict on the training cases
 rounds: the training cases' pseudo-masks become a dataset with nnU-Net's ignore label on uncertain voxels, the
 nnUNetTrainerPresentDice, self-train's default, learns it for ``--strong-epochs``) -> nnUNetv2_predict with the strong
 model -> evaluate it over whole volumes, as it is and after nnunet-fracture postprocess (its components under 10 % of
-the last round's typical label component removed). On the quality bench one such round is the largest single step
+the last round's typical label component removed), and its pseudo-masks in the test boxes (the same rule and options
+on the strong model's probabilities: the bench's best pseudo-masks). On the quality bench one such round is the largest single step
 (README); it costs about 20 minutes per round here, so the default stops before it.
 
 Run it with ``bash scripts/demo.sh`` (sets up the environment first) or ``python -m nnunet_fracture.demo``.
@@ -144,7 +145,7 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
     env = fresh_workspace(out, epochs, iterations, foreground)
     log = out / "demo_log.txt"
     raw = Path(env["nnUNet_raw"])
-    steps = Steps(15 if rounds else 9)
+    steps = Steps(17 if rounds else 9)
     steps.run(f"phantom: {train_cases} training + {test_cases} test cases", lambda: (
         write_phantom(out / "phantom_train", n_cases=train_cases, seed=seed),
         write_phantom(out / "phantom_test", n_cases=test_cases, seed=seed + 1000)))
@@ -211,6 +212,14 @@ def run_demo(out: Path, train_cases: int = 10, test_cases: int = 3, epochs: int 
         reports["strong_model_cleaned"] = steps.run(
             "evaluate: the strong model without its specks vs ground truth", evaluate_folder, cleaned,
             test_raw / "groundTruthTr", out / "report" / "strong_model_cleaned", images=test_raw / "imagesTr")
+        # the boxes again, on the strong model's P: the pipeline's best pseudo-masks (bench arm flywheel_masks)
+        strong_pseudo = out / "pseudo_masks_strong"
+        steps.run("nnunet-fracture pseudo-masks on the strong model's probabilities (the same rule and options)",
+                  write_pseudo_masks, [strong], test_raw, strong_pseudo, rule=rule, refine="random_walker",
+                  options=options)
+        reports["strong_pseudo_masks"] = steps.run(
+            "evaluate: the strong model's pseudo-masks vs ground truth", evaluate_folder, strong_pseudo / "masks",
+            test_raw / "groundTruthTr", out / "report" / "strong_pseudo_masks", images=test_raw / "imagesTr")
     reports["weak_model"] = steps.run(
         "evaluate: the weak model's probabilities vs ground truth (+ overlay PNGs)", evaluate_folder, predictions,
         test_raw / "groundTruthTr", out / "report" / "weak_model", images=test_raw / "imagesTr")

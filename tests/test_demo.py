@@ -15,7 +15,8 @@ def test_the_demo_runs_every_step_and_writes_its_summary(nnunet_env, tmp_path):
     assert main(["--out", str(out), "--train-cases", "2", "--test-cases", "1", "--epochs", "1", "--iterations", "2",
                  "--rounds", "1", "--strong-epochs", "1"]) == 0
     summary = json.loads((out / "demo_summary.json").read_text())
-    assert set(summary["reports"]) == {"weak_model", "pseudo_masks", "strong_model", "strong_model_cleaned"}
+    assert set(summary["reports"]) == {"weak_model", "pseudo_masks", "strong_model", "strong_model_cleaned",
+                                       "strong_pseudo_masks"}
     assert summary["settings"]["inside_vertebra"] == 1.5 and summary["settings"]["rounds"] == 1
     [round_1] = summary["self_training"]["rounds"]
     assert round_1["round"] == 1 and summary["self_training"]["settings"]["inside_vertebra"] == 1.5
@@ -25,6 +26,8 @@ def test_the_demo_runs_every_step_and_writes_its_summary(nnunet_env, tmp_path):
     assert summary["self_training"]["settings"]["dark_grow"] == 75.0
     record = json.loads((out / "predictions_strong_cleaned" / "postprocessing.json").read_text())
     assert record["fraction"] == 0.1 and record["dataset"].endswith("Dataset992_DemoFlywheelR1")
-    for report in ("weak_model", "pseudo_masks", "strong_model", "strong_model_cleaned"):
+    for report in ("weak_model", "pseudo_masks", "strong_model", "strong_model_cleaned", "strong_pseudo_masks"):
         assert (out / "report" / report / "summary.json").is_file(), report
     assert len(list((out / "pseudo_masks" / "masks").glob("*.nii.gz"))) == 1
+    provenance = json.loads((out / "pseudo_masks_strong" / "pseudo_masks.json").read_text())
+    assert provenance["prediction_folders"] == [str(out / "predictions_strong")]  # the strong model's P
