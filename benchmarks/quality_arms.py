@@ -117,6 +117,11 @@ ARMS: dict[str, Arm] = {
                               note="full_mask on the true masks split by polarity into two classes (dense bands, "
                                    "lucent clefts; from the CT, no annotation added): nnU-Net draws each class of "
                                    "a case equally often and scores each class's Dice"),
+    "full_mask_boxed": Arm("nnUNetTrainerFracture", predictions_of="full_mask", pseudo_masks="fixed",
+                           refine="random_walker", inside_vertebra=1.5, dark_lesions=100.0, dark_grow=75.0,
+                           note="full_mask's P in each box by the weak pipeline's rule (fixed 0.5, random walker, "
+                                "1.5 mm inside the vertebra, dark lesions grown): the boxes' help to a full-mask "
+                                "model, beside flywheel_masks"),
     "full_mask_cleaned": Arm("nnUNetTrainerFracture", predictions_of="full_mask", min_component=0.1,
                              note="full_mask's segmentations without their components under 10 % of the typical "
                                   "training fracture's volume (nnunet-fracture postprocess --dataset)"),
@@ -341,6 +346,8 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
     ("flywheel_dark_present", "flywheel_dark_present_r1", "+ self-training round 2"),
     ("full_mask", None, "ceiling: the true masks"),
     ("full_mask_polarity", "full_mask", "ceiling + the masks split into dense and lucent classes"),
+    ("full_mask_boxed", "full_mask", "ceiling + its P in the boxes by the pseudo-mask rule (paired runs: "
+     "benchmarks/results/quality_reruns/full_mask_2026-12-07)"),
     ("full_mask_cleaned", "full_mask",
      "ceiling + specks removed: components under 10 % of the typical training fracture (paired runs: "
      "benchmarks/results/quality_reruns/full_mask_2026-12-07)"),
