@@ -2,9 +2,11 @@
 look-up (``nnUNet_extTrainer``) as the console script, without the 6-8 s a fresh interpreter spends importing torch
 and nnU-Net on this CPU.
 
-The trainer tests use it for their short train/predict runs. The runs that prove the installed commands work as a
-user types them stay subprocesses (``nnunet_fracture.stock_commands.run_stock``): tests/test_end_to_end.py, the
-demo, self-training, the VAE prior and tests/trainers/test_base_trainer.py.
+The trainer tests and the VAE prior's end-to-end test use it for their short train/predict runs. The runs that prove
+the installed commands work as a user types them stay subprocesses (``nnunet_fracture.stock_commands.run_stock``):
+tests/test_end_to_end.py, the demo, self-training, the session's weak-box model (tests/weak_box_model.py), every
+``nnUNetv2_plan_and_preprocess`` and tests/trainers/test_base_trainer.py (train, resume, nnU-Net's own validation in
+its worker processes, predict).
 """
 from __future__ import annotations
 
