@@ -11,8 +11,8 @@ rounds: the training cases' pseudo-masks become a dataset with nnU-Net's ignore 
 nnUNetTrainerPresentDice, self-train's default, learns it for ``--strong-epochs``) -> nnUNetv2_predict with the strong
 model -> evaluate it over whole volumes, as it is and after nnunet-fracture postprocess (its components under 10 % of
 the last round's typical label component removed), and its pseudo-masks in the test boxes (the same rule and options
-on the strong model's probabilities: the bench's best pseudo-masks). On the quality bench one such round is the largest single step
-(README); it costs about 20 minutes per round here, so the default stops before it.
+on the strong model's probabilities: the bench's best pseudo-masks). On the quality bench one such round is the
+largest single step (README); it costs about 20 minutes per round here, so the default stops before it.
 
 Run it with ``bash scripts/demo.sh`` (sets up the environment first) or ``python -m nnunet_fracture.demo``.
 Everything lives under ``--out`` (default ``demo_output/``), which gets its own nnUNet_raw,

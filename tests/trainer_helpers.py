@@ -58,6 +58,6 @@ def stock_train_and_predict(trainer_name: str, nnunet_env: dict[str, Path], tmp_
     images.mkdir()
     (images / "case0_0000.nii.gz").symlink_to(nnunet_env["nnUNet_raw"] / DATASET_NAME / "imagesTr" / "case0_0000.nii.gz")
     run_entry_point(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "pred", "-d", str(DATASET_ID),
-                     "-c", "3d_fullres", "-f", "0", "-tr", trainer_name, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
-                     "--disable_tta"], log, env)
+                     "-c", "3d_fullres", "-f", "0", "-tr", trainer_name, "-p", "nnUNetPlansTiny", "-device", "cpu",
+                     "--save_probabilities", "--disable_tta"], log, env)
     return np.load(tmp_path / "pred" / "case0.npz")["probabilities"]

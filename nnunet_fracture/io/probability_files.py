@@ -72,8 +72,9 @@ def _check_shape(array_shape: tuple[int, ...], shape: tuple[int, ...], npz_file:
 
 
 def _read_fracture_channel(npz_file: Path, case: str, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
-    """The channel of ``probabilities`` that :func:`fracture_channel` names and the number of channels, streamed out of the npz archive; anything unusual (not a zip,
-    an npy format version or layout the stream reader does not handle) goes through ``np.load``."""
+    """The channel of ``probabilities`` that :func:`fracture_channel` names, and the number of channels, streamed
+    out of the npz archive; anything unusual (not a zip, an npy format version or layout the stream reader does not
+    handle) goes through ``np.load``."""
     missing = (f"case {case}: {npz_file} has no 'probabilities' array; it should come from "
                f"nnUNetv2_predict --save_probabilities")
     try:

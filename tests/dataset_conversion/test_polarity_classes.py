@@ -76,7 +76,8 @@ def test_the_dataset_is_copied_with_split_labels(nnunet_env):
     for case in ("frac", "normal"):
         split, binary = read(out / "labelsTr" / f"{case}.nii.gz"), read(source / "labelsTr" / f"{case}.nii.gz")
         assert ((split > 0) == (binary > 0)).all()
-        assert (read(out / "imagesTr" / f"{case}_0000.nii.gz") == read(source / "imagesTr" / f"{case}_0000.nii.gz")).all()
+        image = f"imagesTr/{case}_0000.nii.gz"
+        assert (read(out / image) == read(source / image)).all()
     counted = read(out / "labelsTr" / "frac.nii.gz")
     assert record["dense"]["voxels"] == (counted == DENSE).sum()
     assert record["lucent"]["voxels"] == (counted == LUCENT).sum()

@@ -171,6 +171,6 @@ def test_stock_train_resume_and_predict(dataset, nnunet_env, tmp_path):
     assert probabilities.shape == (2, 24, 24, 24)
     # dropout is off at prediction: the same input gives the same output
     run_entry_point(["nnUNetv2_predict", "-i", images, "-o", tmp_path / "again", "-d", str(DATASET_ID),
-                     "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-p", "nnUNetPlansTiny", "-device", "cpu", "--save_probabilities",
-                     "--disable_tta"], log, env)
+                     "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-p", "nnUNetPlansTiny", "-device", "cpu",
+                     "--save_probabilities", "--disable_tta"], log, env)
     assert np.array_equal(probabilities, np.load(tmp_path / "again" / "case0.npz")["probabilities"])
