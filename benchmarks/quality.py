@@ -30,7 +30,8 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_arms import ABLATION, ARM_SETS, ARMS, ROUND_ONLY_FIELDS, Arm, check_arms, relation, run_key  # noqa: E402
+from quality_ablation import ABLATION, relation  # noqa: E402
+from quality_arms import ARM_SETS, ARMS, ROUND_ONLY_FIELDS, Arm, check_arms, run_key  # noqa: E402
 from quality_regimes import REGIMES, Regime  # noqa: E402
 from quality_results import TEST_ID, phantom_version, write_quality_json  # noqa: E402
 

@@ -316,44 +316,6 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-#: The weak-box pipeline's ablation (README), one ingredient per row: (arm, the arm it adds to or None, what it adds).
-#: The table pairs each arm with its base seed by seed; every arm here is declared above.
-ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
-    ("box_fill", None, "floor: every box filled"),
-    ("hu_threshold", None, "floor: HU above the training cases' best threshold, in each box"),
-    ("hu_threshold_inside", "hu_threshold", "floor, kept 1.5 mm inside the boxed vertebra"),
-    ("mean_bags", None, "weak model: BCE of each box's mean P (the first recipe)"),
-    ("plane_bags", "mean_bags", "plane bags through each box's core (MIL tightness)"),
-    ("voxel_bags", "plane_bags", "+ size bounds (the trainer's default until 2026-12-07)"),
-    ("plus_affinity", "voxel_bags", "+ HU affinity in the boxes (off by default)"),
-    ("voxel_bags_refined", "voxel_bags", "+ random-walker refinement of the pseudo-masks"),
-    ("flywheel_size_r1", "voxel_bags_refined", "+ self-training round 1 (stock trainer on the pseudo-masks)"),
-    ("flywheel_unsure_r1", "flywheel_size_r1", "+ the 40 % least confident boxes ignored"),
-    ("flywheel_unsure", "flywheel_unsure_r1", "+ self-training round 2"),
-    ("voxel_bags_inside", "voxel_bags_refined", "+ masks kept 1.5 mm inside the boxed vertebra"),
-    ("voxel_bags_dark", "voxel_bags_inside", "+ dark lesions (clefts: the bone 100 HU below its median)"),
-    ("weak_bbox", "voxel_bags", "solid plane bags (2 x 2 x 2 cubes) instead of voxels: the trainer's default"),
-    ("solid_bags_refined", "weak_bbox", "+ random-walker refinement"),
-    ("solid_bags_inside", "solid_bags_refined", "+ masks kept 1.5 mm inside the boxed vertebra"),
-    ("solid_bags_dark", "solid_bags_inside", "+ dark lesions (clefts: the bone 100 HU below its median)"),
-    ("solid_bags_dark_grown", "solid_bags_dark", "+ dark masks grown to the bone 75 HU below the median"),
-    ("flywheel_dark_present_r1", "solid_bags_dark", "+ self-training round 1 (faint boxes ignored, PresentDice)"),
-    ("flywheel", "flywheel_dark_present_r1", "round 1 on the grown dark masks: the best chain"),
-    ("flywheel_cleaned", "flywheel",
-     "+ specks removed: components under 10 % of the round labels' typical one"),
-    ("flywheel_masks", "flywheel",
-     "pseudo-masks again, from the round's model: its P by the same rule, refinement and dark lesions"),
-    ("flywheel_dark_present", "flywheel_dark_present_r1", "+ self-training round 2"),
-    ("full_mask", None, "ceiling: the true masks"),
-    ("full_mask_polarity", "full_mask", "ceiling + the masks split into dense and lucent classes"),
-    ("full_mask_boxed", "full_mask", "ceiling + its P in the boxes by the pseudo-mask rule (paired runs: "
-     "benchmarks/results/quality_reruns/full_mask_2026-12-07)"),
-    ("full_mask_cleaned", "full_mask",
-     "ceiling + specks removed: components under 10 % of the typical training fracture (paired runs: "
-     "benchmarks/results/quality_reruns/full_mask_2026-12-07)"),
-)
-
-
 def check_arms() -> None:
     """An arm that reuses another's predictions must train the same model, one that removes specks by the
     training masks' volume (``min_component``) must have a model trained on masks, and one that scores a round's
@@ -378,17 +340,6 @@ def check_arms() -> None:
             if getattr(arm, field_name) != getattr(source, field_name):
                 raise ValueError(f"arm {name}: reuses the predictions of {arm.predictions_of} but its {field_name} "
                                  "differs")
-
-
-def relation(arm: str, base: str) -> Optional[str]:
-    """How ``arm``'s runs relate to ``base``'s: ``"same_model"`` (it post-processes base's model's predictions, or
-    the same source's), ``"continues"`` (one self-training round more of the same recipe), or ``None``."""
-    a, b = ARMS[arm], ARMS[base]
-    if a.predictions_of is not None and a.predictions_of in (base, b.predictions_of):
-        return "same_model"
-    if b.self_training_rounds and a == replace(b, self_training_rounds=b.self_training_rounds + 1, note=a.note):
-        return "continues"
-    return None
 
 
 def run_key(arm: Arm, regime: Regime, seed: int, phantom_version: str) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import quality_ablation  # noqa: E402
 import quality_arms  # noqa: E402
 from quality_arms import ARM_SETS, ARMS, Arm, check_arms, run_key  # noqa: E402
 from quality_regimes import REGIMES  # noqa: E402
@@ -101,9 +102,9 @@ def test_ablation_rows_and_declared_steps():
     assert ("| + a step (on `base`) | `step` | 0.700 ± 0.141 (2) | +0.100 ± 0.000, 2 of 2 up | 0.300 ± 0.141 (2) | "
             "same | 200 ± 141 (2) |") in lines
     assert "| + x | `later` | no run yet | | | | |" in lines
-    for arm, base, what in quality_arms.ABLATION:  # every step names declared arms and says what it adds
+    for arm, base, what in quality_ablation.ABLATION:  # every step names declared arms and says what it adds
         assert arm in ARMS and (base is None or base in ARMS) and what, arm
-    relation = quality_arms.relation
+    relation = quality_ablation.relation
     assert relation("solid_bags_dark", "solid_bags_inside") == "same_model"  # both post-process weak_bbox
     assert relation("voxel_bags_refined", "voxel_bags") == "same_model"
     assert relation("flywheel_dark_present_r1", "solid_bags_dark") is None  # a round trains its own model
