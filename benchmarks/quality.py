@@ -127,13 +127,14 @@ class Workspace:
         from nnunet_fracture.dataset_conversion.raw_dataset import write_raw_dataset
 
         dataset_id = 700 + 10 * seed + LABEL_IDS[labels]
-        if self.raw(dataset_id) is None and labels == "mask_polarity":
-            write_polarity_dataset(self.raw(self.dataset(seed, "mask")), dataset_id, f"QualityS{seed}MaskPolarity",
-                                   Path(self.env["nnUNet_raw"]))
-        elif self.raw(dataset_id) is None:
-            write_raw_dataset(read_generic(self.phantom(seed, self.regime.train_cases)), dataset_id,
-                              f"QualityS{seed}{labels.capitalize()}", weak=labels,
-                              raw_root=Path(self.env["nnUNet_raw"]))
+        if self.raw(dataset_id) is None:
+            if labels == "mask_polarity":
+                write_polarity_dataset(self.raw(self.dataset(seed, "mask")), dataset_id,
+                                       f"QualityS{seed}MaskPolarity", Path(self.env["nnUNet_raw"]))
+            else:
+                write_raw_dataset(read_generic(self.phantom(seed, self.regime.train_cases)), dataset_id,
+                                  f"QualityS{seed}{labels.capitalize()}", weak=labels,
+                                  raw_root=Path(self.env["nnUNet_raw"]))
         self.preprocess(dataset_id)
         return dataset_id
 

@@ -27,12 +27,13 @@ from nnunet_fracture.io.verified_writes import write_image
 
 DENSE, LUCENT = 1, 2
 LABELS = {"background": 0, "dense": DENSE, "lucent": LUCENT}
+CONNECTIVITY = 26  # a fracture component, as nnunet-fracture postprocess counts them
 
 
 def polarity_classes(mask: np.ndarray, hu: np.ndarray, shell_voxels: int = 2) -> np.ndarray:
     """``mask``'s foreground as uint8 classes: :data:`DENSE` where a 26-connected component's median HU is above the
     median HU of the shell around it (the component dilated by ``shell_voxels`` voxels in 26-connectivity, less the
-    mask), :data:`LUCENT` where it is not; 0 elsewhere.
+    mask) or where it has no shell (the mask fills the image around it), :data:`LUCENT` otherwise; 0 elsewhere.
 
     Raises:
         ValueError: ``mask`` and ``hu`` differ in shape, or ``shell_voxels`` < 1.
@@ -44,7 +45,7 @@ def polarity_classes(mask: np.ndarray, hu: np.ndarray, shell_voxels: int = 2) ->
     if not isinstance(shell_voxels, int) or shell_voxels < 1:
         raise ValueError(f"shell_voxels must be an integer >= 1, got {shell_voxels!r}")
     foreground = mask > 0
-    components = cc3d.connected_components(foreground, connectivity=26)
+    components = cc3d.connected_components(foreground, connectivity=CONNECTIVITY)
     out = np.zeros(mask.shape, dtype=np.uint8)
     ball = ndimage.generate_binary_structure(3, 3)
     for label, box in enumerate(ndimage.find_objects(components), start=1):
@@ -69,6 +70,8 @@ def write_polarity_dataset(source: Path, dataset_id: int, name: str, raw_root: P
         ValueError: naming ``source``'s dataset.json, when its labels are not ``{background: 0, fracture: 1}``.
         FileNotFoundError: a case's image is missing.
     """
+    import cc3d
+
     source = Path(source)
     meta = json.loads((source / "dataset.json").read_text(encoding="utf-8"))
     if meta.get("labels") != {"background": 0, "fracture": 1}:
@@ -90,7 +93,8 @@ def write_polarity_dataset(source: Path, dataset_id: int, name: str, raw_root: P
             classes = polarity_classes(sitk.GetArrayFromImage(label), sitk.GetArrayFromImage(
                 sitk.ReadImage(str(image_file))), shell_voxels)
             for kind, value in (("dense", DENSE), ("lucent", LUCENT)):
-                counts[kind][0] += int(ndimage.label(classes == value, np.ones((3, 3, 3)))[1])
+                counts[kind][0] += int(cc3d.connected_components(classes == value, connectivity=CONNECTIVITY,
+                                                                 return_N=True)[1])
                 counts[kind][1] += int((classes == value).sum())
             out = sitk.GetImageFromArray(classes)
             out.CopyInformation(label)
