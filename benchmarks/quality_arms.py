@@ -76,6 +76,8 @@ DEFAULT_RECIPE = f"{_BAG_PRIORS} tightness_window=2"
 VOXEL_RECIPE = f"{_BAG_PRIORS} tightness_window=1"
 # ... and the one before it (plus HU affinity); the arms measured on their weak models keep them
 AFFINITY_RECIPE = f"{VOXEL_RECIPE} lambda_affinity=1"
+#: nnUNetTrainerWeakSlice's first recipe, spelled out: one bag per slice range, its maximum, with L1 and L3
+SLICE_MAX_BAGS = "lambda_outside=1 lambda_mil=1 lambda_contrast=0.1 bag_aggregation=max lambda_tightness=0 lambda_size=0"
 MEAN_BAGS = ("lambda_outside=1 lambda_mil=1 lambda_contrast=0.1 bag_aggregation=mean lambda_tightness=0 lambda_size=0 "
              "lambda_affinity=0")
 
@@ -269,8 +271,10 @@ ARMS: dict[str, Arm] = {
                               round_pseudo_masks=True,
                               note="pseudo-masks of flywheel's model: its P in each box by the weak model's rule "
                                    "(fixed 0.5, random walker, 1.5 mm inside the vertebra, dark lesions grown)"),
-    "weak_slice": Arm("nnUNetTrainerWeakSlice", labels="slice",
-                      note="slice ranges alone; in-box numbers from P >= 0.5 inside the boxes"),
+    "slice_max_bags": Arm("nnUNetTrainerWeakSlice", labels="slice", settings=SLICE_MAX_BAGS,
+                          note="slice ranges alone, WeakSlice's first recipe: each range's maximum P (one bag per "
+                               "range and patch), outside background, contrast; in-box numbers from P >= 0.5 in the "
+                               "boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
     "focal_tversky": Arm("nnUNetTrainerFocalTversky", note="Focal Tversky + focal loss"),
     # spelled out, not left to the trainer's defaults, so that a change of default cannot reuse a cached run
