@@ -78,6 +78,8 @@ VOXEL_RECIPE = f"{_BAG_PRIORS} tightness_window=1"
 AFFINITY_RECIPE = f"{VOXEL_RECIPE} lambda_affinity=1"
 #: nnUNetTrainerWeakSlice's first recipe, spelled out: one bag per slice range, its maximum, with L1 and L3
 SLICE_MAX_BAGS = "lambda_outside=1 lambda_mil=1 lambda_contrast=0.1 bag_aggregation=max lambda_tightness=0 lambda_size=0"
+#: slice ranges through the plane bags: each slice of a range's core is a bag, nothing asked in-plane
+SLICE_PLANE_BAGS = f"{_PRIORS_OFF} lambda_tightness=1 tightness_planes=slice tightness_window=2 lambda_size=0"
 MEAN_BAGS = ("lambda_outside=1 lambda_mil=1 lambda_contrast=0.1 bag_aggregation=mean lambda_tightness=0 lambda_size=0 "
              "lambda_affinity=0")
 
@@ -275,6 +277,11 @@ ARMS: dict[str, Arm] = {
                           note="slice ranges alone, WeakSlice's first recipe: each range's maximum P (one bag per "
                                "range and patch), outside background, contrast; in-box numbers from P >= 0.5 in the "
                                "boxes"),
+    "slice_plane_bags": Arm("nnUNetTrainerWeakSlice", labels="slice", settings=SLICE_PLANE_BAGS,
+                            note="slice ranges alone through the tightness prior: every slice of a range's core "
+                                 "(6 mm of overhang left out) a bag of 2 x 2 x 2 cube means, its smooth maximum "
+                                 "against 1, no in-plane bags, no size bound; in-box numbers from P >= 0.5 in the "
+                                 "boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
     "focal_tversky": Arm("nnUNetTrainerFocalTversky", note="Focal Tversky + focal loss"),
     # spelled out, not left to the trainer's defaults, so that a change of default cannot reuse a cached run

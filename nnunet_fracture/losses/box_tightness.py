@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nnunet_fracture.losses.bag_aggregation import BoxNumbers, check_aggregation, checked_bags, pool_segments
-from nnunet_fracture.losses.plane_bags import check_margin, find_plane_bags, rim_voxels
+from nnunet_fracture.losses.plane_bags import check_axes, check_margin, find_plane_bags, rim_voxels
 from nnunet_fracture.losses.window_mean import check_width, window_mean_logits
 
 
@@ -58,6 +58,9 @@ class BoxTightnessLoss(nn.Module):
     which the weak-box network learned on the bench phantom - and a window mean is not: a bag then asks for a
     run of fracture at least ``window`` voxels thick. The outside voxels stay single voxels.
 
+    Slice ranges (``axes``): with only the slice axis listed, the bags are the whole slices of each range's core,
+    and nothing is asked of where in a slice the fracture lies (:mod:`~nnunet_fracture.losses.plane_bags`).
+
     Logs are taken from the logits (``log S`` by log-sum-exp, ``log(1 - P) = -softplus(x)``), so the loss is
     finite for any logit.
 
@@ -73,6 +76,7 @@ class BoxTightnessLoss(nn.Module):
         rim: the box's rim that is background, voxels per spatial axis (0: none); at most ``margin``.
         window: the edge of the cube whose mean P a plane bag's voxel contributes, an integer >= 1 (1: the
             voxel's own P).
+        axes: the spatial axes whose planes are bags (``None``: every axis; ``(slice_axis,)`` for slice ranges).
 
     Raises:
         ValueError: on any argument outside these ranges.
@@ -80,7 +84,8 @@ class BoxTightnessLoss(nn.Module):
 
     def __init__(self, margin: Sequence[float] = (1.0, 1.0, 1.0), alpha: float = 4.0, beta: float = 0.25,
                  gamma: float = 2.0, aggregation: str = "smooth_max", gamma_out: float = 0.0,
-                 outside_top: float = 1.0, rim: Sequence[float] | None = None, window: int = 1) -> None:
+                 outside_top: float = 1.0, rim: Sequence[float] | None = None, window: int = 1,
+                 axes: Sequence[int] | None = None) -> None:
         super().__init__()
         check_aggregation(aggregation, alpha)
         self.margin = check_margin(margin)
@@ -96,6 +101,7 @@ class BoxTightnessLoss(nn.Module):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         self.gamma, self.gamma_out = float(gamma), float(gamma_out)
         self.window = check_width(window)
+        self.axes = None if axes is None else check_axes(axes, len(self.margin))
 
     def forward(self, logits: torch.Tensor, box_numbers: BoxNumbers, margin: Sequence[float] | None = None,
                 rim: Sequence[float] | None = None, window: int | None = None) -> torch.Tensor:
@@ -125,7 +131,7 @@ class BoxTightnessLoss(nn.Module):
                                  f"{logits.ndim - 2} spatial axes")
         x = logits.float().reshape(logits.shape[0], -1)
         total = x.sum() * 0.0
-        planes = find_plane_bags(bags, margin) if bags.count else None
+        planes = find_plane_bags(bags, margin, self.axes) if bags.count else None
         if planes is not None and planes.count:
             scored = x if window == 1 else window_mean_logits(logits.float(), window).reshape(x.shape)
             inside = scored[bags.inside]
@@ -146,4 +152,4 @@ class BoxTightnessLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"margin={self.margin}, aggregation={self.aggregation!r}, alpha={self.alpha}, beta={self.beta}, "
                 f"gamma={self.gamma}, gamma_out={self.gamma_out}, outside_top={self.outside_top}, rim={self.rim}, "
-                f"window={self.window}")
+                f"window={self.window}, axes={self.axes}")

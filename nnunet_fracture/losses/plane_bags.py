@@ -17,6 +17,13 @@ itself stay valid. A cut side is shrunk by the margin like any other (the box ma
 and then its outer planes are margin). Margins are rounded *up* to whole voxels (at least 1 when above 0), so
 the low-resolution deep-supervision scales keep the rim out too.
 
+Slice ranges (``axes``): a slice-level annotation says which slices hold the fracture, not where in them, and
+its "box" spans whole slices. Its bags are the planes along the slice axis alone (the slices of the range's core),
+each a whole slice of the patch: the other axes get no planes, are not shrunk by the margin, and a patch border
+across them is not held against a slice bag - it always cuts a whole slice, so dropping the bags there would drop
+them all. The price is that a patch which holds the range's slices but not the fracture in them still asks them
+for fracture (the same noise as any one-bag-per-range loss has).
+
 Two limits: where boxes overlap, the box-number map holds the later box, so a plane of the earlier one lacks
 the shared voxels; and the bags assume axis-aligned boxes, so the weak-box trainer turns rotation augmentation
 off while the tightness term is on (:class:`~nnunet_fracture.training.box_priors.BoxPriorSettings`).
@@ -119,31 +126,50 @@ def check_margin(margin: object, n_axes: int | None = None) -> tuple[float, ...]
     return tuple(float(m) for m in margin)
 
 
-def find_plane_bags(bags: BoxBags, margin: Sequence[float]) -> PlaneBags:
+def check_axes(axes: object, n_axes: int) -> tuple[int, ...]:
+    """Check the spatial axes that get plane bags: distinct integers in ``[0, n_axes)``, at least one.
+
+    Raises:
+        ValueError: otherwise.
+    """
+    ok = (not isinstance(axes, (str, bytes)) and isinstance(axes, Sequence) and len(axes) > 0
+          and all(isinstance(a, int) and not isinstance(a, bool) and 0 <= a < n_axes for a in axes)
+          and len(set(axes)) == len(axes))
+    if not ok:
+        raise ValueError(f"axes must be distinct spatial axes in [0, {n_axes}), at least one, got {axes!r}")
+    return tuple(sorted(axes))
+
+
+def find_plane_bags(bags: BoxBags, margin: Sequence[float], axes: Sequence[int] | None = None) -> PlaneBags:
     """The plane bags of every box bag: the cross-sections of its core, the box shrunk by ``margin`` voxels (per
     spatial axis, rounded up) of annotation margin on every side.
 
     Args:
         bags: the box bags of one box-number map.
         margin: annotation margin in voxels at this map's resolution, one entry per spatial axis.
+        axes: the spatial axes whose planes are bags (``None``: every axis). The other axes are free: not shrunk,
+            no planes, their cuts not held against a plane (slice ranges, module docstring).
 
     Returns:
         :class:`PlaneBags` (``count == 0`` when no box has a valid plane).
     """
     n_axes = len(bags.shape) - 2
     margin = check_margin(margin, n_axes)
+    axes = tuple(range(n_axes)) if axes is None else check_axes(axes, n_axes)
     coords = inside_coordinates(bags)
     ext = box_extents(bags, coords)
-    shrink = torch.tensor([math.ceil(m - 1e-6) if m > 0 else 0 for m in margin], device=coords.device)
+    shrink = torch.tensor([math.ceil(m - 1e-6) if m > 0 and a in axes else 0 for a, m in enumerate(margin)],
+                          device=coords.device)
     core_lo, core_hi = ext.lo + shrink, ext.hi - shrink
-    cut = ext.cut_lo | ext.cut_hi
+    bound = torch.tensor([a in axes for a in range(n_axes)], device=coords.device)
+    cut = (ext.cut_lo | ext.cut_hi) & bound
     longest = max(bags.shape[2:])
     members, keys = [], []
     # an axis on which the box is thinner than twice the margin gets no planes, and is not shrunk for the others
     too_thin = core_lo > core_hi
     section_lo, section_hi = torch.where(too_thin, ext.lo, core_lo), torch.where(too_thin, ext.hi, core_hi)
     in_core = ((coords >= section_lo[bags.voxel_bag]) & (coords <= section_hi[bags.voxel_bag])).all(dim=1)
-    for a in range(n_axes):
+    for a in axes:
         others_cut = torch.cat([cut[:, :a], cut[:, a + 1:]], dim=1).any(dim=1)
         valid = ~others_cut & ~too_thin[:, a]
         bag, k = bags.voxel_bag, coords[:, a]

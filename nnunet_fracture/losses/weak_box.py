@@ -95,6 +95,8 @@ class WeakBoxLoss(nn.Module):
             none).
         tightness_window: the plane bags score the mean P over cubes of this edge at the highest resolution
             (:class:`BoxTightnessLoss`'s ``window``; 1: single voxels).
+        tightness_axes: the spatial axes whose planes are bags (``None``: every axis; the slice axis alone for
+            slice ranges).
         size_bounds: ``(lower, upper)`` share of a box the fracture fills, for :class:`BoxSizeLoss`.
         size_t: the size barrier's initial sharpness.
         affinity_theta, affinity_tau, affinity_dilation, affinity_border_pairs: :class:`BoxAffinityLoss`'s HU
@@ -115,6 +117,7 @@ class WeakBoxLoss(nn.Module):
                  tightness_margin: Sequence[float] = (1.0, 1.0, 1.0), tightness_beta: float = 0.25,
                  tightness_gamma: float = 2.0, tightness_gamma_out: float = 0.0, tightness_outside_top: float = 1.0,
                  tightness_rim: Optional[Sequence[float]] = None, tightness_window: int = 1,
+                 tightness_axes: Optional[Sequence[int]] = None,
                  size_bounds: Sequence[float] = (0.02, 0.3), size_t: float = 5.0,
                  affinity_theta: float = 50.0, affinity_tau: float = 0.3,
                  affinity_dilation: Sequence[int] = (1, 1, 1), affinity_border_pairs: bool = False,
@@ -147,7 +150,7 @@ class WeakBoxLoss(nn.Module):
         self.tightness = BoxTightnessLoss(margin=tightness_margin, alpha=alpha, beta=tightness_beta,
                                           gamma=tightness_gamma, gamma_out=tightness_gamma_out,
                                           outside_top=tightness_outside_top, rim=tightness_rim,
-                                          window=tightness_window)
+                                          window=tightness_window, axes=tightness_axes)
         if isinstance(size_bounds, (str, bytes)) or len(size_bounds) != 2:
             raise ValueError(f"size_bounds must be (lower, upper), got {size_bounds!r}")
         self.size = BoxSizeLoss(lower=size_bounds[0], upper=size_bounds[1], t=size_t)

@@ -61,7 +61,8 @@ class nnUNetTrainerWeakBBox(BoxPriorSettings, BoxMILSettings, BoxNumberBatches, 
 
     def _build_loss(self):
         return WeakBoxLoss(scale_weights=nnunet_scale_weights(self), **self.box_mil_loss_arguments(),
-                           **self.box_prior_loss_arguments(self.configuration_manager.spacing))
+                           **self.box_prior_loss_arguments(self.configuration_manager.spacing,
+                                                        self.plans_manager.transpose_forward))
 
     def _weak_loss(self):
         inner = getattr(self.loss, "seg_loss", self.loss)  # the classification head wraps the weak-box loss

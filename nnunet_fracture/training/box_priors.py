@@ -25,6 +25,29 @@ def dilation_voxels(distance_mm: float, spacing: Sequence[float]) -> tuple[int, 
     return tuple(max(1, int(round(distance_mm / s))) for s in spacing)
 
 
+#: ``tightness_planes``: plane bags across every axis of a box, or along the slice axis alone (slice ranges)
+TIGHTNESS_PLANES = ("box", "slice")
+
+
+def tightness_axes(planes: str, transpose_forward: Sequence[int], n_axes: int) -> tuple[int, ...] | None:
+    """The patch axes whose planes are bags: ``None`` (every axis) for ``"box"``; for ``"slice"`` the patch axis
+    that holds the image's slice axis (array axis 0 of the raw image, which nnU-Net's ``transpose_forward`` moves
+    to patch axis ``transpose_forward.index(0)``).
+
+    Raises:
+        ValueError: for an unknown ``planes``, or ``"slice"`` in a configuration whose patches hold no slice axis
+            (``2d``: each patch is one slice, a bag of its own).
+    """
+    if planes not in TIGHTNESS_PLANES:
+        raise ValueError(f"tightness_planes must be one of {TIGHTNESS_PLANES}, got {planes!r}")
+    if planes == "box":
+        return None
+    if n_axes != len(transpose_forward):
+        raise ValueError(f"tightness_planes=slice needs 3D patches that hold the slice axis, but this configuration's "
+                         f"patches have {n_axes} spatial axes; train a 3d configuration or set lambda_tightness=0")
+    return (list(transpose_forward).index(0),)
+
+
 def hu_from_normalised(data: torch.Tensor, scheme: str, properties: Mapping[str, float]) -> torch.Tensor:
     """Undo nnU-Net's ``CTNormalization`` of one channel: ``HU = x * std + mean`` (the clipping to nnU-Net's
     0.5 / 99.5 percentiles stays).
@@ -57,7 +80,8 @@ class BoxPriorSettings:
     """Settings of the box priors, mixed into a weak-box trainer (collected along the MRO like any trainer's
     settings, :mod:`nnunet_fracture.training.settings`).
 
-    ``lambda_tightness``: plane bags (:class:`~nnunet_fracture.losses.BoxTightnessLoss`) with
+    ``lambda_tightness``: plane bags (:class:`~nnunet_fracture.losses.BoxTightnessLoss`) across every axis of a
+    box (``tightness_planes="box"``) or the slices of a slice range alone (``"slice"``), with
     ``annotation_margin_mm`` of box overhang left out, the outer ``box_rim_mm`` of every box trained as background
     (boxes drawn with at least that clearance) and, below 1, only the ``tightness_outside_top`` share of
     hardest outside voxels averaged, and with ``tightness_window`` > 1 each bag scoring the mean P of cubes of that
@@ -71,7 +95,7 @@ class BoxPriorSettings:
     """
 
     settings = ("lambda_tightness", "annotation_margin_mm", "box_rim_mm", "tightness_beta", "tightness_gamma",
-                "tightness_gamma_out", "tightness_outside_top", "tightness_window", "lambda_size", "size_lower",
+                "tightness_gamma_out", "tightness_outside_top", "tightness_window", "tightness_planes", "lambda_size", "size_lower",
                 "size_upper", "size_t0", "size_t_growth", "size_t_max", "lambda_affinity", "affinity_theta_hu",
                 "affinity_tau", "affinity_dilation_mm", "affinity_border_pairs", "lambda_smoothness")
     lambda_tightness = 0.0
@@ -82,6 +106,7 @@ class BoxPriorSettings:
     tightness_gamma_out = 0.0  # see BoxTightnessLoss: focal outside voxels weighed too little in 3D
     tightness_outside_top = 1.0  # hard negatives: the share of outside voxels, hardest first, that are averaged
     tightness_window = 1  # plane bags score the mean P of cubes this wide (voxels): no credit for a lattice
+    tightness_planes = "box"  # "slice": bags along the slice axis alone (slice ranges)
     lambda_size = 0.0
     size_lower = 0.02  # the phantom's fractures fill 3.5-19 % of their boxes
     size_upper = 0.3
@@ -101,10 +126,14 @@ class BoxPriorSettings:
                       "size_t0": (1e-6, None), "size_t_growth": (1.0, None), "size_t_max": (1e-6, None),
                       "lambda_affinity": (0.0, None), "affinity_theta_hu": (1e-6, None), "affinity_tau": (1e-6, 1.0),
                       "affinity_dilation_mm": (1e-6, None), "lambda_smoothness": (0.0, None)}
+    setting_choices = {"tightness_planes": TIGHTNESS_PLANES}
 
-    def box_prior_loss_arguments(self, spacing: Sequence[float]) -> dict:
-        """The :class:`~nnunet_fracture.losses.WeakBoxLoss` arguments of the box priors, for patches of ``spacing``."""
-        return dict(lambda_tightness=self.lambda_tightness,
+    def box_prior_loss_arguments(self, spacing: Sequence[float], transpose_forward: Sequence[int]) -> dict:
+        """The :class:`~nnunet_fracture.losses.WeakBoxLoss` arguments of the box priors, for patches of ``spacing``
+        of a dataset planned with ``transpose_forward`` (where the slice axis went)."""
+        axes = (tightness_axes(self.tightness_planes, transpose_forward, len(spacing))
+                if self.lambda_tightness > 0 else None)
+        return dict(tightness_axes=axes, lambda_tightness=self.lambda_tightness,
                     tightness_margin=margin_voxels(self.annotation_margin_mm, spacing),
                     tightness_rim=margin_voxels(self.box_rim_mm, spacing, "box_rim_mm"),
                     tightness_beta=self.tightness_beta, tightness_gamma=self.tightness_gamma,

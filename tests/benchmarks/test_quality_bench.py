@@ -268,9 +268,9 @@ def test_every_plane_bag_arm_spells_its_window():
     from nnunet_fracture.trainers import nnUNetTrainerWeakBBox
     from nnunet_fracture.training.settings import resolve_settings
 
-    bag_arms = [name for name, arm in ARMS.items() if arm.trainer == "nnUNetTrainerWeakBBox"
+    bag_arms = [name for name, arm in ARMS.items() if arm.trainer in ("nnUNetTrainerWeakBBox", "nnUNetTrainerWeakSlice")
                 and resolve_settings(nnUNetTrainerWeakBBox, arm.settings)[0]["lambda_tightness"] > 0]
-    assert "weak_bbox" in bag_arms and "voxel_bags" in bag_arms
+    assert {"weak_bbox", "voxel_bags", "slice_plane_bags"} <= set(bag_arms)
     assert [name for name in bag_arms if "tightness_window=" not in ARMS[name].settings] == []
 
 

@@ -169,3 +169,20 @@ def test_weak_box_loss_uses_solid_bags_at_the_highest_resolution_only():
     cubes, single = BoxTightnessLoss(margin=(0, 0, 0), window=2), BoxTightnessLoss(margin=(0, 0, 0))
     expected = 0.5 * cubes(lattice, numbers).item() + 0.5 * single(small, small_numbers).item()
     assert total.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_slice_planes_by_hand():
+    # a slice range z 1..2 of a 4 x 2 x 2 patch (whole slices, cut in-plane): with every axis, no plane is valid;
+    # with the slice axis alone, each of the two slices is a bag of its four voxels
+    p = torch.full((1, 1, 4, 2, 2), 0.1)
+    p[0, 0, 1] = torch.tensor([[0.9, 0.1], [0.1, 0.1]])
+    p[0, 0, 2] = torch.tensor([[0.3, 0.2], [0.1, 0.1]])
+    numbers = torch.zeros(p.shape, dtype=torch.long)
+    numbers[0, 0, 1:3] = 1
+    logits = torch.log(p / (1 - p))
+    negative = 0.75 * -math.log(0.9)  # the outside slices z = 0 and 3, all at P = 0.1
+    assert BoxTightnessLoss(margin=(0, 0, 0))(logits, numbers).item() == pytest.approx(negative, rel=1e-5)
+    bags = [softmax_pool([0.9, 0.1, 0.1, 0.1]), softmax_pool([0.3, 0.2, 0.1, 0.1])]
+    positive = sum(0.25 * (1 - s) ** 2 * -math.log(s) for s in bags) / 2
+    loss = BoxTightnessLoss(margin=(0, 0, 0), axes=(0,))(logits, numbers)
+    assert loss.item() == pytest.approx(positive + negative, rel=1e-5)

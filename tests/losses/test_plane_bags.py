@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from nnunet_fracture.losses import find_bags
-from nnunet_fracture.losses.plane_bags import box_extents, check_margin, find_plane_bags, rim_voxels
+from nnunet_fracture.losses.plane_bags import box_extents, check_axes, check_margin, find_plane_bags, rim_voxels
 
 
 def numbers_with(box: tuple[slice, ...], shape=(8, 8, 8), value=1) -> torch.Tensor:
@@ -76,3 +76,30 @@ def test_a_cut_side_has_no_rim():
     bags = find_bags(numbers_with((slice(5, 8), slice(2, 6), slice(2, 6))))
     rim = rim_voxels(bags, (1, 0, 0))
     assert int(rim.sum()) == 4 * 4
+
+
+def test_a_slice_range_gets_one_bag_per_core_slice_of_the_whole_patch():
+    # a slice range: z 1..6, every voxel in-plane (so the patch cuts it on y and x); margin 1 voxel on every axis
+    bags = find_bags(numbers_with((slice(1, 7), slice(None), slice(None))))
+    assert planes_per_axis(find_plane_bags(bags, (1, 1, 1))) == [0, 0, 0]  # as a box: every plane is cut
+    planes = find_plane_bags(bags, (1, 1, 1), axes=(0,))
+    assert planes_per_axis(planes) == [4, 0, 0]  # z core 2..5, in-plane neither shrunk nor cut
+    assert torch.bincount(planes.segment).tolist() == [8 * 8] * 4  # each bag a whole slice of the patch
+
+
+def test_listed_axes_keep_their_own_cuts_and_margins():
+    # a box cut at the upper z border: with z listed, its cut drops the y planes, as with every axis; with y alone,
+    # z is free and its cut is not held against them
+    bags = find_bags(numbers_with((slice(4, 8), slice(2, 6), slice(2, 6))))
+    assert planes_per_axis(find_plane_bags(bags, (1, 1, 1), axes=(0, 1))) == [2, 0, 0]
+    assert planes_per_axis(find_plane_bags(bags, (1, 1, 1), axes=(1,))) == [0, 2, 0]  # y core 3..4
+    # a whole box, y planes only: y shrunk by its margin, z and x not shrunk (x's margin ignored)
+    planes = find_plane_bags(find_bags(numbers_with((slice(2, 6), slice(1, 7), slice(2, 6)))), (1, 2, 1), axes=(1,))
+    assert planes_per_axis(planes) == [0, 2, 0]  # y core 3..4
+    assert torch.bincount(planes.segment).tolist() == [4 * 4] * 2
+
+
+@pytest.mark.parametrize("axes", [(), (3,), (0, 0), (-1,), "z", (True,)])
+def test_bad_axes_are_refused(axes):
+    with pytest.raises(ValueError, match="axes"):
+        check_axes(axes, 3)

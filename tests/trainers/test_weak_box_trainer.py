@@ -114,6 +114,31 @@ def test_slice_trainer_aggregates_by_max(weak_dataset_cache, nnunet_env, monkeyp
     assert (Path(trainer.output_folder) / "checkpoint_final.pth").is_file()
 
 
+def test_slice_planes_find_bags_in_real_slice_batches(weak_dataset_cache, nnunet_env,
+                                                     monkeypatch: pytest.MonkeyPatch):
+    """With ``tightness_planes=slice`` the slices of each range are bags in the batches nnU-Net's pipeline gives (with
+    every axis, the patch cuts each range in-plane and no plane would be left), and the loss trains on them."""
+    from nnunet_fracture.losses import find_bags
+    from nnunet_fracture.losses.plane_bags import find_plane_bags
+
+    monkeypatch.setenv(ENV_VAR, "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 "
+                                "lambda_outside=0 lambda_mil=0 lambda_contrast=0 lambda_tightness=1 "
+                                "tightness_planes=slice annotation_margin_mm=0")
+    trainer = make_trainer(nnUNetTrainerWeakSlice, prepared_weak(weak_dataset_cache, nnunet_env, "slice"))
+    trainer.initialize()
+    slice_axis = list(trainer.plans_manager.transpose_forward).index(0)
+    assert trainer.loss.tightness.axes == (slice_axis,)
+    train_gen, _ = trainer.get_dataloaders()
+    found = every_axis = 0
+    for _ in range(4):
+        bags = find_bags(next(train_gen)["target"][0])
+        found += find_plane_bags(bags, (0, 0, 0), (slice_axis,)).count
+        every_axis += find_plane_bags(bags, (0, 0, 0)).count
+    assert found > 0 and every_axis == 0
+    trainer.run_training()
+    assert trainer.loss.last_components["tightness"] > 0
+
+
 def test_composes_with_other_plugin_trainers(box_dataset: Path):
     class nnUNetTrainerNetworkProbe(nnUNetTrainerFracture):
         settings = ("probe_width",)

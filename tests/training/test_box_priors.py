@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from nnunet_fracture.training.box_priors import (barrier_sharpness, dilation_voxels, hu_from_normalised,
-                                                 margin_voxels)
+                                                 margin_voxels, tightness_axes)
 
 
 def test_margin_and_dilation_in_voxels():
@@ -26,3 +26,13 @@ def test_barrier_sharpness_grows_and_stops_at_its_cap():
     assert barrier_sharpness(2, 5.0, 1.1, 50.0) == pytest.approx(6.05)
     assert barrier_sharpness(10_000, 5.0, 1.1, 50.0) == 50.0
     assert barrier_sharpness(7, 5.0, 1.0, 50.0) == 5.0
+
+
+def test_slice_planes_follow_the_slice_axis_through_the_transpose():
+    assert tightness_axes("box", (0, 1, 2), 3) is None
+    assert tightness_axes("slice", (0, 1, 2), 3) == (0,)
+    assert tightness_axes("slice", (2, 0, 1), 3) == (1,)  # the raw image's axis 0 is the patch's axis 1
+    with pytest.raises(ValueError, match="3d configuration"):
+        tightness_axes("slice", (0, 1, 2), 2)
+    with pytest.raises(ValueError, match="tightness_planes"):
+        tightness_axes("axial", (0, 1, 2), 3)
