@@ -77,7 +77,8 @@ VOXEL_RECIPE = f"{_BAG_PRIORS} tightness_window=1"
 # ... and the one before it (plus HU affinity); the arms measured on their weak models keep them
 AFFINITY_RECIPE = f"{VOXEL_RECIPE} lambda_affinity=1"
 #: nnUNetTrainerWeakSlice's first recipe, spelled out: one bag per slice range, its maximum, with L1 and L3
-SLICE_MAX_BAGS = "lambda_outside=1 lambda_mil=1 lambda_contrast=0.1 bag_aggregation=max lambda_tightness=0 lambda_size=0"
+SLICE_MAX_BAGS = ("lambda_outside=1 lambda_mil=1 lambda_contrast=0.1 bag_aggregation=max lambda_tightness=0 "
+                  "lambda_size=0")
 #: slice ranges through the plane bags: each slice of a range's core is a bag, nothing asked in-plane. A slice of a
 #: 48 x 48 patch is a bag of 2,304 voxels: the alpha-softmax with alpha = 4 needs ~400 voxels at P = 1 for S = 0.9
 #: (a whole vertebral body's cross-section), with alpha = 8 twenty (Wang & Xia's range is 4-8)
@@ -283,8 +284,8 @@ ARMS: dict[str, Arm] = {
     "slice_plane_bags": Arm("nnUNetTrainerWeakSlice", labels="slice", settings=SLICE_PLANE_BAGS,
                             note="slice ranges alone through the tightness prior: every slice of a range's core "
                                  "(6 mm of overhang left out) a bag of 2 x 2 x 2 cube means, its smooth maximum "
-                                 "(alpha 8) against 1, no in-plane bags, no size bound; in-box numbers from P >= 0.5 in the "
-                                 "boxes"),
+                                 "(alpha 8) against 1, no in-plane bags, no size bound; in-box numbers from "
+                                 "P >= 0.5 in the boxes"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
     "focal_tversky": Arm("nnUNetTrainerFocalTversky", note="Focal Tversky + focal loss"),
     # spelled out, not left to the trainer's defaults, so that a change of default cannot reuse a cached run
