@@ -37,6 +37,8 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
     ("flywheel_masks", "flywheel",
      "pseudo-masks again, from the round's model: its P by the same rule, refinement and dark lesions"),
     ("flywheel_dark_present", "flywheel_dark_present_r1", "+ self-training round 2"),
+    ("slice_max_bags", None, "slice ranges: each range's maximum P against 1 (WeakSlice's first recipe)"),
+    ("slice_plane_bags", "slice_max_bags", "slice ranges: every slice of a range's core a plane bag"),
     ("full_mask", None, "ceiling: the true masks"),
     ("full_mask_polarity", "full_mask", "ceiling + the masks split into dense and lucent classes"),
     ("full_mask_boxed", "full_mask", "ceiling + its P in the boxes by the pseudo-mask rule (paired runs: "

@@ -327,6 +327,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     # the pipeline's last pseudo-masks: the round's model in place of the weak model
     "round_masks": ("flywheel", "flywheel_masks"),
     "polarity": ("full_mask_polarity",),
+    # slice ranges (nnUNetTrainerWeakSlice): one max bag per range against every slice of its core a bag
+    "slices": ("slice_max_bags", "slice_plane_bags"),
     "all": tuple(ARMS),
 }
 
