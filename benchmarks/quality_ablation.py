@@ -39,6 +39,7 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
     ("flywheel_dark_present", "flywheel_dark_present_r1", "+ self-training round 2"),
     ("slice_max_bags", None, "slice ranges: each range's maximum P against 1 (WeakSlice's first recipe)"),
     ("slice_plane_bags", "slice_max_bags", "slice ranges: every slice of a range's core a plane bag"),
+    ("slice_plane_bags_hn10", "slice_plane_bags", "+ hard negatives (the hardest 10 % of the outside voxels)"),
     ("full_mask", None, "ceiling: the true masks"),
     ("full_mask_polarity", "full_mask", "ceiling + the masks split into dense and lucent classes"),
     ("full_mask_boxed", "full_mask", "ceiling + its P in the boxes by the pseudo-mask rule (paired runs: "

@@ -286,6 +286,10 @@ ARMS: dict[str, Arm] = {
                                  "(6 mm of overhang left out) a bag of 2 x 2 x 2 cube means, its smooth maximum "
                                  "(alpha 8) against 1, no in-plane bags, no size bound; in-box numbers from "
                                  "P >= 0.5 in the boxes"),
+    "slice_plane_bags_hn10": Arm("nnUNetTrainerWeakSlice", labels="slice",
+                                 settings=f"{SLICE_PLANE_BAGS} tightness_outside_top=0.1",
+                                 note="slice_plane_bags with the outside term averaged over the hardest 10 % of the "
+                                      "outside voxels (slice_plane_bags painted the bone of every slice)"),
     "polydice_mcd": Arm("nnUNetTrainerPolyDiceMCD", note="PolyDice-1 + CE, MC-Dropout per-image epsilon"),
     "focal_tversky": Arm("nnUNetTrainerFocalTversky", note="Focal Tversky + focal loss"),
     # spelled out, not left to the trainer's defaults, so that a change of default cannot reuse a cached run
@@ -328,7 +332,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "round_masks": ("flywheel", "flywheel_masks"),
     "polarity": ("full_mask_polarity",),
     # slice ranges (nnUNetTrainerWeakSlice): one max bag per range against every slice of its core a bag
-    "slices": ("slice_max_bags", "slice_plane_bags"),
+    "slices": ("slice_max_bags", "slice_plane_bags", "slice_plane_bags_hn10"),
     "all": tuple(ARMS),
 }
 
