@@ -98,8 +98,10 @@ class nnUNetTrainerWeakBBox(BoxPriorSettings, BoxMILSettings, BoxNumberBatches, 
 class nnUNetTrainerWeakSlice(nnUNetTrainerWeakBBox):
     """Slice-level weak supervision: each box's range of whole axial slices is a bag, aggregated by its maximum
     (most of such a bag is not fracture, so a mean would be pushed up everywhere), with the outside and contrast
-    terms. The box priors stay off until measured on slice ranges (a size bound in boxes does not carry over to
-    whole slices)."""
+    terms. The slice-level tightness prior - every slice of a range's core a bag, nothing asked in-plane - is
+    ``lambda_outside=0 lambda_mil=0 lambda_contrast=0 lambda_tightness=1 tightness_planes=slice``; on the quality
+    bench neither recipe finds the fractures from slice ranges alone (README "Slice ranges"), so the default stays
+    the first one. A size bound in boxes does not carry over to whole slices."""
 
     bag_aggregation = "max"
     lambda_outside = 1.0
