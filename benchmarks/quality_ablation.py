@@ -26,6 +26,8 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
     ("voxel_bags_inside", "voxel_bags_refined", "+ masks kept 1.5 mm inside the boxed vertebra"),
     ("voxel_bags_dark", "voxel_bags_inside", "+ dark lesions (clefts: the bone 100 HU below its median)"),
     ("weak_bbox", "voxel_bags", "solid plane bags (2 x 2 x 2 cubes) instead of voxels: the trainer's default"),
+    ("projection_bags", "weak_bbox", "projection variant: Dice of each box core's max-projection profiles (BoxInst) "
+     "instead of the focal plane bags"),
     ("solid_bags_refined", "weak_bbox", "+ random-walker refinement"),
     ("solid_bags_inside", "solid_bags_refined", "+ masks kept 1.5 mm inside the boxed vertebra"),
     ("solid_bags_dark", "solid_bags_inside", "+ dark lesions (clefts: the bone 100 HU below its median)"),

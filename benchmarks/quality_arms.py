@@ -169,6 +169,12 @@ ARMS: dict[str, Arm] = {
                      note="the default recipe: voxel_bags with each plane bag scoring the mean P of 2 x 2 x 2 cubes "
                           "(solid bags; a voxel-bag model can answer in a lattice, every other voxel of a slice on, "
                           "which single-voxel bags accept), P >= 0.5 in the boxes"),
+    "projection_bags": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
+                           settings="lambda_outside=1 lambda_mil=0 lambda_contrast=0 lambda_tightness=0 "
+                                    "lambda_projection=1 lambda_size=0.1 tightness_window=2",
+                           note="weak_bbox with the projection variant of tightness in place of the focal plane "
+                                "bags: per box and axis, the Dice of the core's max-projection profile against "
+                                "all ones (BoxInst), outside voxels as background (L1); P >= 0.5 in the boxes"),
     "solid_bags_otsu": _masks_of("weak_bbox", DEFAULT_RECIPE, "otsu"),
     "solid_bags_refined": _masks_of("weak_bbox", DEFAULT_RECIPE, "fixed"),
     "plus_rim": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
@@ -324,7 +330,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "flywheel_solid_unsure_r1", "solid_bags_inside", "solid_bags_dark", "solid_bags_dark_grown",
                     "voxel_bags_inside", "voxel_bags_dark", "flywheel_solid_inside_r1", "flywheel_solid_faint_r1",
                     "flywheel_solid_faint_present_r1", "flywheel_solid_faint_present", "flywheel_dark_present_r1",
-                    "flywheel_dark_present", "flywheel_dark_margin_r1", "flywheel", "flywheel_cleaned"),
+                    "flywheel_dark_present", "flywheel_dark_margin_r1", "flywheel", "flywheel_cleaned",
+                    "projection_bags"),
     # speck removal paired with the model it cleans; full_mask_cleaned pairs only with a full_mask run whose
     # predictions are in the workspace, so its runs live in benchmarks/results/quality_reruns/full_mask_2026-12-07
     "postprocess": ("flywheel", "flywheel_cleaned"),

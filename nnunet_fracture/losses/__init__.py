@@ -4,6 +4,7 @@ from nnunet_fracture.losses.bag_aggregation import AGGREGATIONS, BoxBags, aggreg
 from nnunet_fracture.losses.box_affinity import BoxAffinityLoss
 from nnunet_fracture.losses.box_contrast import BoxContrastLoss
 from nnunet_fracture.losses.box_mil import BoxMILLoss
+from nnunet_fracture.losses.box_projection import BoxProjectionLoss
 from nnunet_fracture.losses.box_size import BoxSizeLoss, extended_log_barrier
 from nnunet_fracture.losses.box_smoothness import BoxSmoothnessLoss
 from nnunet_fracture.losses.box_tightness import BoxTightnessLoss
@@ -24,6 +25,7 @@ __all__ = [
     "BoxBags",
     "BoxContrastLoss",
     "BoxMILLoss",
+    "BoxProjectionLoss",
     "BoxSizeLoss",
     "BoxSmoothnessLoss",
     "BoxTightnessLoss",

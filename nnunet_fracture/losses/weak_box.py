@@ -19,6 +19,7 @@ from nnunet_fracture.losses.bag_aggregation import check_aggregation, check_weak
 from nnunet_fracture.losses.box_affinity import BoxAffinityLoss
 from nnunet_fracture.losses.box_contrast import BoxContrastLoss
 from nnunet_fracture.losses.box_mil import BoxMILLoss
+from nnunet_fracture.losses.box_projection import BoxProjectionLoss
 from nnunet_fracture.losses.box_size import BoxSizeLoss
 from nnunet_fracture.losses.box_smoothness import BoxSmoothnessLoss
 from nnunet_fracture.losses.box_tightness import BoxTightnessLoss
@@ -26,8 +27,9 @@ from nnunet_fracture.losses.outside_background import OutsideBackgroundLoss
 from nnunet_fracture.losses.vae_consistency import ConsistencyLoss
 
 Scales = Union[torch.Tensor, Sequence[torch.Tensor]]
-COMPONENTS = ("outside", "mil", "contrast", "consistency", "tightness", "size", "affinity", "smoothness")
-BAG_COMPONENTS = ("outside", "mil", "contrast", "tightness", "size")
+COMPONENTS = ("outside", "mil", "contrast", "consistency", "tightness", "size", "affinity", "smoothness",
+              "projection")
+BAG_COMPONENTS = ("outside", "mil", "contrast", "tightness", "size", "projection")
 
 
 def deep_supervision_weights(n_scales: int) -> list[float]:
@@ -53,7 +55,8 @@ def _check_non_negative(name: str, value: object) -> float:
 
 class WeakBoxLoss(nn.Module):
     """``L = lambda_outside L1 + lambda_mil L2 + lambda_contrast L3 + lambda_consistency L4
-    + lambda_tightness L_tight + lambda_size L_size + lambda_affinity L_aff + lambda_smoothness L_smooth``.
+    + lambda_tightness L_tight + lambda_size L_size + lambda_affinity L_aff + lambda_smoothness L_smooth
+    + lambda_projection L_proj``.
 
     ``forward`` takes single tensors or lists with one entry per deep-supervision scale, highest resolution
     first (what nnU-Net's network and data loader give with deep supervision on). Over scales the loss is
@@ -97,6 +100,8 @@ class WeakBoxLoss(nn.Module):
             (:class:`BoxTightnessLoss`'s ``window``; 1: single voxels).
         tightness_axes: the spatial axes whose planes are bags (``None``: every axis; the slice axis alone for
             slice ranges).
+        lambda_projection: weight of ``L_proj`` (:class:`BoxProjectionLoss`, BoxInst's projection term), >= 0; it
+            shares the tightness term's margin, window (highest resolution only) and axes.
         size_bounds: ``(lower, upper)`` share of a box the fracture fills, for :class:`BoxSizeLoss`.
         size_t: the size barrier's initial sharpness.
         affinity_theta, affinity_tau, affinity_dilation, affinity_border_pairs: :class:`BoxAffinityLoss`'s HU
@@ -121,7 +126,8 @@ class WeakBoxLoss(nn.Module):
                  size_bounds: Sequence[float] = (0.02, 0.3), size_t: float = 5.0,
                  affinity_theta: float = 50.0, affinity_tau: float = 0.3,
                  affinity_dilation: Sequence[int] = (1, 1, 1), affinity_border_pairs: bool = False,
-                 lambda_smoothness: float = 0.0, smoothness_dilation: Sequence[int] = (1, 1, 1)) -> None:
+                 lambda_smoothness: float = 0.0, smoothness_dilation: Sequence[int] = (1, 1, 1),
+                 lambda_projection: float = 0.0) -> None:
         super().__init__()
         self.lambdas = {
             "outside": _check_non_negative("lambda_outside", lambda_outside),
@@ -132,6 +138,7 @@ class WeakBoxLoss(nn.Module):
             "size": _check_non_negative("lambda_size", lambda_size),
             "affinity": _check_non_negative("lambda_affinity", lambda_affinity),
             "smoothness": _check_non_negative("lambda_smoothness", lambda_smoothness),
+            "projection": _check_non_negative("lambda_projection", lambda_projection),
         }
         check_aggregation(aggregation, alpha)
         if scale_weights is not None:
@@ -151,6 +158,7 @@ class WeakBoxLoss(nn.Module):
                                           gamma=tightness_gamma, gamma_out=tightness_gamma_out,
                                           outside_top=tightness_outside_top, rim=tightness_rim,
                                           window=tightness_window, axes=tightness_axes)
+        self.projection = BoxProjectionLoss(margin=tightness_margin, window=tightness_window, axes=tightness_axes)
         if isinstance(size_bounds, (str, bytes)) or len(size_bounds) != 2:
             raise ValueError(f"size_bounds must be (lower, upper), got {size_bounds!r}")
         self.size = BoxSizeLoss(lower=size_bounds[0], upper=size_bounds[1], t=size_t)
@@ -210,6 +218,10 @@ class WeakBoxLoss(nn.Module):
                 terms["tightness"] = self.tightness(x, bags, [m * f for m, f in zip(self.tightness.margin, factor)],
                                                     [r * f for r, f in zip(self.tightness.rim, factor)],
                                                     window=self.tightness.window if s == 0 else 1)
+            if self.lambdas["projection"] > 0:
+                factor = [n / f for n, f in zip(x.shape[2:], full_shape)]
+                terms["projection"] = self.projection(x, bags, [m * f for m, f in zip(self.projection.margin, factor)],
+                                                      window=self.projection.window if s == 0 else 1)
             if self.lambdas["size"] > 0:
                 terms["size"] = self.size(x, bags)
             if self.lambdas["outside"] > 0:

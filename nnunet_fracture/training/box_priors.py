@@ -91,13 +91,17 @@ class BoxPriorSettings:
     ``affinity_dilation_mm`` apart whose HU differ little agree (:class:`~nnunet_fracture.losses.BoxAffinityLoss`;
     with ``affinity_border_pairs`` also across a box's border, the outside voxel as background);
     ``lambda_smoothness``: neighbouring voxels of one box get similar P, whatever their HU
-    (:class:`~nnunet_fracture.losses.BoxSmoothnessLoss`, neighbours one voxel apart).
+    (:class:`~nnunet_fracture.losses.BoxSmoothnessLoss`, neighbours one voxel apart); ``lambda_projection``: the
+    maximum-projection profile of each box's core along every axis is all ones by a Dice loss
+    (:class:`~nnunet_fracture.losses.BoxProjectionLoss`, BoxInst's projection term; tightness's margin, window and
+    planes).
     """
 
     settings = ("lambda_tightness", "annotation_margin_mm", "box_rim_mm", "tightness_beta", "tightness_gamma",
                 "tightness_gamma_out", "tightness_outside_top", "tightness_window", "tightness_planes", "lambda_size", "size_lower",
                 "size_upper", "size_t0", "size_t_growth", "size_t_max", "lambda_affinity", "affinity_theta_hu",
-                "affinity_tau", "affinity_dilation_mm", "affinity_border_pairs", "lambda_smoothness")
+                "affinity_tau", "affinity_dilation_mm", "affinity_border_pairs", "lambda_smoothness",
+                "lambda_projection")
     lambda_tightness = 0.0
     annotation_margin_mm = 6.0  # the phantom's boxes overhang the fracture by 1-4 voxels of 1.5 mm
     box_rim_mm = 0.0  # boxes overhang by at least this much: that rim of every box is background
@@ -119,20 +123,22 @@ class BoxPriorSettings:
     affinity_dilation_mm = 1.5
     affinity_border_pairs = False  # pairs across a box border count, the outside voxel as background
     lambda_smoothness = 0.0  # Wang & Xia's pairwise term: lowers the in-box Dice on the quality bench (README)
+    lambda_projection = 0.0  # BoxInst's projection term, on the tightness term's planes
     setting_ranges = {"lambda_tightness": (0.0, None), "annotation_margin_mm": (0.0, None), "box_rim_mm": (0.0, None),
                       "tightness_beta": (0.0, 1.0), "tightness_gamma": (0.0, None), "tightness_gamma_out": (0.0, None),
                       "tightness_outside_top": (1e-6, 1.0), "tightness_window": (1, None),
                       "lambda_size": (0.0, None), "size_lower": (0.0, 1.0), "size_upper": (0.0, 1.0),
                       "size_t0": (1e-6, None), "size_t_growth": (1.0, None), "size_t_max": (1e-6, None),
                       "lambda_affinity": (0.0, None), "affinity_theta_hu": (1e-6, None), "affinity_tau": (1e-6, 1.0),
-                      "affinity_dilation_mm": (1e-6, None), "lambda_smoothness": (0.0, None)}
+                      "affinity_dilation_mm": (1e-6, None), "lambda_smoothness": (0.0, None),
+                      "lambda_projection": (0.0, None)}
     setting_choices = {"tightness_planes": TIGHTNESS_PLANES}
 
     def box_prior_loss_arguments(self, spacing: Sequence[float], transpose_forward: Sequence[int]) -> dict:
         """The :class:`~nnunet_fracture.losses.WeakBoxLoss` arguments of the box priors, for patches of ``spacing``
         of a dataset planned with ``transpose_forward`` (where the slice axis went)."""
         axes = (tightness_axes(self.tightness_planes, transpose_forward, len(spacing))
-                if self.lambda_tightness > 0 else None)
+                if self.lambda_tightness > 0 or self.lambda_projection > 0 else None)
         return dict(tightness_axes=axes, lambda_tightness=self.lambda_tightness,
                     tightness_margin=margin_voxels(self.annotation_margin_mm, spacing),
                     tightness_rim=margin_voxels(self.box_rim_mm, spacing, "box_rim_mm"),
@@ -144,7 +150,8 @@ class BoxPriorSettings:
                     lambda_affinity=self.lambda_affinity, affinity_theta=self.affinity_theta_hu,
                     affinity_tau=self.affinity_tau,
                     affinity_dilation=dilation_voxels(self.affinity_dilation_mm, spacing),
-                    affinity_border_pairs=self.affinity_border_pairs, lambda_smoothness=self.lambda_smoothness)
+                    affinity_border_pairs=self.affinity_border_pairs, lambda_smoothness=self.lambda_smoothness,
+                    lambda_projection=self.lambda_projection)
 
     def size_barrier_at(self, epoch: int) -> float:
         """The size barrier's ``t`` in ``epoch``.
@@ -161,7 +168,8 @@ class BoxPriorSettings:
         boxes, and a rotated box's bounding core has planes that cut only a corner of it. Scaling augmentation
         (0.7-1.4, a fifth of the patches) stays; it changes the margin in voxels by up to 40 %."""
         rotation, dummy_2d, initial_patch_size, mirror_axes = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        if self.lambda_tightness > 0:
+        if self.lambda_tightness > 0 or self.lambda_projection > 0:
             rotation = (0.0, 0.0)
-            self.print_to_log_file("rotation augmentation off: the tightness term's plane bags need axis-aligned boxes")
+            self.print_to_log_file("rotation augmentation off: the plane bags (tightness, projection) need "
+                                   "axis-aligned boxes")
         return rotation, dummy_2d, initial_patch_size, mirror_axes

@@ -29,7 +29,7 @@ def test_total_is_the_lambda_weighted_sum_by_hand():
     assert total.item() == pytest.approx(L1 + L2 + 0.1 * L3, rel=1e-5)
     assert loss.last_components == pytest.approx(
         {"outside": L1, "mil": L2, "contrast": L3, "consistency": 0.0, "tightness": 0.0, "size": 0.0,
-         "affinity": 0.0, "smoothness": 0.0, "total": L1 + L2 + 0.1 * L3}, rel=1e-5)
+         "affinity": 0.0, "smoothness": 0.0, "projection": 0.0, "total": L1 + L2 + 0.1 * L3}, rel=1e-5)
     weighted = WeakBoxLoss(lambda_outside=2.0, lambda_mil=0.5, lambda_contrast=1.0, margin=0.5)
     assert weighted(LOGITS, NUMBERS).item() == pytest.approx(2 * L1 + 0.5 * L2 + L3, rel=1e-5)
 

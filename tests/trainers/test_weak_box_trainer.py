@@ -72,7 +72,7 @@ def test_box_priors_get_millimetres_hu_and_a_growing_barrier(box_dataset: Path, 
     monkeypatch.setenv(ENV_VAR, "num_epochs=2 num_iterations_per_epoch=2 num_val_iterations_per_epoch=1 "
                                 "lambda_outside=0 lambda_mil=0 lambda_contrast=0 lambda_tightness=1 lambda_size=1 "
                                 "lambda_affinity=1 annotation_margin_mm=3 size_t0=4 size_t_growth=2 size_t_max=100 "
-                                "tightness_window=2")
+                                "tightness_window=2 lambda_projection=1")
     trainer = make_trainer(nnUNetTrainerWeakBBox, box_dataset)
     seen = []
     original = WeakBoxLoss.forward
@@ -90,6 +90,7 @@ def test_box_priors_get_millimetres_hu_and_a_growing_barrier(box_dataset: Path, 
     assert all(passed for passed, _ in seen)
     assert [t for _, t in seen] == [4.0] * 3 + [8.0] * 3
     assert trainer.loss.last_components["tightness"] > 0
+    assert trainer.loss.projection.margin == trainer.loss.tightness.margin and trainer.loss.projection.window == 2
     assert trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()[0] == (0.0, 0.0)  # axis-aligned boxes
 
 
