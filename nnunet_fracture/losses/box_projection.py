@@ -72,10 +72,9 @@ class BoxProjectionLoss(nn.Module):
                              f"{logits.ndim - 2} spatial axes")
         window = self.window if window is None else check_width(window)
         x = logits.float()
-        zero = x.sum() * 0.0
         planes = find_plane_bags(bags, margin, self.axes) if bags.count else None
         if planes is None or not planes.count:
-            return zero
+            return x.sum() * 0.0
         scored = (x if window == 1 else window_mean_logits(x, window)).reshape(x.shape[0], -1)[bags.inside]
         profile = pool_segments(scored[planes.member], planes.segment, planes.count, "max")
         _, group = torch.unique(planes.box * (logits.ndim - 2) + planes.axis, return_inverse=True)
@@ -83,7 +82,7 @@ class BoxProjectionLoss(nn.Module):
         overlap = profile.new_zeros(n_groups).index_add(0, group, profile)
         squares = profile.new_zeros(n_groups).index_add(0, group, profile ** 2)
         length = torch.bincount(group, minlength=n_groups).to(profile.dtype)
-        return zero + (1 - 2 * overlap / (squares + length)).mean()
+        return (1 - 2 * overlap / (squares + length)).mean()
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, window={self.window}, axes={self.axes}"

@@ -213,13 +213,12 @@ class WeakBoxLoss(nn.Module):
                 continue
             bags = find_bags(numbers) if any(self.lambdas[k] > 0 for k in BAG_COMPONENTS) else None
             terms = {}
+            factor = [n / f for n, f in zip(x.shape[2:], full_shape)]  # this scale's share of full resolution
             if self.lambdas["tightness"] > 0:
-                factor = [n / f for n, f in zip(x.shape[2:], full_shape)]
                 terms["tightness"] = self.tightness(x, bags, [m * f for m, f in zip(self.tightness.margin, factor)],
                                                     [r * f for r, f in zip(self.tightness.rim, factor)],
                                                     window=self.tightness.window if s == 0 else 1)
             if self.lambdas["projection"] > 0:
-                factor = [n / f for n, f in zip(x.shape[2:], full_shape)]
                 terms["projection"] = self.projection(x, bags, [m * f for m, f in zip(self.projection.margin, factor)],
                                                       window=self.projection.window if s == 0 else 1)
             if self.lambdas["size"] > 0:

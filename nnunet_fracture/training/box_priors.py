@@ -98,8 +98,8 @@ class BoxPriorSettings:
     """
 
     settings = ("lambda_tightness", "annotation_margin_mm", "box_rim_mm", "tightness_beta", "tightness_gamma",
-                "tightness_gamma_out", "tightness_outside_top", "tightness_window", "tightness_planes", "lambda_size", "size_lower",
-                "size_upper", "size_t0", "size_t_growth", "size_t_max", "lambda_affinity", "affinity_theta_hu",
+                "tightness_gamma_out", "tightness_outside_top", "tightness_window", "tightness_planes", "lambda_size",
+                "size_lower", "size_upper", "size_t0", "size_t_growth", "size_t_max", "lambda_affinity", "affinity_theta_hu",
                 "affinity_tau", "affinity_dilation_mm", "affinity_border_pairs", "lambda_smoothness",
                 "lambda_projection")
     lambda_tightness = 0.0
@@ -134,11 +134,17 @@ class BoxPriorSettings:
                       "lambda_projection": (0.0, None)}
     setting_choices = {"tightness_planes": TIGHTNESS_PLANES}
 
+    @property
+    def uses_plane_bags(self) -> bool:
+        """Whether a term on the plane bags (tightness, projection) is on: they need the slice axis and
+        axis-aligned boxes."""
+        return self.lambda_tightness > 0 or self.lambda_projection > 0
+
     def box_prior_loss_arguments(self, spacing: Sequence[float], transpose_forward: Sequence[int]) -> dict:
         """The :class:`~nnunet_fracture.losses.WeakBoxLoss` arguments of the box priors, for patches of ``spacing``
         of a dataset planned with ``transpose_forward`` (where the slice axis went)."""
         axes = (tightness_axes(self.tightness_planes, transpose_forward, len(spacing))
-                if self.lambda_tightness > 0 or self.lambda_projection > 0 else None)
+                if self.uses_plane_bags else None)
         return dict(tightness_axes=axes, lambda_tightness=self.lambda_tightness,
                     tightness_margin=margin_voxels(self.annotation_margin_mm, spacing),
                     tightness_rim=margin_voxels(self.box_rim_mm, spacing, "box_rim_mm"),
@@ -168,7 +174,7 @@ class BoxPriorSettings:
         boxes, and a rotated box's bounding core has planes that cut only a corner of it. Scaling augmentation
         (0.7-1.4, a fifth of the patches) stays; it changes the margin in voxels by up to 40 %."""
         rotation, dummy_2d, initial_patch_size, mirror_axes = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        if self.lambda_tightness > 0 or self.lambda_projection > 0:
+        if self.uses_plane_bags:
             rotation = (0.0, 0.0)
             self.print_to_log_file("rotation augmentation off: the plane bags (tightness, projection) need "
                                    "axis-aligned boxes")
