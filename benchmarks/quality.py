@@ -195,7 +195,7 @@ class Workspace:
 
         r = self.regime
         model = Path(self.env["nnUNet_results"]) / self.raw(dataset_id).name / f"{trainer}__{r.plans}__3d_fullres"
-        settings = f"{r.schedule()} {settings}".strip()
+        settings = r.settings_with(settings)
         record = model / "fold_all" / "bench_settings.txt"
         if (model / "fold_all" / "checkpoint_final.pth").is_file() and record.is_file() \
                 and record.read_text(encoding="utf-8") == settings:

@@ -44,6 +44,7 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
     ("slice_plane_bags_hn10", "slice_plane_bags", "+ hard negatives (the hardest 10 % of the outside voxels)"),
     ("full_mask", None, "ceiling: the true masks"),
     ("full_mask_polarity", "full_mask", "ceiling + the masks split into dense and lucent classes"),
+    ("full_mask_all_foreground", "full_mask", "ceiling with every patch on a fracture (the regime: half)"),
     ("full_mask_boxed", "full_mask", "ceiling + its P in the boxes by the pseudo-mask rule (paired runs: "
      "benchmarks/results/quality_reruns/full_mask_2026-12-07)"),
     ("full_mask_cleaned", "full_mask",

@@ -125,6 +125,10 @@ ARMS: dict[str, Arm] = {
                               note="full_mask on the true masks split by polarity into two classes (dense bands, "
                                    "lucent clefts; from the CT, no annotation added): nnU-Net draws each class of "
                                    "a case equally often and scores each class's Dice"),
+    "full_mask_all_foreground": Arm("nnUNetTrainerFracture", settings="oversample_foreground_percent=1.0",
+                                    note="full_mask with every patch centred on a fracture voxel (the regime draws "
+                                         "half of them at random): the stock runs predict nothing for their first "
+                                         "37-78 of 120 epochs"),
     "full_mask_boxed": Arm("nnUNetTrainerFracture", predictions_of="full_mask", pseudo_masks="fixed",
                            refine="random_walker", inside_vertebra=1.5, dark_lesions=100.0, dark_grow=75.0,
                            note="full_mask's P in each box by the weak pipeline's rule (fixed 0.5, random walker, "

@@ -30,6 +30,13 @@ class Regime:
                 f"oversample_foreground_percent={self.foreground} probabilistic_oversampling=true "
                 f"final_validation=false")
 
+    def settings_with(self, arm_settings: str) -> str:
+        """``NNUNET_FRACTURE_SETTINGS`` of a run: the schedule, then the arm's settings; a key the arm sets (such as
+        ``oversample_foreground_percent``) replaces the schedule's."""
+        own = {token.split("=", 1)[0] for token in arm_settings.split()}
+        kept = [token for token in self.schedule().split() if token.split("=", 1)[0] not in own]
+        return " ".join([*kept, *arm_settings.split()])
+
 
 REGIMES: dict[str, Regime] = {
     # a 2-core CPU: each arm x seed about 20 minutes. Patch 64^3 gave 0.77 s per iteration, so only 1,000 iterations

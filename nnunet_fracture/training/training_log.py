@@ -9,6 +9,7 @@ pseudo-masks (:mod:`nnunet_fracture.losses.present_dice`).
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +17,8 @@ from nnunet_fracture.io.checkpoints import load_checkpoint
 
 #: epochs at the end of training over which the pseudo Dice is summarised
 LAST_EPOCHS = 10
+_PSEUDO_DICE_LINE = re.compile(r"Pseudo dice \[(.*)\]")
+_NUMBER = re.compile(r"nan|[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
 
 
 def logged_pseudo_dice(checkpoint: Path | str) -> list[float]:
@@ -53,3 +56,25 @@ def pseudo_dice_summary(pseudo_dice: Sequence[float], last: int = LAST_EPOCHS) -
 def collapse_summary(checkpoint: Path | str, last: int = LAST_EPOCHS) -> dict:
     """:func:`pseudo_dice_summary` of ``checkpoint``'s logged pseudo Dice."""
     return pseudo_dice_summary(logged_pseudo_dice(checkpoint), last)
+
+
+def pseudo_dice_in_log(text: str) -> list[float]:
+    """The per-epoch pseudo Dice of an nnU-Net ``training_log_*.txt`` (its "Pseudo dice [...]" lines, the mean over
+    foreground classes; NaN where no class was scored), for trainings whose checkpoint a later run replaced.
+
+    Reads nnU-Net's per-class list as NumPy 1 prints it (``[0.0594, nan]``) and as NumPy 2 does
+    (``[np.float32(0.0594), np.float32(nan)]``).
+    """
+    values = []
+    for line in _PSEUDO_DICE_LINE.findall(text):
+        classes = [float(n) for n in _NUMBER.findall(line.replace("float32", "").replace("float64", ""))]
+        scored = [c for c in classes if not math.isnan(c)]
+        values.append(sum(scored) / len(scored) if scored else math.nan)
+    return values
+
+
+def learning_onset(pseudo_dice: Sequence[float]) -> int | None:
+    """The first epoch (0-based) whose pseudo Dice is above 0: before it the model marked no foreground voxel of any
+    validation patch; ``None`` if it never did. NaN epochs (nothing to score) are passed over."""
+    return next((epoch for epoch, value in enumerate(pseudo_dice) if value > 0), None)
+

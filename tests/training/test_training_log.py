@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from nnunet_fracture.training.training_log import collapse_summary, logged_pseudo_dice, pseudo_dice_summary
+from nnunet_fracture.training.training_log import (collapse_summary, learning_onset, logged_pseudo_dice,
+                                                   pseudo_dice_in_log, pseudo_dice_summary)
 
 NAN = float("nan")
 
@@ -57,3 +58,23 @@ def test_a_checkpoint_that_asks_pickle_for_more_is_refused_not_unpickled(tmp_pat
     with pytest.raises(UntrustedCheckpointError,
                        match=r"checkpoint_final.pth: the checkpoint asks pickle for .*_Payload"):
         logged_pseudo_dice(path)
+
+
+def test_pseudo_dice_lines_as_numpy_1_and_2_print_them():
+    log = ("2026-12-07 12:40:44.195996: train_loss 0.01\n"
+           "2026-12-07 12:40:44.195996: Pseudo dice [np.float32(0.0)] \n"
+           "2026-12-07 12:41:44.195996: Pseudo dice [np.float32(0.25), np.float32(nan)] \n"
+           "2026-12-07 12:42:44.195996: Pseudo dice [0.5, 0.1] \n"
+           "2026-12-07 12:43:44.195996: Pseudo dice [nan] \n"
+           "2026-12-07 12:44:44.195996: Pseudo dice [1e-04] \n")
+    values = pseudo_dice_in_log(log)
+    assert values[:3] == [0.0, 0.25, pytest.approx(0.3)]  # the mean over the scored classes
+    assert math.isnan(values[3]) and values[4] == pytest.approx(1e-4)
+    assert pseudo_dice_in_log("no validation yet\n") == []
+
+
+def test_learning_onset_is_the_first_epoch_above_zero():
+    assert learning_onset([0.0, NAN, 0.0, 0.06, 0.0, 0.5]) == 3
+    assert learning_onset([0.2]) == 0
+    assert learning_onset([0.0, NAN, 0.0]) is None
+    assert learning_onset([]) is None
