@@ -242,7 +242,7 @@ class Workspace:
                 self.predict(images, self.predictions(arm_name, seed, PREVIOUS_ROUND), dataset_id - 1, trainer)
         else:
             self.train(dataset_id, arm.trainer, arm.settings)
-        return self.predict(images, self.predictions(arm_name, seed), dataset_id, trainer)
+        return self.predict(images, self.predictions(arm_name, seed), dataset_id, trainer, arm.mirroring)
 
     def predictions(self, arm_name: str, seed: int, suffix: str = "") -> Path:
         """The folder of ``arm_name``'s predictions for ``seed``, named with the arm's run key: a renamed or
@@ -250,12 +250,14 @@ class Workspace:
         key = run_key(ARMS[arm_name], self.regime, seed, phantom_version())
         return self.root / "predictions" / f"{arm_name}_seed{seed}_{key}{suffix}"
 
-    def predict(self, images: Path, out: Path, dataset_id: int, trainer: str) -> Path:
-        """``nnUNetv2_predict`` of fold ``all`` with probabilities; ``out``."""
+    def predict(self, images: Path, out: Path, dataset_id: int, trainer: str, mirroring: bool | None = None) -> Path:
+        """``nnUNetv2_predict`` of fold ``all`` with probabilities, mirrored at test time as the regime says unless
+        ``mirroring`` is given; ``out``."""
         from nnunet_fracture.stock_commands import predict_command, run_stock
 
         r = self.regime
-        run_stock(predict_command(images, out, dataset_id, trainer, r.plans, device=r.device, tta=r.tta),
+        tta = r.tta if mirroring is None else mirroring
+        run_stock(predict_command(images, out, dataset_id, trainer, r.plans, device=r.device, tta=tta),
                   self.log, self.env)
         return out
 

@@ -19,7 +19,7 @@ from quality_regimes import Regime
 
 _ADDED_LATER = ("refine", "self_training_rounds", "ignore_band", "ignore_ring", "ignore_unsure", "predictions_of",
                 "inside_vertebra", "ignore_faint", "strong_trainer", "dark_lesions", "ignore_dark_margin", "dark_grow",
-                "min_component", "round_pseudo_masks")
+                "min_component", "round_pseudo_masks", "mirroring")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class Arm:
     # of the typical labelled component of the model's training dataset removed (models trained on masks)
     round_pseudo_masks: Optional[bool] = None  # self-training arms: score the pseudo-masks that the last round's
     # model gives by the arm's rule, refinement and options in the boxes (not its own segmentation there)
+    mirroring: Optional[bool] = None  # test-time mirroring of this arm's own predictions (None: the regime's); the
+    # model is the one an arm of the same recipe without it trains (Workspace.train reuses it)
 
     def label_options(self, ignores: bool):
         """The arm's pseudo-mask options as one checked ``LabelOptions``: where masks lie and how dark lesions are
@@ -129,6 +131,10 @@ ARMS: dict[str, Arm] = {
                                     note="full_mask with every patch centred on a fracture voxel (the regime draws "
                                          "half of them at random): the stock runs predict nothing for their first "
                                          "37-78 of 120 epochs"),
+    "full_mask_all_foreground_mirrored": Arm("nnUNetTrainerFracture", settings="oversample_foreground_percent=1.0",
+                                             mirroring=True,
+                                             note="full_mask_all_foreground's models predicting with nnU-Net's "
+                                                  "default test-time mirroring (the cpu regime predicts without)"),
     "full_mask_boxed": Arm("nnUNetTrainerFracture", predictions_of="full_mask", pseudo_masks="fixed",
                            refine="random_walker", inside_vertebra=1.5, dark_lesions=100.0, dark_grow=75.0,
                            note="full_mask's P in each box by the weak pipeline's rule (fixed 0.5, random walker, "
@@ -351,7 +357,8 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
 def check_arms() -> None:
     """An arm that reuses another's predictions must train the same model, one that removes specks by the
     training masks' volume (``min_component``) must have a model trained on masks, and one that scores a round's
-    pseudo-masks (``round_pseudo_masks``) must have rounds and a rule.
+    pseudo-masks (``round_pseudo_masks``) must have rounds and a rule, and one that sets test-time mirroring must
+    predict with a model of its own.
 
     Raises:
         ValueError: naming the arm and the field that differs.
@@ -363,6 +370,9 @@ def check_arms() -> None:
         if arm.min_component and not (trained.labels == "mask" or trained.self_training_rounds):
             raise ValueError(f"arm {name}: min_component scales the volume of the training masks, but its model "
                              f"trains on {trained.labels}")
+        if arm.mirroring is not None and (arm.predictions_of or arm.self_training_rounds or arm.reference):
+            raise ValueError(f"arm {name}: mirroring sets how the arm's own model predicts; it has none of its own "
+                             "(predictions_of, self-training rounds or a reference)")
         if arm.predictions_of is None:
             continue
         source = ARMS.get(arm.predictions_of)

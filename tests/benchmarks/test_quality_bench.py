@@ -51,6 +51,36 @@ def test_arms_that_reuse_predictions_must_train_the_same_model(monkeypatch):
         check_arms()
 
 
+def test_mirroring_needs_a_model_of_the_arms_own(monkeypatch):
+    base = Arm("nnUNetTrainerFracture", settings="oversample_foreground_percent=1.0")
+    monkeypatch.setitem(quality_arms.ARMS, "base_probe", base)
+    monkeypatch.setitem(quality_arms.ARMS, "mirrored_probe", dataclasses.replace(base, mirroring=True))
+    check_arms()
+    monkeypatch.setitem(quality_arms.ARMS, "mirrored_probe", dataclasses.replace(
+        base, mirroring=True, predictions_of="base_probe"))
+    with pytest.raises(ValueError, match="mirrored_probe: mirroring sets how the arm's own model predicts"):
+        check_arms()
+
+
+def test_an_arm_mirrors_its_predictions_only_when_it_says_so(tmp_path, monkeypatch):
+    """The mirrored arm predicts with nnU-Net's test-time mirroring (no --disable_tta), its base as the regime
+    says (cpu: without), both from the one model that Workspace.train trained for their shared recipe."""
+    import nnunet_fracture.stock_commands as stock_commands
+    from quality import Workspace
+
+    ws = Workspace(tmp_path, "cpu", REGIMES["cpu"], results=tmp_path / "results")
+    commands = []
+    monkeypatch.setattr(stock_commands, "run_stock", lambda command, log, env, echo=False: commands.append(command))
+    monkeypatch.setattr(Workspace, "dataset", lambda self, seed, labels: 700)
+    monkeypatch.setattr(Workspace, "train", lambda self, dataset_id, trainer, settings: None)
+    monkeypatch.setattr(Workspace, "test_dataset", lambda self: tmp_path / "test")
+    for name in ("full_mask_all_foreground", "full_mask_all_foreground_mirrored"):
+        ws.train_and_predict(name, ARMS[name], 0)
+    assert ["--disable_tta" in c for c in commands] == [True, False]
+    assert run_key(ARMS["full_mask_all_foreground"], REGIMES["cpu"], 0, "2") != \
+        run_key(ARMS["full_mask_all_foreground_mirrored"], REGIMES["cpu"], 0, "2")
+
+
 def test_mean_std_by_hand():
     assert mean_std([0.5, 0.7, None]) == "0.600 ± 0.141 (2)"  # sample std of 0.5, 0.7: sqrt(0.02) = 0.1414
     assert mean_std([None]) == "n/a" and mean_std([0.25]) == "0.250 (1)"
