@@ -1,13 +1,15 @@
-"""When each training of a model folder started to mark anything: the first epoch whose online pseudo Dice is above 0.
+"""When each training of a model folder started to learn: the first epoch whose online pseudo Dice is above 0.05.
 
-    python benchmarks/learning_onset.py benchmarks/work/quality/cpu/nnUNet_results/Dataset7?0_*/nnUNetTrainerFracture__* \
-        [--json benchmarks/results/learning_onset.json]
+    python benchmarks/learning_onset.py MODEL_FOLDER [...] [--json benchmarks/results/learning_onset.json]
+
+    MODEL_FOLDER: e.g. benchmarks/work/quality/cpu/nnUNet_results/Dataset7?0_*/nnUNetTrainerFracture__*
 
 Reads every ``fold_*/training_log_*.txt`` under each folder (nnU-Net keeps one per launch, while a later run of the
 same trainer replaces the checkpoint), so the runs the quality bench trained in one folder over a day are all
-there. Before its onset a model predicts no foreground voxel on any validation patch: on the bench's 120-epoch
-schedule, epochs spent there are epochs the model does not learn the fractures. Prints one Markdown row per log:
-epochs logged, the onset, the foreground share it trained with, and the mean pseudo Dice of its last 10 epochs.
+there. Before its onset a model predicts (next to) no foreground voxel on any validation patch: on the bench's
+120-epoch schedule, epochs spent there are epochs the model does not learn the fractures. Prints one Markdown row
+per log: epochs logged, the onset, the foreground share it trained with, and the mean pseudo Dice of its last 10
+epochs.
 """
 from __future__ import annotations
 
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no fold_*/training_log_*.txt under {', '.join(map(str, args.models))}. Fix: pass the "
                          f"model folders nnUNetv2_train wrote (nnUNet_results/DATASET/TRAINER__PLANS__CONFIG).")
     rows = [row for row in map(log_row, logs) if row["epochs"] >= args.min_epochs]
-    print("| training log | epochs | onset epoch | foreground share | pseudo Dice, last 10 epochs |\n|---|---|---|---|---|")
+    print("| training log | epochs | onset epoch | foreground share | pseudo Dice, last 10 epochs |\n"
+          "|---|---|---|---|---|")
     for r in rows:
         last = "n/a" if r["pseudo_dice_last_epochs"] is None else f"{r['pseudo_dice_last_epochs']:.3f}"
         onset = "never" if r["onset_epoch"] is None else r["onset_epoch"]

@@ -22,7 +22,7 @@ def _log(folder: Path, stamp: str, dice: list[str], settings: str = SETTINGS) ->
 
 def test_each_launch_of_a_folder_is_a_row(tmp_path, capsys):
     fold = tmp_path / "Dataset700_X" / "nnUNetTrainerFracture__nnUNetPlansBench__3d_fullres" / "fold_all"
-    _log(fold, "2026_12_7_12_33_23", ["np.float32(0.0)", "np.float32(0.0)", "np.float32(0.4)", "np.float32(0.6)"])
+    _log(fold, "2026_12_7_12_33_23", ["np.float32(0.001)", "np.float32(0.0)", "np.float32(0.4)", "np.float32(0.6)"])
     _log(fold, "2026_12_7_20_47_17", ["0.0", "0.0", "0.0"], settings="")  # an older nnU-Net log, no settings line
     _log(fold, "2026_12_7_21_00_00", ["0.0"])  # stopped after one epoch: left out
     out = tmp_path / "onset.json"
@@ -30,7 +30,7 @@ def test_each_launch_of_a_folder_is_a_row(tmp_path, capsys):
     rows = json.loads(out.read_text(encoding="utf-8"))
     assert [(r["epochs"], r["onset_epoch"], r["oversample_foreground_percent"]) for r in rows] == \
         [(4, 2, 1.0), (3, None, None)]
-    assert rows[0]["pseudo_dice_last_epochs"] == pytest.approx(0.25)  # (0 + 0 + 0.4 + 0.6) / 4
+    assert rows[0]["pseudo_dice_last_epochs"] == pytest.approx(0.25025)  # (0.001 + 0 + 0.4 + 0.6) / 4
     assert rows[1]["collapsed"] is True
     printed = capsys.readouterr().out
     assert "| 4 | 2 | 1.0 | 0.250 |" in printed and "| 3 | never | None | 0.000 |" in printed

@@ -73,8 +73,11 @@ def test_pseudo_dice_lines_as_numpy_1_and_2_print_them():
     assert pseudo_dice_in_log("no validation yet\n") == []
 
 
-def test_learning_onset_is_the_first_epoch_above_zero():
-    assert learning_onset([0.0, NAN, 0.0, 0.06, 0.0, 0.5]) == 3
+def test_learning_onset_is_the_first_epoch_above_the_bar():
+    assert learning_onset([0.001, 0.0, NAN, 0.0, 0.06, 0.0, 0.5]) == 4  # chance voxels at initialisation pass over
+    assert learning_onset([0.001, 0.0, 0.5], above=0.0) == 0
     assert learning_onset([0.2]) == 0
-    assert learning_onset([0.0, NAN, 0.0]) is None
+    assert learning_onset([0.0, NAN, 0.05]) is None  # "above": 0.05 itself is not
     assert learning_onset([]) is None
+    with pytest.raises(ValueError, match=r"above must be in \[0, 1\), got 1.0"):
+        learning_onset([0.5], above=1.0)
