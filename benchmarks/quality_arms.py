@@ -135,6 +135,13 @@ ARMS: dict[str, Arm] = {
                                              mirroring=True,
                                              note="full_mask_all_foreground's models predicting with nnU-Net's "
                                                   "default test-time mirroring (the cpu regime predicts without)"),
+    "full_mask_all_foreground_mirrored_cleaned": Arm("nnUNetTrainerFracture",
+                                                     settings="oversample_foreground_percent=1.0",
+                                                     predictions_of="full_mask_all_foreground_mirrored",
+                                                     min_component=0.1,
+                                                     note="full_mask_all_foreground_mirrored's segmentations without "
+                                                          "their components under 10 % of the typical training "
+                                                          "fracture's volume (nnunet-fracture postprocess --dataset)"),
     "full_mask_boxed": Arm("nnUNetTrainerFracture", predictions_of="full_mask", pseudo_masks="fixed",
                            refine="random_walker", inside_vertebra=1.5, dark_lesions=100.0, dark_grow=75.0,
                            note="full_mask's P in each box by the weak pipeline's rule (fixed 0.5, random walker, "
