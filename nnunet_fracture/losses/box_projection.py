@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from nnunet_fracture.losses.bag_aggregation import BoxNumbers, checked_bags, pool_segments
-from nnunet_fracture.losses.plane_bags import check_axes, check_margin, find_plane_bags
+from nnunet_fracture.losses.plane_bags import check_axes, check_margin, check_per_spatial_axis, find_plane_bags
 from nnunet_fracture.losses.window_mean import check_width, window_mean_logits
 
 
@@ -67,9 +67,7 @@ class BoxProjectionLoss(nn.Module):
         """
         bags = checked_bags(logits, box_numbers)
         margin = self.margin if margin is None else check_margin(margin)
-        if len(margin) != logits.ndim - 2:
-            raise ValueError(f"margin has {len(margin)} entries but logits {tuple(logits.shape)} has "
-                             f"{logits.ndim - 2} spatial axes")
+        check_per_spatial_axis("margin", margin, logits.shape)
         window = self.window if window is None else check_width(window)
         x = logits.float()
         planes = find_plane_bags(bags, margin, self.axes) if bags.count else None

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from nnunet_fracture.losses.bag_aggregation import BoxNumbers, check_aggregation, checked_bags, pool_segments
-from nnunet_fracture.losses.plane_bags import check_axes, check_margin, find_plane_bags, rim_voxels
+from nnunet_fracture.losses.plane_bags import (check_axes, check_margin, check_per_spatial_axis, find_plane_bags,
+                                               rim_voxels)
 from nnunet_fracture.losses.window_mean import check_width, window_mean_logits
 
 
@@ -125,10 +126,8 @@ class BoxTightnessLoss(nn.Module):
         margin = self.margin if margin is None else check_margin(margin)
         rim = self.rim if rim is None else check_margin(rim)
         window = self.window if window is None else check_width(window)
-        for name, value in (("margin", margin), ("rim", rim)):
-            if len(value) != logits.ndim - 2:
-                raise ValueError(f"{name} has {len(value)} entries but logits {tuple(logits.shape)} has "
-                                 f"{logits.ndim - 2} spatial axes")
+        check_per_spatial_axis("margin", margin, logits.shape)
+        check_per_spatial_axis("rim", rim, logits.shape)
         x = logits.float().reshape(logits.shape[0], -1)
         total = x.sum() * 0.0
         planes = find_plane_bags(bags, margin, self.axes) if bags.count else None

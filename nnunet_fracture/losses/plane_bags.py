@@ -126,6 +126,17 @@ def check_margin(margin: object, n_axes: int | None = None) -> tuple[float, ...]
     return tuple(float(m) for m in margin)
 
 
+def check_per_spatial_axis(name: str, value: Sequence[float], logits_shape: Sequence[int]) -> None:
+    """Check that a per-axis setting (a margin, a rim) has one entry per spatial axis of ``(B, C, *spatial)`` logits.
+
+    Raises:
+        ValueError: quoting both lengths and the logits' shape.
+    """
+    if len(value) != len(logits_shape) - 2:
+        raise ValueError(f"{name} has {len(value)} entries but logits {tuple(logits_shape)} has "
+                         f"{len(logits_shape) - 2} spatial axes")
+
+
 def check_axes(axes: object, n_axes: int) -> tuple[int, ...]:
     """Check the spatial axes that get plane bags: distinct integers in ``[0, n_axes)``, at least one.
 
