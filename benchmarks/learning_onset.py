@@ -31,7 +31,7 @@ def log_row(log: Path) -> dict:
     share = _FOREGROUND.search(text)
     return {"log": str(log), "epochs": len(dice), "onset_epoch": learning_onset(dice),
             "oversample_foreground_percent": float(share.group(1)) if share else None,
-            **pseudo_dice_summary(dice, LAST_EPOCHS)}
+            **pseudo_dice_summary(dice)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no fold_*/training_log_*.txt under {', '.join(map(str, args.models))}. Fix: pass the "
                          f"model folders nnUNetv2_train wrote (nnUNet_results/DATASET/TRAINER__PLANS__CONFIG).")
     rows = [row for row in map(log_row, logs) if row["epochs"] >= args.min_epochs]
-    print("| training log | epochs | onset epoch | foreground share | pseudo Dice, last 10 epochs |\n"
+    print(f"| training log | epochs | onset epoch | foreground share | pseudo Dice, last {LAST_EPOCHS} epochs |\n"
           "|---|---|---|---|---|")
     for r in rows:
         last = "n/a" if r["pseudo_dice_last_epochs"] is None else f"{r['pseudo_dice_last_epochs']:.3f}"

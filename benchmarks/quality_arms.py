@@ -102,6 +102,8 @@ _SOLID_INSIDE = Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                     settings=DEFAULT_RECIPE, predictions_of="weak_bbox",
                     inside_vertebra=1.5)
 _VOXEL_INSIDE = replace(_SOLID_INSIDE, settings=VOXEL_RECIPE, predictions_of="voxel_bags")
+# the full-mask recipe with every patch centred on a fracture voxel; its arms add mirroring and speck removal
+_ALL_FOREGROUND = Arm("nnUNetTrainerFracture", settings="oversample_foreground_percent=1.0")
 #: the fields that only shape a self-training round's labels and training: the weak model under an arm is the same
 #: without them (its predictions are shared)
 ROUND_ONLY_FIELDS = ("ignore_ring", "ignore_unsure", "inside_vertebra", "ignore_faint", "strong_trainer",
@@ -127,21 +129,16 @@ ARMS: dict[str, Arm] = {
                               note="full_mask on the true masks split by polarity into two classes (dense bands, "
                                    "lucent clefts; from the CT, no annotation added): nnU-Net draws each class of "
                                    "a case equally often and scores each class's Dice"),
-    "full_mask_all_foreground": Arm("nnUNetTrainerFracture", settings="oversample_foreground_percent=1.0",
-                                    note="full_mask with every patch centred on a fracture voxel (the regime draws "
-                                         "half of them at random): the stock runs predict nothing for their first "
-                                         "37-78 of 120 epochs"),
-    "full_mask_all_foreground_mirrored": Arm("nnUNetTrainerFracture", settings="oversample_foreground_percent=1.0",
-                                             mirroring=True,
-                                             note="full_mask_all_foreground's models predicting with nnU-Net's "
-                                                  "default test-time mirroring (the cpu regime predicts without)"),
-    "full_mask_all_foreground_mirrored_cleaned": Arm("nnUNetTrainerFracture",
-                                                     settings="oversample_foreground_percent=1.0",
-                                                     predictions_of="full_mask_all_foreground_mirrored",
-                                                     min_component=0.1,
-                                                     note="full_mask_all_foreground_mirrored's segmentations without "
-                                                          "their components under 10 % of the typical training "
-                                                          "fracture's volume (nnunet-fracture postprocess --dataset)"),
+    "full_mask_all_foreground": replace(_ALL_FOREGROUND, note="full_mask with every patch centred on a fracture voxel "
+                                        "(the regime draws half of them at random): the stock runs predict nothing "
+                                        "for their first 37-78 of 120 epochs"),
+    "full_mask_all_foreground_mirrored": replace(_ALL_FOREGROUND, mirroring=True,
+                                                 note="full_mask_all_foreground's models predicting with nnU-Net's "
+                                                      "default test-time mirroring (the cpu regime predicts without)"),
+    "full_mask_all_foreground_mirrored_cleaned": replace(
+        _ALL_FOREGROUND, predictions_of="full_mask_all_foreground_mirrored", min_component=0.1,
+        note="full_mask_all_foreground_mirrored's segmentations without their components under 10 % of the typical "
+             "training fracture's volume (nnunet-fracture postprocess --dataset)"),
     "full_mask_boxed": Arm("nnUNetTrainerFracture", predictions_of="full_mask", pseudo_masks="fixed",
                            refine="random_walker", inside_vertebra=1.5, dark_lesions=100.0, dark_grow=75.0,
                            note="full_mask's P in each box by the weak pipeline's rule (fixed 0.5, random walker, "

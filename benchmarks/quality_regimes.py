@@ -32,10 +32,13 @@ class Regime:
 
     def settings_with(self, arm_settings: str) -> str:
         """``NNUNET_FRACTURE_SETTINGS`` of a run: the schedule, then the arm's settings; a key the arm sets (such as
-        ``oversample_foreground_percent``) replaces the schedule's."""
-        own = {token.split("=", 1)[0] for token in arm_settings.split()}
+        ``oversample_foreground_percent``) replaces the schedule's. The arm's keys are read by the trainers' own
+        parser (:func:`nnunet_fracture.training.settings.parse_pairs`)."""
+        from nnunet_fracture.training.settings import parse_pairs
+
+        own = parse_pairs(arm_settings)
         kept = [token for token in self.schedule().split() if token.split("=", 1)[0] not in own]
-        return " ".join([*kept, *arm_settings.split()])
+        return " ".join([*kept, arm_settings.strip()]).strip()
 
 
 REGIMES: dict[str, Regime] = {

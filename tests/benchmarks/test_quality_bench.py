@@ -253,22 +253,6 @@ def test_a_model_trained_with_the_same_settings_is_reused(tmp_path, monkeypatch)
     assert [c.split()[-1] for c in calls] == ["lambda_tightness=1", "lambda_tightness=2", "lambda_tightness=1"]
 
 
-def test_an_arm_setting_replaces_the_schedules_own():
-    """An arm may set a schedule key (oversample_foreground_percent) once: NNUNET_FRACTURE_SETTINGS refuses a key
-    given twice. Other arms' settings strings stay as they were (a model's settings record compares them)."""
-    smoke = REGIMES["smoke"]
-    assert smoke.schedule() == ("num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=2 "
-                                "oversample_foreground_percent=0.5 probabilistic_oversampling=true "
-                                "final_validation=false")
-    assert smoke.settings_with("oversample_foreground_percent=1.0 lambda_size=0.1") == (
-        "num_epochs=1 num_iterations_per_epoch=2 num_val_iterations_per_epoch=2 probabilistic_oversampling=true "
-        "final_validation=false oversample_foreground_percent=1.0 lambda_size=0.1")
-    assert smoke.settings_with("") == smoke.schedule()
-    for arm in ARMS.values():
-        if "oversample_foreground_percent" not in arm.settings:
-            assert REGIMES["cpu"].settings_with(arm.settings) == f"{REGIMES['cpu'].schedule()} {arm.settings}".strip()
-
-
 def test_a_self_training_arm_trains_its_weak_model_only_without_cached_predictions(tmp_path, monkeypatch):
     """Arms that differ only in their round labels (ring, unsure boxes) share the weak model's predictions of the
     training images; with them cached, the weak model is not trained again."""
