@@ -48,6 +48,9 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
     ("full_mask_all_foreground_mirrored", "full_mask_all_foreground", "+ test-time mirroring (nnU-Net's default)"),
     ("full_mask_all_foreground_mirrored_cleaned", "full_mask_all_foreground_mirrored",
      "+ specks removed: components under 10 % of the typical training fracture"),
+    ("full_mask_mirrored", "full_mask", "ceiling + test-time mirroring (retrained models: not paired)"),
+    ("full_mask_mirrored_cleaned", "full_mask_mirrored", "+ specks removed: components under 10 % of the typical "
+     "training fracture"),
     ("full_mask_boxed", "full_mask", "ceiling + its P in the boxes by the pseudo-mask rule (paired runs: "
      "benchmarks/results/quality_reruns/full_mask_2026-12-07)"),
     ("full_mask_cleaned", "full_mask",

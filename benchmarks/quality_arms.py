@@ -139,6 +139,11 @@ ARMS: dict[str, Arm] = {
         _ALL_FOREGROUND, predictions_of="full_mask_all_foreground_mirrored", min_component=0.1,
         note="full_mask_all_foreground_mirrored's segmentations without their components under 10 % of the typical "
              "training fracture's volume (nnunet-fracture postprocess --dataset)"),
+    "full_mask_mirrored": Arm("nnUNetTrainerFracture", mirroring=True,
+                              note="full_mask's models predicting with nnU-Net's default test-time mirroring"),
+    "full_mask_mirrored_cleaned": Arm("nnUNetTrainerFracture", predictions_of="full_mask_mirrored", min_component=0.1,
+                                      note="full_mask_mirrored without its components under 10 % of the typical "
+                                           "training fracture's volume"),
     "full_mask_boxed": Arm("nnUNetTrainerFracture", predictions_of="full_mask", pseudo_masks="fixed",
                            refine="random_walker", inside_vertebra=1.5, dark_lesions=100.0, dark_grow=75.0,
                            note="full_mask's P in each box by the weak pipeline's rule (fixed 0.5, random walker, "
