@@ -48,7 +48,8 @@ ABLATION: tuple[tuple[str, Optional[str], str], ...] = (
     ("full_mask_all_foreground_mirrored", "full_mask_all_foreground", "+ test-time mirroring (nnU-Net's default)"),
     ("full_mask_all_foreground_mirrored_cleaned", "full_mask_all_foreground_mirrored",
      "+ specks removed: components under 10 % of the typical training fracture"),
-    ("full_mask_mirrored", "full_mask", "ceiling + test-time mirroring (retrained models: not paired)"),
+    ("full_mask_unmirrored", "full_mask", "ceiling trained again (the models of the next two rows)"),
+    ("full_mask_mirrored", "full_mask_unmirrored", "+ test-time mirroring (nnU-Net's default)"),
     ("full_mask_mirrored_cleaned", "full_mask_mirrored", "+ specks removed: components under 10 % of the typical "
      "training fracture"),
     ("full_mask_boxed", "full_mask", "ceiling + its P in the boxes by the pseudo-mask rule (paired runs: "

@@ -141,6 +141,9 @@ ARMS: dict[str, Arm] = {
              "training fracture's volume (nnunet-fracture postprocess --dataset)"),
     "full_mask_mirrored": Arm("nnUNetTrainerFracture", mirroring=True,
                               note="full_mask's models predicting with nnU-Net's default test-time mirroring"),
+    "full_mask_unmirrored": Arm("nnUNetTrainerFracture", mirroring=False,
+                                note="full_mask_mirrored's models predicting without mirroring (full_mask's recipe; "
+                                     "the run key differs, so the current models predict again): its paired base"),
     "full_mask_mirrored_cleaned": Arm("nnUNetTrainerFracture", predictions_of="full_mask_mirrored", min_component=0.1,
                                       note="full_mask_mirrored without its components under 10 % of the typical "
                                            "training fracture's volume"),
@@ -353,7 +356,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
                     "projection_bags"),
     # speck removal paired with the model it cleans; full_mask_cleaned pairs only with a full_mask run whose
     # predictions are in the workspace, so its runs live in benchmarks/results/quality_reruns/full_mask_2026-12-07
-    "postprocess": ("flywheel", "flywheel_cleaned"),
+    "postprocess": ("flywheel", "flywheel_cleaned", "full_mask_mirrored", "full_mask_mirrored_cleaned"),
     # the pipeline's last pseudo-masks: the round's model in place of the weak model
     "round_masks": ("flywheel", "flywheel_masks"),
     "polarity": ("full_mask_polarity",),
