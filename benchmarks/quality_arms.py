@@ -139,11 +139,11 @@ ARMS: dict[str, Arm] = {
         _ALL_FOREGROUND, predictions_of="full_mask_all_foreground_mirrored", min_component=0.1,
         note="full_mask_all_foreground_mirrored's segmentations without their components under 10 % of the typical "
              "training fracture's volume (nnunet-fracture postprocess --dataset)"),
-    "full_mask_mirrored": Arm("nnUNetTrainerFracture", mirroring=True,
-                              note="full_mask's models predicting with nnU-Net's default test-time mirroring"),
     "full_mask_unmirrored": Arm("nnUNetTrainerFracture", mirroring=False,
                                 note="full_mask_mirrored's models predicting without mirroring (full_mask's recipe; "
                                      "the run key differs, so the current models predict again): its paired base"),
+    "full_mask_mirrored": Arm("nnUNetTrainerFracture", mirroring=True,
+                              note="full_mask's models predicting with nnU-Net's default test-time mirroring"),
     "full_mask_mirrored_cleaned": Arm("nnUNetTrainerFracture", predictions_of="full_mask_mirrored", min_component=0.1,
                                       note="full_mask_mirrored without its components under 10 % of the typical "
                                            "training fracture's volume"),
