@@ -14,6 +14,8 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
+from quality_recipes import (AFFINITY_RECIPE, DEFAULT_RECIPE, MEAN_BAGS, PRIORS_OFF, SLICE_MAX_BAGS, SLICE_PLANE_BAGS,
+                             VOXEL_RECIPE)
 from quality_regimes import Regime
 
 
@@ -68,27 +70,6 @@ class Arm:
                             ignore_dark_margin=self.ignore_dark_margin or 0)
 
 
-_PRIORS_OFF = "lambda_outside=0 lambda_mil=0 lambda_contrast=0"  # the box priors replace L1-L3
-_BAG_PRIORS = f"{_PRIORS_OFF} lambda_tightness=1 lambda_size=0.1"  # plane bags + size bounds
-#: nnUNetTrainerWeakBBox's default recipe since 2026-12-07, spelled out (a test checks it equals the trainer's
-#: defaults): solid plane bags + size bounds
-DEFAULT_RECIPE = f"{_BAG_PRIORS} tightness_window=2"
-# every recipe spells its plane-bag window, so that a change of the trainer's default cannot reuse a cached run:
-# the default recipe of 2026-12-06/07 (voxel plane bags + size bounds) ...
-VOXEL_RECIPE = f"{_BAG_PRIORS} tightness_window=1"
-# ... and the one before it (plus HU affinity); the arms measured on their weak models keep them
-AFFINITY_RECIPE = f"{VOXEL_RECIPE} lambda_affinity=1"
-#: nnUNetTrainerWeakSlice's first recipe, spelled out: one bag per slice range, its maximum, with L1 and L3
-SLICE_MAX_BAGS = ("lambda_outside=1 lambda_mil=1 lambda_contrast=0.1 bag_aggregation=max lambda_tightness=0 "
-                  "lambda_size=0")
-#: slice ranges through the plane bags: each slice of a range's core is a bag, nothing asked in-plane. A slice of a
-#: 48 x 48 patch is a bag of 2,304 voxels: the alpha-softmax with alpha = 4 needs ~400 voxels at P = 1 for S = 0.9
-#: (a whole vertebral body's cross-section), with alpha = 8 twenty (Wang & Xia's range is 4-8)
-SLICE_PLANE_BAGS = (f"{_PRIORS_OFF} lambda_tightness=1 tightness_planes=slice tightness_window=2 smooth_max_alpha=8 "
-                    "lambda_size=0")
-MEAN_BAGS = ("lambda_outside=1 lambda_mil=1 lambda_contrast=0.1 bag_aggregation=mean lambda_tightness=0 lambda_size=0 "
-             "lambda_affinity=0")
-
 # one self-training round on the solid-bag weak model (weak_bbox's recipe), its labels kept inside the boxed
 # vertebra; the flywheel_solid_* and flywheel_dark_* arms add to it
 _SOLID_ROUND = Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed", refine="random_walker",
@@ -102,8 +83,9 @@ _SOLID_INSIDE = Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
                     settings=DEFAULT_RECIPE, predictions_of="weak_bbox",
                     inside_vertebra=1.5)
 _VOXEL_INSIDE = replace(_SOLID_INSIDE, settings=VOXEL_RECIPE, predictions_of="voxel_bags")
-# the full-mask recipe with every patch centred on a fracture voxel; its arms add mirroring and speck removal
-_ALL_FOREGROUND = Arm("nnUNetTrainerFracture", settings="oversample_foreground_percent=1.0")
+# the full-mask recipe (the ceiling), and the same with every patch centred on a fracture voxel
+_FULL_MASK = Arm("nnUNetTrainerFracture")
+_ALL_FOREGROUND = replace(_FULL_MASK, settings="oversample_foreground_percent=1.0")
 #: the fields that only shape a self-training round's labels and training: the weak model under an arm is the same
 #: without them (its predictions are shared)
 ROUND_ONLY_FIELDS = ("ignore_ring", "ignore_unsure", "inside_vertebra", "ignore_faint", "strong_trainer",
@@ -118,6 +100,13 @@ def _masks_of(model: str, settings: str, rule: str) -> Arm:
     """Another pseudo-mask rule (or, for ``fixed``, the random walker) on the weak model of arm ``model``."""
     return Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks=rule, settings=settings, predictions_of=model,
                refine="random_walker" if rule == "fixed" else None, note=f"{model}'s model, {_RULES[rule]}")
+
+
+def _specks_removed(source: str, recipe: Arm) -> Arm:
+    """Arm ``source``'s segmentations (a model of the full-mask ``recipe``) without their small components."""
+    return replace(recipe, predictions_of=source, min_component=0.1,
+                   note=f"{source}'s segmentations without their components under 10 % of the typical training "
+                        "fracture's volume (nnunet-fracture postprocess --dataset)")
 
 
 ARMS: dict[str, Arm] = {
@@ -135,26 +124,19 @@ ARMS: dict[str, Arm] = {
     "full_mask_all_foreground_mirrored": replace(_ALL_FOREGROUND, mirroring=True,
                                                  note="full_mask_all_foreground's models predicting with nnU-Net's "
                                                       "default test-time mirroring (the cpu regime predicts without)"),
-    "full_mask_all_foreground_mirrored_cleaned": replace(
-        _ALL_FOREGROUND, predictions_of="full_mask_all_foreground_mirrored", min_component=0.1,
-        note="full_mask_all_foreground_mirrored's segmentations without their components under 10 % of the typical "
-             "training fracture's volume (nnunet-fracture postprocess --dataset)"),
+    "full_mask_all_foreground_mirrored_cleaned": _specks_removed("full_mask_all_foreground_mirrored", _ALL_FOREGROUND),
     "full_mask_unmirrored": Arm("nnUNetTrainerFracture", mirroring=False,
                                 note="full_mask_mirrored's models predicting without mirroring (full_mask's recipe; "
                                      "the run key differs, so the current models predict again): its paired base"),
     "full_mask_mirrored": Arm("nnUNetTrainerFracture", mirroring=True,
                               note="full_mask's models predicting with nnU-Net's default test-time mirroring"),
-    "full_mask_mirrored_cleaned": Arm("nnUNetTrainerFracture", predictions_of="full_mask_mirrored", min_component=0.1,
-                                      note="full_mask_mirrored without its components under 10 % of the typical "
-                                           "training fracture's volume"),
+    "full_mask_mirrored_cleaned": _specks_removed("full_mask_mirrored", _FULL_MASK),
     "full_mask_boxed": Arm("nnUNetTrainerFracture", predictions_of="full_mask", pseudo_masks="fixed",
                            refine="random_walker", inside_vertebra=1.5, dark_lesions=100.0, dark_grow=75.0,
                            note="full_mask's P in each box by the weak pipeline's rule (fixed 0.5, random walker, "
                                 "1.5 mm inside the vertebra, dark lesions grown): the boxes' help to a full-mask "
                                 "model, beside flywheel_masks"),
-    "full_mask_cleaned": Arm("nnUNetTrainerFracture", predictions_of="full_mask", min_component=0.1,
-                             note="full_mask's segmentations without their components under 10 % of the typical "
-                                  "training fracture's volume (nnunet-fracture postprocess --dataset)"),
+    "full_mask_cleaned": _specks_removed("full_mask", _FULL_MASK),
     "box_fill": Arm(None, labels="box", reference="box_fill", note="every box filled: the floor"),
     "hu_threshold": Arm(None, labels="box", reference="hu_threshold",
                         note="inside each box, HU above the threshold that is best on the training cases"),
@@ -168,7 +150,7 @@ ARMS: dict[str, Arm] = {
                      note="the first recipe (the trainer's default until 2026-12-05): each box one bag, its mean P "
                           "pushed to 1 (L2), outside voxels to 0 (L1), a contrast margin (L3); 30 % of each box kept"),
     "plane_bags": Arm("nnUNetTrainerWeakBBox", labels="box", pseudo_masks="fixed",
-                      settings=f"{_PRIORS_OFF} lambda_tightness=1 tightness_window=1",
+                      settings=f"{PRIORS_OFF} lambda_tightness=1 tightness_window=1",
                       note="plane bags with a smooth maximum and focal unary (Wang & Xia in 3D), P >= 0.5 in boxes"),
     # the trainer's default recipe of 2026-12-06/07 (called plus_size before it became the default, weak_bbox while
     # it was); cached results are keyed by the recipe, not the name
